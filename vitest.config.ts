@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 20_000,
+    hookTimeout: 30_000,
+    // Integration tests start real servers on loopback; two cores are shared.
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
