@@ -1,0 +1,21 @@
+import type { Interceptor } from "@connectrpc/connect";
+
+/**
+ * CLIENT_INTERCEPTOR_ORDER documents the fixed order of the client chain,
+ * outermost first. The mesh transport runs the chain once per logical call;
+ * everything at or below the `attempt` line runs once per attempt. Later
+ * features (tracing, idempotency keys, breakers, retries) take the slots named
+ * here, so their order is decided in this one place.
+ *
+ * User interceptors run first, once per logical call, so they see the call as
+ * the application made it and the final outcome after all retries.
+ */
+export const CLIENT_INTERCEPTOR_ORDER = [
+  "user", // MeshTransportOptions.interceptors, in the order given
+  "attempt", // per attempt: rewrite grpc-timeout to the time left, pick an endpoint, send
+] as const;
+
+/** buildClientChain assembles the client interceptors in CLIENT_INTERCEPTOR_ORDER. */
+export function buildClientChain(parts: { user: readonly Interceptor[] }): Interceptor[] {
+  return [...parts.user];
+}

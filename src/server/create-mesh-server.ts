@@ -1,0 +1,292 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import {
+  Code,
+  ConnectError,
+  type ConnectRouter,
+  type ConnectRouterOptions,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { formatAddress } from "../discovery/address.js";
+import { createHealthService, Health } from "./health-service.js";
+import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
+import { peerKey, serverCallKey } from "./server-call.js";
+import { buildServerChain } from "./server-chain.js";
+
+/** MeshServerTlsOptions turns on TLS (h2 over ALPN) instead of cleartext h2c. */
+export interface MeshServerTlsOptions {
+  readonly key: string | Buffer;
+  readonly cert: string | Buffer;
+  /** ca verifies client certificates when `requestCert` is set. */
+  readonly ca?: string | Buffer;
+  /** requestCert asks clients for a certificate (mutual TLS); default false. */
+  readonly requestCert?: boolean;
+}
+
+/** MeshServerOptions configures createMeshServer. */
+export interface MeshServerOptions {
+  /** routes registers services the Connect way: `(router) => router.service(Desc, impl)`. */
+  readonly routes: (router: ConnectRouter) => void;
+  /**
+   * interceptors are the user's server interceptors. They run inside the mesh's
+   * own (deadline and call scope first), right around the handler; see
+   * `SERVER_INTERCEPTOR_ORDER`.
+   */
+  readonly interceptors?: readonly Interceptor[];
+  /** maxTimeoutMs caps the deadline a client may ask for (INVALID_ARGUMENT above it); default none. */
+  readonly maxTimeoutMs?: number;
+  /** tls serves h2 over TLS; default cleartext h2c. */
+  readonly tls?: MeshServerTlsOptions;
+  /** health serves `grpc.health.v1.Health`; default true. */
+  readonly health?: boolean;
+  /** defaultGraceMs is close()'s drain time when none is given; default 10_000. */
+  readonly defaultGraceMs?: number;
+  /**
+   * connect passes further options to Connect's router (readMaxBytes,
+   * compression, protocols...). `interceptors`, `maxTimeoutMs`,
+   * `shutdownSignal` and `requestGate` are the mesh's own and cannot be set here.
+   */
+  readonly connect?: Omit<
+    ConnectRouterOptions,
+    "interceptors" | "maxTimeoutMs" | "shutdownSignal" | "requestGate"
+  >;
+}
+
+/** ListenOptions says where a mesh server listens. */
+export interface ListenOptions {
+  /** host to bind; default `127.0.0.1`. */
+  readonly host?: string;
+  /** port to bind; 0 (the default) picks a free port. */
+  readonly port?: number;
+}
+
+/** BoundAddress is where a server listens once `listen` resolves. */
+export interface BoundAddress {
+  readonly host: string;
+  readonly port: number;
+  /** address is `host:port`, with IPv6 hosts in brackets: a mesh target. */
+  readonly address: string;
+  /** url is `http://host:port` (or https with TLS), for `buf curl` and Connect clients. */
+  readonly url: string;
+}
+
+/** CloseOptions says how long close() lets in-flight calls finish. */
+export interface CloseOptions {
+  /** graceMs is how long in-flight calls may run before they are cancelled. */
+  readonly graceMs?: number;
+}
+
+/** MeshServer is a running (or ready to run) mesh server. */
+export interface MeshServer {
+  /** listen binds and resolves with the bound address; health turns SERVING. */
+  listen(options?: ListenOptions): Promise<BoundAddress>;
+  /**
+   * close drains and stops the server: health goes NOT_SERVING, no new
+   * connections or streams are accepted (GOAWAY), in-flight calls get up to
+   * `graceMs` to finish, then the rest are cancelled with UNAVAILABLE.
+   * Idempotent: every call returns the same promise.
+   */
+  close(options?: CloseOptions): Promise<void>;
+  /** health is the status table behind `grpc.health.v1.Health`. */
+  readonly health: HealthStatus;
+  /** inFlight is the number of calls being served now. */
+  readonly inFlight: number;
+  /** address is the bound address, once listening. */
+  readonly address: BoundAddress | undefined;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const DEFAULTS: { readonly health: boolean; readonly defaultGraceMs: number } = {
+  health: true,
+  defaultGraceMs: 10_000,
+};
+
+// After the grace period, cancelled calls still need a moment to write their
+// error trailers before the sessions are destroyed.
+const CANCEL_FLUSH_MS = 100;
+
+/**
+ * createMeshServer builds a server for Connect services on node:http2 that
+ * speaks gRPC, gRPC-Web and the Connect protocol on one port, enforces
+ * deadlines, propagates them to calls made by handlers, serves gRPC health and
+ * drains gracefully on close.
+ */
+export function createMeshServer(options: MeshServerOptions): MeshServer {
+  const opts = { ...DEFAULTS, ...options };
+  validateServerOptions(opts);
+  const shutdown = new AbortController();
+  const healthStop = new AbortController();
+  const health = createHealthStatus([]);
+
+  const handler = connectNodeAdapter({
+    ...opts.connect,
+    routes(router) {
+      opts.routes(router);
+      for (const h of router.handlers) {
+        health.set(h.service.typeName, ServingStatus.NOT_SERVING);
+      }
+      if (opts.health) {
+        router.service(Health, createHealthService(health, healthStop.signal));
+      }
+    },
+    interceptors: buildServerChain({ user: opts.interceptors ?? [] }),
+    ...(opts.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: opts.maxTimeoutMs }),
+    shutdownSignal: shutdown.signal,
+    contextValues(req) {
+      const values = createContextValues();
+      const socket = req.socket;
+      if (socket?.remoteAddress !== undefined) {
+        values.set(peerKey, formatAddress(socket.remoteAddress, socket.remotePort ?? 0));
+      }
+      return values;
+    },
+    requestGate(ctx) {
+      ctx.values.set(serverCallKey, {
+        peerAddress: ctx.values.get(peerKey),
+        timeoutMs: ctx.timeoutMs,
+        signal: ctx.signal,
+      });
+    },
+  });
+
+  const h2 =
+    opts.tls === undefined
+      ? http2.createServer()
+      : http2.createSecureServer({
+          key: opts.tls.key,
+          cert: opts.tls.cert,
+          ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
+          requestCert: opts.tls.requestCert ?? false,
+          allowHTTP1: false,
+        });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  let closing = false;
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.on("close", () => sessions.delete(session));
+    if (closing) {
+      session.close();
+    }
+  });
+  h2.on("request", (req, res) => {
+    inFlight++;
+    res.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) {
+        drained?.();
+      }
+    });
+    handler(req, res);
+  });
+
+  let bound: BoundAddress | undefined;
+  let listening: Promise<BoundAddress> | undefined;
+  let closed: Promise<void> | undefined;
+
+  async function doClose(graceMs: number): Promise<void> {
+    closing = true;
+    health.setAll(ServingStatus.NOT_SERVING);
+    healthStop.abort();
+    if (listening !== undefined) {
+      await listening.catch(() => undefined);
+    }
+    const serverClosed = new Promise<void>((resolve) => {
+      if (!h2.listening) {
+        resolve();
+        return;
+      }
+      h2.close(() => resolve());
+    });
+    // GOAWAY: no new streams on existing connections; open streams continue.
+    for (const s of sessions) {
+      s.close();
+    }
+    if (inFlight > 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((resolve) => {
+        drained = resolve;
+        timer = setTimeout(resolve, graceMs);
+      });
+      clearTimeout(timer);
+    }
+    if (inFlight > 0) {
+      shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
+      await new Promise((resolve) => setTimeout(resolve, CANCEL_FLUSH_MS));
+    }
+    for (const s of sessions) {
+      s.destroy();
+    }
+    await serverClosed;
+  }
+
+  const server: MeshServer = {
+    listen(listenOptions = {}) {
+      if (listening !== undefined) {
+        return Promise.reject(new Error("mesh server: listen() was already called"));
+      }
+      if (closing) {
+        return Promise.reject(new Error("mesh server: listen() after close()"));
+      }
+      const host = listenOptions.host ?? "127.0.0.1";
+      const port = listenOptions.port ?? 0;
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        return Promise.reject(new RangeError(`port ${port} must be an integer in 0..65535`));
+      }
+      listening = new Promise<BoundAddress>((resolve, reject) => {
+        h2.once("error", reject);
+        h2.listen(port, host, () => {
+          h2.off("error", reject);
+          const info = h2.address() as AddressInfo;
+          const address = formatAddress(info.address, info.port);
+          bound = {
+            host: info.address,
+            port: info.port,
+            address,
+            url: `${opts.tls === undefined ? "http" : "https"}://${address}`,
+          };
+          health.setAll(ServingStatus.SERVING);
+          resolve(bound);
+        });
+      });
+      return listening;
+    },
+    close(closeOptions = {}) {
+      const graceMs = closeOptions.graceMs ?? opts.defaultGraceMs;
+      if (!(graceMs >= 0)) {
+        return Promise.reject(new RangeError(`graceMs ${graceMs} must be >= 0`));
+      }
+      closed ??= doClose(graceMs);
+      return closed;
+    },
+    health,
+    get inFlight() {
+      return inFlight;
+    },
+    get address() {
+      return bound;
+    },
+    [Symbol.asyncDispose]() {
+      return server.close();
+    },
+  };
+  return server;
+}
+
+function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void {
+  if (typeof opts.routes !== "function") {
+    throw new TypeError("createMeshServer: routes must be a function (router) => void");
+  }
+  if (opts.maxTimeoutMs !== undefined && !(opts.maxTimeoutMs > 0)) {
+    throw new RangeError(`maxTimeoutMs ${opts.maxTimeoutMs} must be > 0`);
+  }
+  if (!(opts.defaultGraceMs >= 0)) {
+    throw new RangeError(`defaultGraceMs ${opts.defaultGraceMs} must be >= 0`);
+  }
+  if (opts.tls !== undefined && (opts.tls.key === undefined || opts.tls.cert === undefined)) {
+    throw new TypeError("createMeshServer: tls needs both key and cert");
+  }
+}

@@ -1,0 +1,89 @@
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { bindIterableToScope, type CallScope, runInCallScope } from "../call-scope.js";
+import { serverCallKey } from "./server-call.js";
+
+/**
+ * createServerDeadlineInterceptor enforces the caller's deadline and opens the
+ * call scope in which the handler runs.
+ *
+ * Stock Connect servers abort `ctx.signal` at the deadline but still send the
+ * handler's late answer (measured: OK at 206 ms for a 50 ms deadline). This
+ * interceptor races the handler against the call's signal, so the client gets
+ * DEADLINE_EXCEEDED at the deadline, as from grpc-js. The handler keeps running
+ * until it notices `ctx.signal`; its late result is dropped.
+ *
+ * The scope makes mesh client calls inside the handler inherit the remaining
+ * deadline and the cancellation of this call.
+ */
+export function createServerDeadlineInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const call = req.contextValues.get(serverCallKey);
+    const signal = call?.signal ?? req.signal;
+    const scope: CallScope = {
+      timeoutMs: call?.timeoutMs ?? (() => undefined),
+      signal,
+      service: req.service.typeName,
+      method: req.method.name,
+    };
+    if (!req.stream) {
+      return raceAbort(runInCallScope(scope, () => next(req)), signal);
+    }
+    const res = (await raceAbort(
+      runInCallScope(scope, () => next({ ...req, message: bindIterableToScope(scope, req.message) })),
+      signal,
+    )) as StreamResponse;
+    return {
+      ...res,
+      message: abortableIterable(bindIterableToScope(scope, res.message), signal),
+    };
+  };
+}
+
+/** raceAbort settles with `promise`, or rejects with the signal's reason once it aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(abortError(signal));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      // The handler may still settle later; its outcome is dropped on purpose.
+      promise.catch(() => {});
+      reject(abortError(signal));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function abortError(signal: AbortSignal): ConnectError {
+  return ConnectError.from(signal.reason ?? new ConnectError("call was cancelled", Code.Canceled), Code.Canceled);
+}
+
+/** abortableIterable ends a response stream with the signal's reason once it aborts. */
+function abortableIterable<T>(iterable: AsyncIterable<T>, signal: AbortSignal): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = iterable[Symbol.asyncIterator]();
+      return {
+        next: () => raceAbort(it.next(), signal),
+        return: async (value?: unknown) => (await it.return?.(value)) ?? { done: true, value: undefined },
+        throw: async (e?: unknown) => {
+          if (it.throw !== undefined) {
+            return it.throw(e);
+          }
+          throw e;
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,18 @@
+import type { Interceptor } from "@connectrpc/connect";
+import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
+
+/**
+ * SERVER_INTERCEPTOR_ORDER documents the fixed order of the server chain,
+ * outermost first. Later features take the slots named here; user interceptors
+ * always sit right around the handler, so they see the call after deadlines are
+ * enforced and the call scope is open.
+ */
+export const SERVER_INTERCEPTOR_ORDER = [
+  "deadline+scope", // enforce grpc-timeout, open the call scope for propagation
+  "user", // MeshServerOptions.interceptors, in the order given
+] as const;
+
+/** buildServerChain assembles the server interceptors in SERVER_INTERCEPTOR_ORDER. */
+export function buildServerChain(parts: { user: readonly Interceptor[] }): Interceptor[] {
+  return [createServerDeadlineInterceptor(), ...parts.user];
+}
