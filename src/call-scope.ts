@@ -47,7 +47,10 @@ export function runOutsideCallScope<T>(fn: () => T): T {
  * server pulls streaming responses outside the interceptor, so without this a
  * streaming handler would lose its scope after its first `await`.
  */
-export function bindIterableToScope<T>(scope: CallScope, iterable: AsyncIterable<T>): AsyncIterable<T> {
+export function bindIterableToScope<T>(
+  scope: CallScope,
+  iterable: AsyncIterable<T>,
+): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = storage.run(scope, () => iterable[Symbol.asyncIterator]());
@@ -55,10 +58,12 @@ export function bindIterableToScope<T>(scope: CallScope, iterable: AsyncIterable
         next: (...args) => storage.run(scope, () => it.next(...args)),
       };
       if (it.return !== undefined) {
-        bound.return = (value) => storage.run(scope, () => (it.return as NonNullable<typeof it.return>)(value));
+        bound.return = (value) =>
+          storage.run(scope, () => (it.return as NonNullable<typeof it.return>)(value));
       }
       if (it.throw !== undefined) {
-        bound.throw = (e) => storage.run(scope, () => (it.throw as NonNullable<typeof it.throw>)(e));
+        bound.throw = (e) =>
+          storage.run(scope, () => (it.throw as NonNullable<typeof it.throw>)(e));
       }
       return bound;
     },

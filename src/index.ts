@@ -1,6 +1,13 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+export { type CallScope, currentCallScope, runOutsideCallScope } from "./call-scope.js";
+export {
+  createMeshTransport,
+  type MeshTransport,
+  type MeshTransportOptions,
+} from "./client/create-mesh-transport.js";
+export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
 export {
   type BoundAddress,
   type CloseOptions,
@@ -10,23 +17,13 @@ export {
   type MeshServerOptions,
   type MeshServerTlsOptions,
 } from "./server/create-mesh-server.js";
-export {
-  createMeshTransport,
-  type MeshTransport,
-  type MeshTransportOptions,
-} from "./client/create-mesh-transport.js";
-export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
 export { type HealthStatus, ServingStatus } from "./server/health-status.js";
-export { type CallScope, currentCallScope, runOutsideCallScope } from "./call-scope.js";
 
 // --- For integrators ---------------------------------------------------------
 
-export { type Clock, type ClockTimer, systemClock } from "./clock.js";
-export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
-export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";
 export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
-export { type ServerCall, serverCallKey } from "./server/server-call.js";
+export { type Clock, type ClockTimer, systemClock } from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
 export {
   createEndpoint,
@@ -35,3 +32,6 @@ export {
   type EndpointSet,
 } from "./discovery/endpoint.js";
 export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/resolver.js";
+export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
+export { type ServerCall, serverCallKey } from "./server/server-call.js";
+export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

@@ -1,4 +1,9 @@
-import type { DescMessage, DescMethodStreaming, DescMethodUnary, MessageInitShape } from "@bufbuild/protobuf";
+import type {
+  DescMessage,
+  DescMethodStreaming,
+  DescMethodUnary,
+  MessageInitShape,
+} from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -23,6 +28,7 @@ import {
   type EndpointTransportOptions,
 } from "./endpoint-transport.js";
 import { type MeshCall, meshCallKey } from "./mesh-call.js";
+import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
 export interface MeshTransportOptions extends EndpointTransportOptions {
@@ -90,7 +96,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       const remainingMs = call.deadlineAt - clock.now();
       if (remainingMs <= 0) {
         return Promise.reject(
-          new ConnectError(`deadline exceeded before attempt ${call.attempt} could start`, Code.DeadlineExceeded),
+          new ConnectError(
+            `deadline exceeded before attempt ${call.attempt} could start`,
+            Code.DeadlineExceeded,
+          ),
         );
       }
       req.header.set(GRPC_TIMEOUT_HEADER, encodeGrpcTimeout(remainingMs));
@@ -101,9 +110,26 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     }
     // timeoutMs stays undefined below: the deadline is enforced by the outer
     // call's signal and announced by the header we just wrote.
-    return req.stream
-      ? ep.transport.stream(req.method, req.signal, undefined, req.header, req.message, req.contextValues)
-      : ep.transport.unary(req.method, req.signal, undefined, req.header, req.message, req.contextValues);
+    const sent = req.stream
+      ? ep.transport.stream(
+          req.method,
+          req.signal,
+          undefined,
+          req.header,
+          req.message,
+          req.contextValues,
+        )
+      : ep.transport.unary(
+          req.method,
+          req.signal,
+          undefined,
+          req.header,
+          req.message,
+          req.contextValues,
+        );
+    return sent.catch((e: unknown) => {
+      throw classifyTransportError(e, ep.address);
+    });
   }
 
   // prepare links the caller's signal, the transport's close, and (inside a
@@ -116,7 +142,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     if (closing.signal.aborted) {
       throw new ConnectError(`transport for ${opts.target} is closed`, Code.Unavailable);
     }
-    let effectiveMs = timeoutMs === undefined ? opts.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
+    let effectiveMs =
+      timeoutMs === undefined ? opts.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
     const scope = opts.inheritDeadline ? currentCallScope() : undefined;
     if (scope !== undefined) {
       const parentMs = scope.timeoutMs();

@@ -1,7 +1,7 @@
-import type { Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import type { Compression } from "@connectrpc/connect/protocol";
 import type * as http2 from "node:http2";
+import type { Transport } from "@connectrpc/connect";
+import type { Compression } from "@connectrpc/connect/protocol";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 /** EndpointTransportOptions configures the HTTP/2 connection to one endpoint. */
 export interface EndpointTransportOptions {
@@ -53,7 +53,9 @@ export function createEndpointTransport(
     ...(options.idleConnectionTimeoutMs === undefined
       ? {}
       : { idleConnectionTimeoutMs: options.idleConnectionTimeoutMs }),
-    ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+    ...(options.connectTimeoutMs === undefined
+      ? {}
+      : { connectTimeoutMs: options.connectTimeoutMs }),
   };
   const sessionManager = new Http2SessionManager(baseUrl, pingOptions, options.tls);
   const transport = createGrpcTransport({
@@ -61,7 +63,9 @@ export function createEndpointTransport(
     sessionManager,
     ...(options.useBinaryFormat === undefined ? {} : { useBinaryFormat: options.useBinaryFormat }),
     ...(options.sendCompression === undefined ? {} : { sendCompression: options.sendCompression }),
-    ...(options.acceptCompression === undefined ? {} : { acceptCompression: options.acceptCompression }),
+    ...(options.acceptCompression === undefined
+      ? {}
+      : { acceptCompression: options.acceptCompression }),
     ...(options.readMaxBytes === undefined ? {} : { readMaxBytes: options.readMaxBytes }),
     ...(options.writeMaxBytes === undefined ? {} : { writeMaxBytes: options.writeMaxBytes }),
   });

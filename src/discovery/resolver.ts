@@ -6,7 +6,12 @@ import type { EndpointSet } from "./endpoint.js";
  * subscribe to these; the resolver itself never logs.
  */
 export type ResolverEvent =
-  | { readonly type: "bad-record"; readonly target: string; readonly record: string; readonly reason: string }
+  | {
+      readonly type: "bad-record";
+      readonly target: string;
+      readonly record: string;
+      readonly reason: string;
+    }
   | { readonly type: "error"; readonly target: string; readonly error: unknown }
   | { readonly type: "stale"; readonly target: string; readonly sinceMs: number };
 

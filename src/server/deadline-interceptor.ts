@@ -26,10 +26,15 @@ export function createServerDeadlineInterceptor(): Interceptor {
       method: req.method.name,
     };
     if (!req.stream) {
-      return raceAbort(runInCallScope(scope, () => next(req)), signal);
+      return raceAbort(
+        runInCallScope(scope, () => next(req)),
+        signal,
+      );
     }
     const res = (await raceAbort(
-      runInCallScope(scope, () => next({ ...req, message: bindIterableToScope(scope, req.message) })),
+      runInCallScope(scope, () =>
+        next({ ...req, message: bindIterableToScope(scope, req.message) }),
+      ),
       signal,
     )) as StreamResponse;
     return {
@@ -66,7 +71,10 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 function abortError(signal: AbortSignal): ConnectError {
-  return ConnectError.from(signal.reason ?? new ConnectError("call was cancelled", Code.Canceled), Code.Canceled);
+  return ConnectError.from(
+    signal.reason ?? new ConnectError("call was cancelled", Code.Canceled),
+    Code.Canceled,
+  );
 }
 
 /** abortableIterable ends a response stream with the signal's reason once it aborts. */
@@ -76,7 +84,8 @@ function abortableIterable<T>(iterable: AsyncIterable<T>, signal: AbortSignal): 
       const it = iterable[Symbol.asyncIterator]();
       return {
         next: () => raceAbort(it.next(), signal),
-        return: async (value?: unknown) => (await it.return?.(value)) ?? { done: true, value: undefined },
+        return: async (value?: unknown) =>
+          (await it.return?.(value)) ?? { done: true, value: undefined },
         throw: async (e?: unknown) => {
           if (it.throw !== undefined) {
             return it.throw(e);

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { type Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
 
 /** sleep waits `ms`, rejecting early with the signal's reason when given one that aborts. */
