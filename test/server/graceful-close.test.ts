@@ -4,6 +4,7 @@ import { HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/heal
 import { createMeshServer, createMeshTransport } from "../../src/index.js";
 import { Health } from "../../src/server/health-service.js";
 import { createEchoImpl, EchoService } from "../support/echo-service.js";
+import { waitFor } from "../support/wait-for.js";
 
 async function start() {
   const server = createMeshServer({ routes: (r) => r.service(EchoService, createEchoImpl()) });
@@ -16,8 +17,7 @@ describe("graceful close of the mesh server", () => {
   it("lets an in-flight call finish within graceMs, then stops", async () => {
     const { server, transport, echo } = await start();
     const call = echo.echo({ delayMs: 300, payload: new Uint8Array([1]) });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(server.inFlight).toBe(1);
+    await waitFor(() => server.inFlight === 1);
     const started = performance.now();
     const closed = server.close({ graceMs: 5_000 });
     expect(server.health.get("")).toBe(Status.NOT_SERVING);
@@ -32,7 +32,7 @@ describe("graceful close of the mesh server", () => {
   it("cancels calls still running after graceMs with UNAVAILABLE", async () => {
     const { server, transport, echo } = await start();
     const call = echo.echo({ delayMs: 10_000 }).catch((e: unknown) => ConnectError.from(e));
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => server.inFlight === 1);
     const started = performance.now();
     await server.close({ graceMs: 200 });
     const elapsed = performance.now() - started;
@@ -99,7 +99,7 @@ describe("grpc.health.v1.Health on the mesh server", () => {
         }
       }
     })();
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => seen.length === 3);
     const started = performance.now();
     await server.close({ graceMs: 5_000 });
     await watching;
