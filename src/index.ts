@@ -21,17 +21,42 @@ export { type HealthStatus, ServingStatus } from "./server/health-status.js";
 
 // --- For integrators ---------------------------------------------------------
 
+export {
+  type Balancer,
+  type BalancerEvent,
+  type BalancerPick,
+  type BalancerState,
+  createBalancer,
+  type LoadBalancingPolicy,
+  type Subchannel,
+} from "./balancer/balancer.js";
+export type { OutlierDetectorOptions, OutlierEvent } from "./balancer/outlier-detector.js";
+export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
+export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
+export type { SlowStartOptions } from "./balancer/slow-start.js";
+export type { CallOutcome } from "./breaker/call-outcome.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
 export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
 export { type Clock, type ClockTimer, systemClock } from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
+export type { ResolverChoice, ResolverFactory } from "./discovery/create-resolver.js";
 export {
   createEndpoint,
   createEndpointSet,
   type Endpoint,
   type EndpointSet,
 } from "./discovery/endpoint.js";
+export {
+  formatRegistrationRecord,
+  parseRegistrationRecord,
+  type Registered,
+  type Registration,
+  type RegistryEvent,
+  type ServiceRegistry,
+} from "./discovery/registry.js";
 export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/resolver.js";
+export { createStaticResolver } from "./discovery/static-resolver.js";
+export { parseTarget, type Target } from "./discovery/target.js";
 export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
 export { type ServerCall, serverCallKey } from "./server/server-call.js";
 export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

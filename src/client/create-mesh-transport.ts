@@ -17,9 +17,18 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import {
+  type BalancerEvent,
+  createBalancer,
+  type LoadBalancingPolicy,
+} from "../balancer/balancer.js";
+import type { OutlierDetectorOptions } from "../balancer/outlier-detector.js";
+import type { PeakEwmaOptions } from "../balancer/peak-ewma.js";
+import type { SlowStartOptions } from "../balancer/slow-start.js";
 import { currentCallScope } from "../call-scope.js";
 import { type Clock, systemClock } from "../clock.js";
-import { parseAddress } from "../discovery/address.js";
+import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
+import { parseTarget } from "../discovery/target.js";
 import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
 import { buildClientChain } from "./client-chain.js";
 import {
@@ -31,9 +40,28 @@ import { type MeshCall, meshCallKey } from "./mesh-call.js";
 import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
-export interface MeshTransportOptions extends EndpointTransportOptions {
-  /** target is where calls go: `host:port` (IPv6 in brackets). */
+export interface MeshTransportOptions extends EndpointTransportOptions, ResolverChoice {
+  /**
+   * target is where calls go, as a gRPC-style target URI: `host:port`,
+   * `static:///a:1,b:2`, `dns:///host:port`, `dns+srv:///_grpc._tcp.name`,
+   * `mesh:///service`, `etcd:///service`.
+   */
   readonly target: string;
+  /** policy picks an endpoint per attempt; default `p2c-ewma`. */
+  readonly policy?: LoadBalancingPolicy;
+  /** outlierDetection ejects failing endpoints (defaults in OUTLIER_DETECTOR_DEFAULTS); false turns it off. */
+  readonly outlierDetection?: OutlierDetectorOptions | false;
+  /** slowStart ramps a new endpoint's share (p2c-ewma); default a 10 s window; false turns it off. */
+  readonly slowStart?: SlowStartOptions | false;
+  /** ewma tunes peak-EWMA (decayMs default 10 s, seedRttMs). */
+  readonly ewma?: PeakEwmaOptions;
+  /**
+   * firstResolutionTimeoutMs bounds how long a call with no deadline waits for
+   * the first endpoints before failing with UNAVAILABLE; default 10_000.
+   */
+  readonly firstResolutionTimeoutMs?: number;
+  /** onEvent receives resolver, balancer and ejection events. */
+  readonly onEvent?: (event: BalancerEvent) => void;
   /**
    * interceptors are the user's client interceptors; they run once per logical
    * call, outermost (see CLIENT_INTERCEPTOR_ORDER).
@@ -65,7 +93,7 @@ export interface MeshTransport extends Transport {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const DEFAULTS = { inheritDeadline: true } as const;
+const DEFAULTS = { inheritDeadline: true, firstResolutionTimeoutMs: 10_000 } as const;
 
 /**
  * createMeshTransport returns a transport speaking gRPC over HTTP/2 to the
@@ -77,49 +105,62 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const opts = { ...DEFAULTS, ...options };
   const clock = opts.clock ?? systemClock;
   validateTransportOptions(opts);
-  const address = formatTargetAddress(opts.target);
-  const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${address}`;
+  const target = parseTarget(opts.target);
+  // The URL only names the method in Connect's request objects; each attempt
+  // goes to the endpoint the balancer picks.
+  const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
   const interceptors = buildClientChain({ user: opts.interceptors ?? [] });
   const closing = new AbortController();
-
-  let endpoint: EndpointTransport | undefined;
-  function pick(): EndpointTransport {
-    endpoint ??= createEndpointTransport(address, opts);
-    return endpoint;
-  }
+  const balancer = createBalancer<EndpointTransport>({
+    target: opts.target,
+    resolver: createResolver(target, opts, clock),
+    createSubchannel: (endpoint) => createEndpointTransport(endpoint.address, opts),
+    clock,
+    ...(opts.policy === undefined ? {} : { policy: opts.policy }),
+    ...(opts.outlierDetection === undefined ? {} : { outlierDetection: opts.outlierDetection }),
+    ...(opts.slowStart === undefined ? {} : { slowStart: opts.slowStart }),
+    ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
+    ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+  });
 
   // attempt is the innermost step: it runs once per attempt, after every
-  // interceptor, and sends the request to one endpoint.
-  function attempt(req: UnaryRequest | StreamRequest): Promise<UnaryResponse | StreamResponse> {
+  // interceptor, picks an endpoint and sends the request there.
+  async function attempt(
+    req: UnaryRequest | StreamRequest,
+  ): Promise<UnaryResponse | StreamResponse> {
     const call = req.contextValues.get(meshCallKey);
+    const pick =
+      balancer.pick() ??
+      (await balancer.waitForPick(
+        req.signal,
+        // Give up just before the deadline, so the caller learns why (no
+        // endpoint) instead of a bare DEADLINE_EXCEEDED.
+        call?.deadlineAt === undefined
+          ? opts.firstResolutionTimeoutMs
+          : Math.max(0, call.deadlineAt - clock.now() - 1),
+      ));
+    const address = pick.endpoint.address;
+    const started = clock.now();
     if (call?.deadlineAt !== undefined) {
-      const remainingMs = call.deadlineAt - clock.now();
+      const remainingMs = call.deadlineAt - started;
       if (remainingMs <= 0) {
-        return Promise.reject(
-          new ConnectError(
-            `deadline exceeded before attempt ${call.attempt} could start`,
-            Code.DeadlineExceeded,
-          ),
+        pick.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
+        throw new ConnectError(
+          `deadline exceeded before attempt ${call.attempt} could start`,
+          Code.DeadlineExceeded,
         );
       }
       req.header.set(GRPC_TIMEOUT_HEADER, encodeGrpcTimeout(remainingMs));
     }
-    const ep = pick();
     if (call !== undefined) {
-      call.endpoint = ep.address;
+      call.endpoint = address;
     }
-    // timeoutMs stays undefined below: the deadline is enforced by the outer
-    // call's signal and announced by the header we just wrote.
-    const sent = req.stream
-      ? ep.transport.stream(
-          req.method,
-          req.signal,
-          undefined,
-          req.header,
-          req.message,
-          req.contextValues,
-        )
-      : ep.transport.unary(
+    const { transport: inner } = pick.subchannel;
+    try {
+      // timeoutMs stays undefined below: the deadline is enforced by the outer
+      // call's signal and announced by the header written above.
+      if (!req.stream) {
+        const res = await inner.unary(
           req.method,
           req.signal,
           undefined,
@@ -127,9 +168,35 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           req.message,
           req.contextValues,
         );
-    return sent.catch((e: unknown) => {
-      throw classifyTransportError(e, ep.address);
-    });
+        pick.done({ ok: true, latencyMs: clock.now() - started });
+        return res;
+      }
+      const res = await inner.stream(
+        req.method,
+        req.signal,
+        undefined,
+        req.header,
+        req.message,
+        req.contextValues,
+      );
+      // A stream's latency is its time to response headers; it stays pending
+      // (for load) until it ends.
+      const latencyMs = clock.now() - started;
+      return {
+        ...res,
+        message: observeEnd(res.message, (error) => {
+          if (error === undefined) {
+            pick.done({ ok: true, latencyMs });
+          } else {
+            pick.done({ ok: false, code: classifyTransportError(error, address).code, latencyMs });
+          }
+        }),
+      };
+    } catch (e) {
+      const error = classifyTransportError(e, address);
+      pick.done({ ok: false, code: error.code, latencyMs: clock.now() - started });
+      throw error;
+    }
   }
 
   // prepare links the caller's signal, the transport's close, and (inside a
@@ -231,10 +298,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     close() {
       if (!closing.signal.aborted) {
         closing.abort(new ConnectError(`transport for ${opts.target} was closed`, Code.Canceled));
-        endpoint?.close();
-        endpoint = undefined;
       }
-      return Promise.resolve();
+      return balancer.close();
     },
     [Symbol.asyncDispose]() {
       return transport.close();
@@ -252,16 +317,36 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   }
 }
 
-function formatTargetAddress(target: string): string {
-  try {
-    parseAddress(target);
-  } catch (e) {
-    throw new TypeError(
-      `target ${JSON.stringify(target)} is not supported: want host:port (IPv6 in brackets)`,
-      { cause: e },
-    );
-  }
-  return target;
+/** observeEnd calls `fn` once when a response stream ends, fails or is abandoned. */
+function observeEnd<T>(iterable: AsyncIterable<T>, fn: (error: unknown) => void): AsyncIterable<T> {
+  let called = false;
+  const once = (error: unknown) => {
+    if (!called) {
+      called = true;
+      fn(error);
+    }
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      const it = iterable[Symbol.asyncIterator]();
+      return {
+        async next() {
+          try {
+            const r = await it.next();
+            if (r.done === true) once(undefined);
+            return r;
+          } catch (e) {
+            once(e);
+            throw e;
+          }
+        },
+        async return(value?: unknown) {
+          once(new ConnectError("stream abandoned by the caller", Code.Canceled));
+          return (await it.return?.(value)) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
 }
 
 /** linkSignals aborts one signal when any input aborts; cleanup removes the listeners. */

@@ -105,7 +105,7 @@ describe("mesh transport", () => {
 
   it.each([
     [{ target: "" }, /target ""/],
-    [{ target: "localhost" }, /target "localhost"/],
+    [{ target: "localhost" }, /"localhost" is not host:port/],
     [{ target: "127.0.0.1:70000" }, /70000/],
     [{ target: "127.0.0.1:0" }, /127\.0\.0\.1:0/],
     [{ target: "127.0.0.1:5000", defaultTimeoutMs: 0 }, /defaultTimeoutMs 0/],

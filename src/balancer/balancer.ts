@@ -1,0 +1,360 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { CallOutcome } from "../breaker/call-outcome.js";
+import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import type { Endpoint, EndpointSet } from "../discovery/endpoint.js";
+import type { Resolver, ResolverEvent } from "../discovery/resolver.js";
+import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
+import {
+  createOutlierDetector,
+  type OutlierDetector,
+  type OutlierDetectorOptions,
+  type OutlierEvent,
+} from "./outlier-detector.js";
+import { createP2cEwmaPicker } from "./p2c-ewma.js";
+import type { PeakEwmaOptions } from "./peak-ewma.js";
+import { createPickFirstPicker } from "./pick-first.js";
+import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
+import { createRoundRobinPicker } from "./round-robin.js";
+import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
+
+/** LoadBalancingPolicy names a picker: `p2c-ewma` (default), `round-robin`, `pick-first`. */
+export type LoadBalancingPolicy = "p2c-ewma" | "round-robin" | "pick-first";
+
+/** Subchannel is the connection to one endpoint, created lazily by the balancer. */
+export interface Subchannel {
+  readonly address: string;
+  /** close closes the connection; called once no call uses it any more. */
+  close(): void;
+}
+
+/** BalancerEvent is what the balancer reports: resolver news, ejections, set changes. */
+export type BalancerEvent =
+  | (ResolverEvent & { readonly source: "resolver" })
+  | (OutlierEvent & { readonly source: "outlier"; readonly target: string })
+  | {
+      readonly source: "balancer";
+      readonly type: "endpoints";
+      readonly target: string;
+      readonly added: readonly string[];
+      readonly removed: readonly string[];
+      readonly size: number;
+    };
+
+/** BalancerOptions configures createBalancer. */
+export interface BalancerOptions<S extends Subchannel> {
+  /** target names the balanced target in events and errors. */
+  readonly target: string;
+  /** resolver feeds endpoint snapshots; the balancer starts and closes it. */
+  readonly resolver: Resolver;
+  /** createSubchannel opens the connection to one endpoint (lazily, on first pick). */
+  readonly createSubchannel: (endpoint: Endpoint) => S;
+  /** policy picks among ready endpoints; default `p2c-ewma`. */
+  readonly policy?: LoadBalancingPolicy;
+  /** outlierDetection ejects failing endpoints; `false` turns it off. Default on. */
+  readonly outlierDetection?: OutlierDetectorOptions | false;
+  /** slowStart ramps a new endpoint's share over a window (p2c-ewma only); default 10 s. */
+  readonly slowStart?: SlowStartOptions | false;
+  /** ewma tunes the peak-EWMA estimator (decayMs default 10 s, seedRttMs). */
+  readonly ewma?: PeakEwmaOptions;
+  /** clock for EWMA, ejection and slow start; default the system clock. */
+  readonly clock?: Clock;
+  /** random in [0, 1) for pickers; default Math.random. */
+  readonly random?: () => number;
+  /** onEvent receives typed events for logging and metrics. */
+  readonly onEvent?: (event: BalancerEvent) => void;
+}
+
+/** BalancerPick is the endpoint and connection for one attempt, with its feedback hook. */
+export interface BalancerPick<S extends Subchannel> {
+  readonly endpoint: Endpoint;
+  readonly subchannel: S;
+  /** done reports the attempt's outcome exactly once (cancelled attempts too). */
+  done(outcome: CallOutcome): void;
+}
+
+/** BalancerState is an immutable view of the balancer for status pages and tests. */
+export interface BalancerState {
+  readonly endpoints: readonly Endpoint[];
+  readonly ready: readonly Endpoint[];
+  readonly resolved: boolean;
+  readonly resolvedAt: number | undefined;
+  readonly staleSince: number | undefined;
+}
+
+/** Balancer spreads attempts over a target's endpoints. */
+export interface Balancer<S extends Subchannel> {
+  /** pick chooses an endpoint now, or returns undefined when none is ready. Synchronous. */
+  pick(info?: PickInfo): BalancerPick<S> | undefined;
+  /**
+   * waitForPick picks, waiting for the first resolution when there is none yet,
+   * for up to `waitMs` or until `signal` aborts. It fails with UNAVAILABLE
+   * naming the target when the resolved set is empty or the wait runs out
+   * (CANCELED when the signal was cancelled).
+   */
+  waitForPick(signal: AbortSignal, waitMs: number, info?: PickInfo): Promise<BalancerPick<S>>;
+  /** state is the current view. */
+  state(): BalancerState;
+  /** close stops the resolver and closes every subchannel. */
+  close(): Promise<void>;
+}
+
+const DEFAULT_SLOW_START: SlowStartOptions = { windowMs: 10_000 };
+
+interface SubchannelEntry<S> {
+  subchannel: S | undefined;
+  active: number;
+  removed: boolean;
+}
+
+/**
+ * createBalancer owns a target's subchannels and publishes an immutable picker
+ * built from the resolver's latest snapshot minus ejected endpoints. Picking is
+ * synchronous; every outcome flows back through one `done` hook that feeds the
+ * picker's load estimate and the outlier detector. A subchannel whose endpoint
+ * leaves the set closes once its last call ends, so a draining server's
+ * in-flight calls are never cut by the client.
+ */
+export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>): Balancer<S> {
+  const clock = options.clock ?? systemClock;
+  const policy = options.policy ?? "p2c-ewma";
+  if (!["p2c-ewma", "round-robin", "pick-first"].includes(policy)) {
+    throw new RangeError(
+      `policy ${JSON.stringify(policy)} must be p2c-ewma, round-robin or pick-first`,
+    );
+  }
+  const slowStart =
+    options.slowStart === false
+      ? NO_SLOW_START
+      : createSlowStart({ ...DEFAULT_SLOW_START, ...options.slowStart });
+  const emit = options.onEvent ?? (() => {});
+  const outlierOptions =
+    options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
+  const detector: OutlierDetector | undefined =
+    outlierOptions === undefined
+      ? undefined
+      : createOutlierDetector({
+          ...outlierOptions,
+          onEvent: (e) => {
+            emit({ ...e, source: "outlier", target: options.target });
+            outlierOptions.onEvent?.(e);
+          },
+        });
+
+  let set: EndpointSet | undefined;
+  let picker: Picker = EMPTY_PICKER;
+  let ready: readonly Endpoint[] = [];
+  let loads: EndpointLoads = new Map();
+  const subchannels = new Map<string, SubchannelEntry<S>>();
+  const waiters = new Set<() => void>();
+  let changeTimer: ClockTimer | undefined;
+  let evaluateTimer: ClockTimer | undefined;
+  let closed = false;
+
+  function rebuild(): void {
+    if (set === undefined || closed) return;
+    const now = clock.now();
+    ready = detector === undefined ? set.endpoints : detector.filter(set.endpoints, now);
+    loads = syncEndpointLoads(loads, ready, now, options.ewma);
+    picker =
+      policy === "p2c-ewma"
+        ? createP2cEwmaPicker(ready, {
+            loads,
+            clock,
+            slowStart,
+            ...(options.random === undefined ? {} : { random: options.random }),
+          })
+        : policy === "round-robin"
+          ? createRoundRobinPicker(
+              ready,
+              options.random === undefined ? {} : { random: options.random },
+            )
+          : createPickFirstPicker(ready);
+    scheduleChange();
+    for (const w of [...waiters]) w();
+  }
+
+  // One timer: the next moment an ejection ends, when the picker must change.
+  function scheduleChange(): void {
+    if (changeTimer !== undefined) clock.clearTimeout(changeTimer);
+    changeTimer = undefined;
+    const at = detector?.nextChangeAt();
+    if (at !== undefined && !closed) {
+      changeTimer = clock.setTimeout(rebuild, Math.max(0, at - clock.now()));
+    }
+  }
+
+  function scheduleEvaluate(): void {
+    if (detector === undefined || closed) return;
+    const intervalMs = outlierOptions?.intervalMs ?? 10_000;
+    evaluateTimer = clock.setTimeout(() => {
+      const before = ready.length;
+      detector.evaluate(clock.now());
+      const after = set === undefined ? 0 : detector.filter(set.endpoints, clock.now()).length;
+      if (after !== before) rebuild();
+      scheduleEvaluate();
+    }, intervalMs);
+  }
+
+  function onUpdate(next: EndpointSet): void {
+    if (closed) return;
+    const before = new Set(set?.endpoints.map((e) => e.address) ?? []);
+    const after = new Set(next.endpoints.map((e) => e.address));
+    const added = [...after].filter((a) => !before.has(a));
+    const removed = [...before].filter((a) => !after.has(a));
+    set = next;
+    detector?.setEndpoints(next.endpoints);
+    for (const address of removed) {
+      const entry = subchannels.get(address);
+      if (entry !== undefined) {
+        entry.removed = true;
+        if (entry.active === 0) closeEntry(address, entry);
+      }
+    }
+    for (const address of added) {
+      // An endpoint that left and came back gets a fresh entry.
+      const entry = subchannels.get(address);
+      if (entry?.removed) {
+        entry.removed = false;
+      }
+    }
+    if (added.length > 0 || removed.length > 0 || before.size === 0) {
+      emit({
+        source: "balancer",
+        type: "endpoints",
+        target: options.target,
+        added,
+        removed,
+        size: after.size,
+      });
+    }
+    rebuild();
+  }
+
+  function closeEntry(address: string, entry: SubchannelEntry<S>): void {
+    subchannels.delete(address);
+    entry.subchannel?.close();
+  }
+
+  function subchannelFor(endpoint: Endpoint): SubchannelEntry<S> {
+    let entry = subchannels.get(endpoint.address);
+    if (entry === undefined) {
+      entry = { subchannel: undefined, active: 0, removed: false };
+      subchannels.set(endpoint.address, entry);
+    }
+    entry.subchannel ??= options.createSubchannel(endpoint);
+    return entry;
+  }
+
+  const balancer: Balancer<S> = {
+    pick(info) {
+      const result = picker.pick(info);
+      if (result === undefined) return undefined;
+      const address = result.endpoint.address;
+      const entry = subchannelFor(result.endpoint);
+      entry.active++;
+      let finished = false;
+      return {
+        endpoint: result.endpoint,
+        subchannel: entry.subchannel as S,
+        done(outcome) {
+          if (finished) return;
+          finished = true;
+          result.done(outcome);
+          entry.active--;
+          if (entry.removed && entry.active === 0 && subchannels.get(address) === entry) {
+            closeEntry(address, entry);
+          }
+          if (detector !== undefined) {
+            const wasEjected = detector.isEjected(address, clock.now());
+            detector.record(address, outcome, clock.now());
+            if (detector.isEjected(address, clock.now()) !== wasEjected) rebuild();
+          }
+        },
+      };
+    },
+    waitForPick(signal, waitMs, info) {
+      const now = balancer.pick(info);
+      if (now !== undefined) return Promise.resolve(now);
+      if (set !== undefined && set.endpoints.length === 0) {
+        return Promise.reject(
+          new ConnectError(
+            `no endpoint of target ${JSON.stringify(options.target)} is ready: the resolver returned no endpoints`,
+            Code.Unavailable,
+          ),
+        );
+      }
+      return new Promise((resolve, reject) => {
+        let timer: ClockTimer | undefined;
+        const finish = (error: ConnectError | undefined, pick?: BalancerPick<S>) => {
+          waiters.delete(retry);
+          signal.removeEventListener("abort", onAbort);
+          if (timer !== undefined) clock.clearTimeout(timer);
+          if (error !== undefined) reject(error);
+          else resolve(pick as BalancerPick<S>);
+        };
+        const unavailable = (why: string, cause?: unknown) =>
+          new ConnectError(
+            `no endpoint of target ${JSON.stringify(options.target)} is ready: ${why}`,
+            Code.Unavailable,
+            undefined,
+            undefined,
+            cause,
+          );
+        const onAbort = () => {
+          const reason = signal.reason as unknown;
+          finish(
+            reason instanceof ConnectError && reason.code === Code.Canceled
+              ? reason
+              : unavailable("the call ended while waiting for the resolver", reason),
+          );
+        };
+        const retry = () => {
+          if (closed) {
+            finish(unavailable("the transport is closed"));
+          } else if (set !== undefined && set.endpoints.length === 0) {
+            finish(unavailable("the resolver returned no endpoints"));
+          } else {
+            const p = balancer.pick(info);
+            if (p !== undefined) finish(undefined, p);
+          }
+        };
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        signal.addEventListener("abort", onAbort, { once: true });
+        waiters.add(retry);
+        timer = clock.setTimeout(
+          () =>
+            finish(unavailable(`the resolver has not answered within ${Math.round(waitMs)} ms`)),
+          waitMs,
+        );
+      });
+    },
+    state() {
+      return Object.freeze({
+        endpoints: set?.endpoints ?? [],
+        ready,
+        resolved: set !== undefined,
+        resolvedAt: set?.resolvedAt,
+        staleSince: set?.staleSince,
+      });
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (changeTimer !== undefined) clock.clearTimeout(changeTimer);
+      if (evaluateTimer !== undefined) clock.clearTimeout(evaluateTimer);
+      for (const w of [...waiters]) w();
+      await options.resolver.close();
+      for (const [address, entry] of subchannels) closeEntry(address, entry);
+    },
+  };
+
+  options.resolver.start({
+    onUpdate,
+    onEvent: (e) => emit({ ...e, source: "resolver" }),
+  });
+  scheduleEvaluate();
+  return balancer;
+}
