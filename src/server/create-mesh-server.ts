@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import {
@@ -10,6 +11,7 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { formatAddress } from "../discovery/address.js";
+import type { Registered, ServiceRegistry } from "../discovery/registry.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import { peerKey, serverCallKey } from "./server-call.js";
@@ -23,6 +25,28 @@ export interface MeshServerTlsOptions {
   readonly ca?: string | Buffer;
   /** requestCert asks clients for a certificate (mutual TLS); default false. */
   readonly requestCert?: boolean;
+}
+
+/** MeshServerRegistration announces the server in a registry while it is SERVING. */
+export interface MeshServerRegistration {
+  /** registry to register with (`createMeshRegistry()`, `createEtcdRegistry()`, yours). */
+  readonly registry: ServiceRegistry;
+  /** service is the name clients resolve, as in `mesh:///orders`. */
+  readonly service: string;
+  /** instanceId identifies this replica; default a random UUID. */
+  readonly instanceId?: string;
+  /** metadata: `zone`, `version`, `weight`, `protocol`... (`id` defaults to instanceId). */
+  readonly metadata?: Readonly<Record<string, string>>;
+  /**
+   * advertiseAddress is the `host:port` clients should dial; default the bound
+   * address (set it when listening on 0.0.0.0 or behind NAT).
+   */
+  readonly advertiseAddress?: string;
+  /**
+   * deregisterDelayMs is how long close() keeps serving after deregistering,
+   * so clients learn of the removal before connections close; default 1_000.
+   */
+  readonly deregisterDelayMs?: number;
 }
 
 /** MeshServerOptions configures createMeshServer. */
@@ -41,6 +65,8 @@ export interface MeshServerOptions {
   readonly tls?: MeshServerTlsOptions;
   /** health serves `grpc.health.v1.Health`; default true. */
   readonly health?: boolean;
+  /** registration announces the server in a registry once health is SERVING. */
+  readonly registration?: MeshServerRegistration;
   /** defaultGraceMs is close()'s drain time when none is given; default 10_000. */
   readonly defaultGraceMs?: number;
   /**
@@ -83,10 +109,11 @@ export interface MeshServer {
   /** listen binds and resolves with the bound address; health turns SERVING. */
   listen(options?: ListenOptions): Promise<BoundAddress>;
   /**
-   * close drains and stops the server: health goes NOT_SERVING, no new
-   * connections or streams are accepted (GOAWAY), in-flight calls get up to
-   * `graceMs` to finish, then the rest are cancelled with UNAVAILABLE.
-   * Idempotent: every call returns the same promise.
+   * close drains and stops the server: it deregisters and health goes
+   * NOT_SERVING, it keeps serving for `deregisterDelayMs` while clients learn
+   * of it, then no new connections or streams are accepted (GOAWAY), in-flight
+   * calls get up to `graceMs` to finish, and the rest are cancelled with
+   * UNAVAILABLE. Idempotent: every call returns the same promise.
    */
   close(options?: CloseOptions): Promise<void>;
   /** health is the status table behind `grpc.health.v1.Health`. */
@@ -186,10 +213,17 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   let bound: BoundAddress | undefined;
   let listening: Promise<BoundAddress> | undefined;
   let closed: Promise<void> | undefined;
+  const registrar = createRegistrar(opts.registration);
 
   async function doClose(graceMs: number): Promise<void> {
     closing = true;
+    const wasRegistered = registrar.isRegistered();
     health.setAll(ServingStatus.NOT_SERVING);
+    await registrar.deregister();
+    if (wasRegistered && opts.registration !== undefined) {
+      // Keep serving while clients' resolvers catch up with the removal.
+      await new Promise((r) => setTimeout(r, opts.registration?.deregisterDelayMs ?? 1_000));
+    }
     healthStop.abort();
     if (listening !== undefined) {
       await listening.catch(() => undefined);
@@ -251,6 +285,14 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
           health.setAll(ServingStatus.SERVING);
           resolve(bound);
         });
+      }).then(async (b) => {
+        try {
+          await registrar.start(health, b.address);
+        } catch (e) {
+          await server.close({ graceMs: 0 });
+          throw e;
+        }
+        return b;
       });
       return listening;
     },
@@ -276,6 +318,63 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   return server;
 }
 
+interface Registrar {
+  start(health: HealthStatus, boundAddress: string): Promise<void>;
+  deregister(): Promise<void>;
+  isRegistered(): boolean;
+}
+
+/**
+ * createRegistrar keeps the registration in step with the server's overall
+ * health: registered while `""` is SERVING, deregistered otherwise.
+ */
+function createRegistrar(reg: MeshServerRegistration | undefined): Registrar {
+  if (reg === undefined) {
+    return { start: async () => {}, deregister: async () => {}, isRegistered: () => false };
+  }
+  const instanceId = reg.instanceId ?? randomUUID();
+  let current: Promise<Registered | undefined> = Promise.resolve(undefined);
+  let registered = false;
+  let unwatch: (() => void) | undefined;
+  let address = "";
+  // Changes are chained so a quick NOT_SERVING → SERVING flip cannot race.
+  const apply = (serving: boolean) => {
+    current = current.then(async (handle) => {
+      if (serving && handle === undefined) {
+        const h = await reg.registry.register({
+          service: reg.service,
+          instanceId,
+          address,
+          metadata: { id: instanceId, ...reg.metadata },
+        });
+        registered = true;
+        return h;
+      }
+      if (!serving && handle !== undefined) {
+        registered = false;
+        await handle.deregister();
+        return undefined;
+      }
+      return handle;
+    });
+    return current;
+  };
+  return {
+    async start(health, boundAddress) {
+      address = reg.advertiseAddress ?? boundAddress;
+      await apply(health.get("") === ServingStatus.SERVING);
+      unwatch = health.watch("", (s) => {
+        apply(s === ServingStatus.SERVING).catch(() => {});
+      });
+    },
+    async deregister() {
+      unwatch?.();
+      await apply(false).catch(() => {});
+    },
+    isRegistered: () => registered,
+  };
+}
+
 function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void {
   if (typeof opts.routes !== "function") {
     throw new TypeError("createMeshServer: routes must be a function (router) => void");
@@ -285,6 +384,20 @@ function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void 
   }
   if (!(opts.defaultGraceMs >= 0)) {
     throw new RangeError(`defaultGraceMs ${opts.defaultGraceMs} must be >= 0`);
+  }
+  const reg = opts.registration;
+  if (reg !== undefined) {
+    if (typeof reg.registry?.register !== "function") {
+      throw new TypeError("createMeshServer: registration.registry must be a ServiceRegistry");
+    }
+    if (typeof reg.service !== "string" || reg.service === "") {
+      throw new TypeError(
+        `registration.service ${JSON.stringify(reg.service)} must be a non-empty string`,
+      );
+    }
+    if (reg.deregisterDelayMs !== undefined && !(reg.deregisterDelayMs >= 0)) {
+      throw new RangeError(`registration.deregisterDelayMs ${reg.deregisterDelayMs} must be >= 0`);
+    }
   }
   if (opts.tls !== undefined && (opts.tls.key === undefined || opts.tls.cert === undefined)) {
     throw new TypeError("createMeshServer: tls needs both key and cert");
