@@ -39,7 +39,24 @@ export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
 export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
 export { type Clock, type ClockTimer, systemClock } from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
-export type { ResolverChoice, ResolverFactory } from "./discovery/create-resolver.js";
+export {
+  type ResolverChoice,
+  type ResolverFactory,
+  sharedMeshRegistry,
+} from "./discovery/create-resolver.js";
+export {
+  createDnsResolver,
+  DNS_RESOLVER_DEFAULTS,
+  type DnsResolverOptions,
+} from "./discovery/dns-resolver.js";
+export { type DnsTarget, parseDnsTarget } from "./discovery/dns-target.js";
+export {
+  createMeshRegistry,
+  defaultMeshRegistryDir,
+  MESH_REGISTRY_DEFAULTS,
+  type MeshRegistry,
+  type MeshRegistryOptions,
+} from "./discovery/mesh-registry.js";
 export {
   createEndpoint,
   createEndpointSet,

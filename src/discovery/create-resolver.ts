@@ -1,4 +1,6 @@
 import type { Clock } from "../clock.js";
+import { createDnsResolver } from "./dns-resolver.js";
+import { createMeshRegistry, type MeshRegistry } from "./mesh-registry.js";
 import type { ServiceRegistry } from "./registry.js";
 import type { Resolver } from "./resolver.js";
 import { createStaticResolver } from "./static-resolver.js";
@@ -17,9 +19,24 @@ export interface ResolverChoice {
   readonly schemes?: Readonly<Record<string, ResolverFactory>>;
 }
 
-/** BUILTIN_SCHEMES resolves the schemes that need no registry. */
+let defaultMeshRegistry: MeshRegistry | undefined;
+
+/**
+ * sharedMeshRegistry is the process-wide embedded registry behind `mesh:///`
+ * targets and servers that name no registry: its directory comes from
+ * `MESH_REGISTRY_DIR` or the temp dir, so every process on the host shares it.
+ */
+export function sharedMeshRegistry(): MeshRegistry {
+  defaultMeshRegistry ??= createMeshRegistry();
+  return defaultMeshRegistry;
+}
+
+/** BUILTIN_SCHEMES resolves the schemes that need no explicit registry. */
 const BUILTIN_SCHEMES: Record<string, ResolverFactory> = {
   static: (t, clock) => createStaticResolver(t.endpoint, clock),
+  mesh: (t) => sharedMeshRegistry().resolver(t.endpoint),
+  dns: (t, clock) => createDnsResolver({ target: t.raw, clock }),
+  "dns+srv": (t, clock) => createDnsResolver({ target: t.raw, clock }),
 };
 
 /**
