@@ -42,8 +42,16 @@ export { formatAddress, type HostPort, parseAddress } from "./discovery/address.
 export {
   type ResolverChoice,
   type ResolverFactory,
+  sharedEtcdRegistry,
   sharedMeshRegistry,
 } from "./discovery/create-resolver.js";
+export {
+  createEtcdRegistry,
+  ETCD_MIN_LEASE_TTL_MS,
+  ETCD_REGISTRY_DEFAULTS,
+  type EtcdRegistryOptions,
+  EtcdWatchError,
+} from "./discovery/etcd-registry.js";
 export {
   createDnsResolver,
   DNS_RESOLVER_DEFAULTS,

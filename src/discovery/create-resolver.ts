@@ -1,5 +1,6 @@
 import type { Clock } from "../clock.js";
 import { createDnsResolver } from "./dns-resolver.js";
+import { createEtcdRegistry } from "./etcd-registry.js";
 import { createMeshRegistry, type MeshRegistry } from "./mesh-registry.js";
 import type { ServiceRegistry } from "./registry.js";
 import type { Resolver } from "./resolver.js";
@@ -31,10 +32,23 @@ export function sharedMeshRegistry(): MeshRegistry {
   return defaultMeshRegistry;
 }
 
+let defaultEtcdRegistry: ServiceRegistry | undefined;
+
+/**
+ * sharedEtcdRegistry is the process-wide etcd registry behind `etcd:///`
+ * targets that name no registry, on the endpoints in `MESH_ETCD_ENDPOINTS`
+ * (default 127.0.0.1:2379).
+ */
+export function sharedEtcdRegistry(): ServiceRegistry {
+  defaultEtcdRegistry ??= createEtcdRegistry();
+  return defaultEtcdRegistry;
+}
+
 /** BUILTIN_SCHEMES resolves the schemes that need no explicit registry. */
 const BUILTIN_SCHEMES: Record<string, ResolverFactory> = {
   static: (t, clock) => createStaticResolver(t.endpoint, clock),
   mesh: (t) => sharedMeshRegistry().resolver(t.endpoint),
+  etcd: (t) => sharedEtcdRegistry().resolver(t.endpoint),
   dns: (t, clock) => createDnsResolver({ target: t.raw, clock }),
   "dns+srv": (t, clock) => createDnsResolver({ target: t.raw, clock }),
 };
