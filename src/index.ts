@@ -46,6 +46,18 @@ export {
   sharedMeshRegistry,
 } from "./discovery/create-resolver.js";
 export {
+  createDnsResolver,
+  DNS_RESOLVER_DEFAULTS,
+  type DnsResolverOptions,
+} from "./discovery/dns-resolver.js";
+export { type DnsTarget, parseDnsTarget } from "./discovery/dns-target.js";
+export {
+  createEndpoint,
+  createEndpointSet,
+  type Endpoint,
+  type EndpointSet,
+} from "./discovery/endpoint.js";
+export {
   createEtcdRegistry,
   ETCD_MIN_LEASE_TTL_MS,
   ETCD_REGISTRY_DEFAULTS,
@@ -53,24 +65,12 @@ export {
   EtcdWatchError,
 } from "./discovery/etcd-registry.js";
 export {
-  createDnsResolver,
-  DNS_RESOLVER_DEFAULTS,
-  type DnsResolverOptions,
-} from "./discovery/dns-resolver.js";
-export { type DnsTarget, parseDnsTarget } from "./discovery/dns-target.js";
-export {
   createMeshRegistry,
   defaultMeshRegistryDir,
   MESH_REGISTRY_DEFAULTS,
   type MeshRegistry,
   type MeshRegistryOptions,
 } from "./discovery/mesh-registry.js";
-export {
-  createEndpoint,
-  createEndpointSet,
-  type Endpoint,
-  type EndpointSet,
-} from "./discovery/endpoint.js";
 export {
   formatRegistrationRecord,
   parseRegistrationRecord,
