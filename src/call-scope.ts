@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from "node:async_hooks";
+import type { ContextValues } from "@connectrpc/connect";
 
 /**
  * CallScope is what an incoming call hands to the work it causes: its deadline
@@ -19,6 +20,11 @@ export interface CallScope {
   readonly service: string;
   /** method is the protobuf method name of the incoming call. */
   readonly method: string;
+  /**
+   * values are the incoming call's Connect context values: features reach
+   * their per-call state through them (trace context, logger, principal).
+   */
+  readonly values: ContextValues;
 }
 
 const storage = new AsyncLocalStorage<CallScope>();

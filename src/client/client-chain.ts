@@ -12,7 +12,13 @@ import type { Interceptor } from "@connectrpc/connect";
  */
 export const CLIENT_INTERCEPTOR_ORDER = [
   "user", // MeshTransportOptions.interceptors, in the order given
-  "attempt", // per attempt: rewrite grpc-timeout to the time left, pick an endpoint, send
+  "observe", // trace context and one log line + metrics per logical call (planned)
+  "idempotency-key", // one key per logical call, kept on every attempt (planned)
+  "retry", // deadline-aware retries and hedging; loops over what follows
+  // --- per attempt from here on ---
+  "attempt-observe", // one span per attempt: traceparent with a new span id (planned)
+  "breaker", // per-method circuit breaker: fail fast while open
+  "attempt", // rewrite grpc-timeout to the time left, pick an endpoint, send
 ] as const;
 
 /** buildClientChain assembles the client interceptors in CLIENT_INTERCEPTOR_ORDER. */

@@ -24,6 +24,7 @@ export function createServerDeadlineInterceptor(): Interceptor {
       signal,
       service: req.service.typeName,
       method: req.method.name,
+      values: req.contextValues,
     };
     if (!req.stream) {
       return raceAbort(

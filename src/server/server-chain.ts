@@ -8,8 +8,12 @@ import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
  * enforced and the call scope is open.
  */
 export const SERVER_INTERCEPTOR_ORDER = [
-  "deadline+scope", // enforce grpc-timeout, open the call scope for propagation
-  "user", // MeshServerOptions.interceptors, in the order given
+  "observe", // continue the W3C trace, child logger, one log line + metrics per call (planned)
+  "deadline+scope", // enforce grpc-timeout, open the call scope (carries the context values)
+  "limit", // per-method max in flight: RESOURCE_EXHAUSTED with pushback (planned)
+  "user", // MeshServerOptions.interceptors, in the order given (auth sets the principal here)
+  "idempotency", // de-duplicate keyed unary calls, replay stored outcomes (planned)
+  "faults", // fault injection for tests and demos, right before the handler (planned)
 ] as const;
 
 /** buildServerChain assembles the server interceptors in SERVER_INTERCEPTOR_ORDER. */
