@@ -1,13 +1,36 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+export {
+  type BreakerEvent,
+  type BreakerOptions,
+  breakerStateKey,
+} from "./breaker/breaker-interceptor.js";
+export { BreakerOpenError } from "./breaker/breaker-open-error.js";
+export { CIRCUIT_BREAKER_DEFAULTS, type CircuitState } from "./breaker/circuit-breaker.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call-scope.js";
 export {
   createMeshTransport,
   type MeshTransport,
+  type MeshTransportEvent,
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
 export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
+export type { RetryBudgetOptions } from "./retry/retry-budget.js";
+export {
+  type GiveUpReason,
+  type HedgingOptions,
+  RETRY_POLICY_DEFAULTS,
+  type RetryEvent,
+  type RetryOptions,
+  type RetryPolicy,
+} from "./retry/retry-interceptor.js";
+export {
+  CONCURRENCY_LIMIT_DEFAULTS,
+  type ConcurrencyLimit,
+  type ConcurrencyLimitOptions,
+  createConcurrencyLimit,
+} from "./server/concurrency-limit.js";
 export {
   type BoundAddress,
   type CloseOptions,
@@ -17,6 +40,17 @@ export {
   type MeshServerOptions,
   type MeshServerTlsOptions,
 } from "./server/create-mesh-server.js";
+export {
+  createFaultInjector,
+  FAULT_HEADER,
+  type FaultCodeRate,
+  type FaultConfig,
+  type FaultConfigUpdate,
+  type FaultCounts,
+  type FaultInjector,
+  type FaultInjectorOptions,
+  type FaultRule,
+} from "./server/fault-injection.js";
 export { type HealthStatus, ServingStatus } from "./server/health-status.js";
 
 // --- For integrators ---------------------------------------------------------

@@ -64,6 +64,14 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly onEvent?: (event: BalancerEvent) => void;
 }
 
+/** BalancerPickInfo is PickInfo plus the endpoints to avoid when others are ready. */
+export interface BalancerPickInfo extends PickInfo {
+  readonly avoid?: readonly string[];
+}
+
+// How many extra draws pick makes to get away from avoided endpoints.
+const AVOID_REDRAWS = 3;
+
 /** BalancerPick is the endpoint and connection for one attempt, with its feedback hook. */
 export interface BalancerPick<S extends Subchannel> {
   readonly endpoint: Endpoint;
@@ -83,15 +91,29 @@ export interface BalancerState {
 
 /** Balancer spreads attempts over a target's endpoints. */
 export interface Balancer<S extends Subchannel> {
-  /** pick chooses an endpoint now, or returns undefined when none is ready. Synchronous. */
-  pick(info?: PickInfo): BalancerPick<S> | undefined;
+  /**
+   * pick chooses an endpoint now, or returns undefined when none is ready.
+   * Synchronous. Endpoints in `avoid` (failed attempts, hedges in flight) are
+   * passed over while another endpoint is ready.
+   */
+  pick(info?: BalancerPickInfo): BalancerPick<S> | undefined;
+  /**
+   * estimateLatencyMs is the lowest peak-EWMA latency among ready endpoints
+   * (p2c-ewma only; undefined otherwise): no attempt can be expected to finish
+   * faster, so a retry with less time left is not worth sending.
+   */
+  estimateLatencyMs(): number | undefined;
   /**
    * waitForPick picks, waiting for the first resolution when there is none yet,
    * for up to `waitMs` or until `signal` aborts. It fails with UNAVAILABLE
    * naming the target when the resolved set is empty or the wait runs out
    * (CANCELED when the signal was cancelled).
    */
-  waitForPick(signal: AbortSignal, waitMs: number, info?: PickInfo): Promise<BalancerPick<S>>;
+  waitForPick(
+    signal: AbortSignal,
+    waitMs: number,
+    info?: BalancerPickInfo,
+  ): Promise<BalancerPick<S>>;
   /** state is the current view. */
   state(): BalancerState;
   /** close stops the resolver and closes every subchannel. */
@@ -247,19 +269,42 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
 
   const balancer: Balancer<S> = {
     pick(info) {
-      const result = picker.pick(info);
+      let result = picker.pick(info);
       if (result === undefined) return undefined;
-      const address = result.endpoint.address;
-      const entry = subchannelFor(result.endpoint);
+      const avoid = info?.avoid;
+      if (avoid !== undefined && avoid.length > 0 && avoid.includes(result.endpoint.address)) {
+        const others = ready.filter((e) => !avoid.includes(e.address));
+        for (
+          let i = 0;
+          others.length > 0 && i < AVOID_REDRAWS && avoid.includes(result.endpoint.address);
+          i++
+        ) {
+          // Release the draw without a latency sample: it was never used.
+          result.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
+          const next = picker.pick(info);
+          if (next === undefined) return undefined;
+          result = next;
+        }
+        const fallback = others[0];
+        if (fallback !== undefined && avoid.includes(result.endpoint.address)) {
+          // A deterministic picker (pick-first) draws the same endpoint every
+          // time: take the first other ready endpoint, outside load accounting.
+          result.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
+          result = { endpoint: fallback, done: () => {} };
+        }
+      }
+      const picked = result;
+      const address = picked.endpoint.address;
+      const entry = subchannelFor(picked.endpoint);
       entry.active++;
       let finished = false;
       return {
-        endpoint: result.endpoint,
+        endpoint: picked.endpoint,
         subchannel: entry.subchannel as S,
         done(outcome) {
           if (finished) return;
           finished = true;
-          result.done(outcome);
+          picked.done(outcome);
           entry.active--;
           if (entry.removed && entry.active === 0 && subchannels.get(address) === entry) {
             closeEntry(address, entry);
@@ -330,6 +375,16 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           waitMs,
         );
       });
+    },
+    estimateLatencyMs() {
+      if (policy !== "p2c-ewma" || ready.length === 0) return undefined;
+      const now = clock.now();
+      let best = Number.POSITIVE_INFINITY;
+      for (const e of ready) {
+        const rtt = loads.get(e.address)?.ewma.rttMs(now);
+        if (rtt !== undefined && rtt < best) best = rtt;
+      }
+      return Number.isFinite(best) ? best : undefined;
     },
     state() {
       return Object.freeze({

@@ -21,7 +21,24 @@ export const CLIENT_INTERCEPTOR_ORDER = [
   "attempt", // rewrite grpc-timeout to the time left, pick an endpoint, send
 ] as const;
 
+/** ClientChainParts are the interceptors of each slot; absent slots are skipped. */
+export interface ClientChainParts {
+  readonly user: readonly Interceptor[];
+  readonly observe?: Interceptor | undefined;
+  readonly idempotencyKey?: Interceptor | undefined;
+  readonly retry?: Interceptor | undefined;
+  readonly attemptObserve?: Interceptor | undefined;
+  readonly breaker?: Interceptor | undefined;
+}
+
 /** buildClientChain assembles the client interceptors in CLIENT_INTERCEPTOR_ORDER. */
-export function buildClientChain(parts: { user: readonly Interceptor[] }): Interceptor[] {
-  return [...parts.user];
+export function buildClientChain(parts: ClientChainParts): Interceptor[] {
+  return [
+    ...parts.user,
+    parts.observe,
+    parts.idempotencyKey,
+    parts.retry,
+    parts.attemptObserve,
+    parts.breaker,
+  ].filter((i): i is Interceptor => i !== undefined);
 }

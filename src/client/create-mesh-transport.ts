@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import type {
   DescMessage,
   DescMethodStreaming,
@@ -25,18 +26,29 @@ import {
 import type { OutlierDetectorOptions } from "../balancer/outlier-detector.js";
 import type { PeakEwmaOptions } from "../balancer/peak-ewma.js";
 import type { SlowStartOptions } from "../balancer/slow-start.js";
+import {
+  type BreakerEvent,
+  type BreakerOptions,
+  createBreakerInterceptor,
+} from "../breaker/breaker-interceptor.js";
 import { currentCallScope } from "../call-scope.js";
 import { type Clock, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
+import {
+  createRetryInterceptor,
+  type RetryEvent,
+  type RetryOptions,
+} from "../retry/retry-interceptor.js";
 import { buildClientChain } from "./client-chain.js";
 import {
   createEndpointTransport,
   type EndpointTransport,
   type EndpointTransportOptions,
 } from "./endpoint-transport.js";
-import { type MeshCall, meshCallKey } from "./mesh-call.js";
+import { attemptDeadline, type MeshCall, meshCallKey } from "./mesh-call.js";
+import { onStreamEnd } from "./stream-end.js";
 import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
@@ -60,8 +72,20 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
    * the first endpoints before failing with UNAVAILABLE; default 10_000.
    */
   readonly firstResolutionTimeoutMs?: number;
-  /** onEvent receives resolver, balancer and ejection events. */
-  readonly onEvent?: (event: BalancerEvent) => void;
+  /**
+   * retry configures deadline-aware retries (RETRY_POLICY_DEFAULTS: 3
+   * attempts, UNAVAILABLE only, safe methods only, budget 20% + 10/s); false
+   * turns them off.
+   */
+  readonly retry?: RetryOptions | false;
+  /**
+   * circuitBreaker configures the per-method breakers (CIRCUIT_BREAKER_DEFAULTS:
+   * open at 50% failures over 10 s with at least 20 calls, 5 s doubling to
+   * 60 s, 3 probes); false turns them off.
+   */
+  readonly circuitBreaker?: BreakerOptions | false;
+  /** onEvent receives resolver, balancer, ejection, retry and breaker events. */
+  readonly onEvent?: (event: MeshTransportEvent) => void;
   /**
    * interceptors are the user's client interceptors; they run once per logical
    * call, outermost (see CLIENT_INTERCEPTOR_ORDER).
@@ -77,6 +101,9 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   /** clock drives deadline arithmetic; default the system clock. */
   readonly clock?: Clock;
 }
+
+/** MeshTransportEvent is any typed event a mesh transport reports. */
+export type MeshTransportEvent = BalancerEvent | RetryEvent | BreakerEvent;
 
 /**
  * MeshTransport is a Connect `Transport` for `createClient(Desc, transport)`
@@ -109,8 +136,9 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   // The URL only names the method in Connect's request objects; each attempt
   // goes to the endpoint the balancer picks.
   const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
-  const interceptors = buildClientChain({ user: opts.interceptors ?? [] });
   const closing = new AbortController();
+  // Every call in flight listens to this signal: many are expected.
+  setMaxListeners(0, closing.signal);
   const balancer = createBalancer<EndpointTransport>({
     target: opts.target,
     resolver: createResolver(target, opts, clock),
@@ -122,6 +150,27 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
     ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
   });
+  const breaker =
+    opts.circuitBreaker === false
+      ? undefined
+      : createBreakerInterceptor(opts.circuitBreaker ?? {}, {
+          target: opts.target,
+          clock,
+          ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+        });
+  const interceptors = buildClientChain({
+    user: opts.interceptors ?? [],
+    retry:
+      opts.retry === false
+        ? undefined
+        : createRetryInterceptor(opts.retry ?? {}, {
+            target: opts.target,
+            clock,
+            estimateLatencyMs: () => balancer.estimateLatencyMs(),
+            ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+          }),
+    breaker: breaker?.interceptor,
+  });
 
   // attempt is the innermost step: it runs once per attempt, after every
   // interceptor, picks an endpoint and sends the request there.
@@ -129,8 +178,12 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     req: UnaryRequest | StreamRequest,
   ): Promise<UnaryResponse | StreamResponse> {
     const call = req.contextValues.get(meshCallKey);
+    const info =
+      call === undefined || call.avoidEndpoints.length === 0
+        ? undefined
+        : { avoid: call.avoidEndpoints };
     const pick =
-      balancer.pick() ??
+      balancer.pick(info) ??
       (await balancer.waitForPick(
         req.signal,
         // Give up just before the deadline, so the caller learns why (no
@@ -138,15 +191,21 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         call?.deadlineAt === undefined
           ? opts.firstResolutionTimeoutMs
           : Math.max(0, call.deadlineAt - clock.now() - 1),
+        info,
       ));
     const address = pick.endpoint.address;
     const started = clock.now();
-    if (call?.deadlineAt !== undefined) {
-      const remainingMs = call.deadlineAt - started;
+    const attemptAt = attemptDeadline(req.signal);
+    const deadlineAt =
+      attemptAt === undefined
+        ? call?.deadlineAt
+        : Math.min(attemptAt, call?.deadlineAt ?? Number.POSITIVE_INFINITY);
+    if (deadlineAt !== undefined) {
+      const remainingMs = deadlineAt - started;
       if (remainingMs <= 0) {
         pick.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
         throw new ConnectError(
-          `deadline exceeded before attempt ${call.attempt} could start`,
+          `deadline exceeded before attempt ${call?.attempt ?? 1} could start`,
           Code.DeadlineExceeded,
         );
       }
@@ -184,7 +243,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       const latencyMs = clock.now() - started;
       return {
         ...res,
-        message: observeEnd(res.message, (error) => {
+        message: onStreamEnd(res.message, (error) => {
           if (error === undefined) {
             pick.done({ ok: true, latencyMs });
           } else {
@@ -225,6 +284,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       deadlineAt: effectiveMs === undefined ? undefined : clock.now() + effectiveMs,
       attempt: 1,
       endpoint: undefined,
+      avoidEndpoints: [],
     };
     values.set(meshCallKey, call);
     return { signal: link.signal, cleanup: link.cleanup, timeoutMs: effectiveMs, values };
@@ -293,7 +353,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         p.cleanup();
         throw e;
       }
-      return { ...res, message: finallyIterable(res.message, p.cleanup) };
+      return { ...res, message: onStreamEnd(res.message, p.cleanup) };
     },
     close() {
       if (!closing.signal.aborted) {
@@ -315,38 +375,6 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   if (opts.defaultTimeoutMs !== undefined && !(opts.defaultTimeoutMs > 0)) {
     throw new RangeError(`defaultTimeoutMs ${opts.defaultTimeoutMs} must be > 0`);
   }
-}
-
-/** observeEnd calls `fn` once when a response stream ends, fails or is abandoned. */
-function observeEnd<T>(iterable: AsyncIterable<T>, fn: (error: unknown) => void): AsyncIterable<T> {
-  let called = false;
-  const once = (error: unknown) => {
-    if (!called) {
-      called = true;
-      fn(error);
-    }
-  };
-  return {
-    [Symbol.asyncIterator]() {
-      const it = iterable[Symbol.asyncIterator]();
-      return {
-        async next() {
-          try {
-            const r = await it.next();
-            if (r.done === true) once(undefined);
-            return r;
-          } catch (e) {
-            once(e);
-            throw e;
-          }
-        },
-        async return(value?: unknown) {
-          once(new ConnectError("stream abandoned by the caller", Code.Canceled));
-          return (await it.return?.(value)) ?? { done: true, value: undefined };
-        },
-      };
-    },
-  };
 }
 
 /** linkSignals aborts one signal when any input aborts; cleanup removes the listeners. */
@@ -377,31 +405,4 @@ function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
     s.addEventListener("abort", onAbort);
   }
   return { signal: controller.signal, cleanup };
-}
-
-/** finallyIterable calls `fn` once when iteration ends, fails, or is abandoned. */
-function finallyIterable<T>(iterable: AsyncIterable<T>, fn: () => void): AsyncIterable<T> {
-  return {
-    [Symbol.asyncIterator]() {
-      const it = iterable[Symbol.asyncIterator]();
-      return {
-        async next() {
-          try {
-            const r = await it.next();
-            if (r.done === true) {
-              fn();
-            }
-            return r;
-          } catch (e) {
-            fn();
-            throw e;
-          }
-        },
-        async return(value?: unknown) {
-          fn();
-          return (await it.return?.(value)) ?? { done: true, value: undefined };
-        },
-      };
-    },
-  };
 }

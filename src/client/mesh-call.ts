@@ -14,6 +14,30 @@ export interface MeshCall {
   attempt: number;
   /** endpoint is the address picked for the latest attempt, once picked. */
   endpoint: string | undefined;
+  /**
+   * avoidEndpoints lists endpoints later attempts should avoid when others
+   * are ready: those of failed attempts and of hedges still in flight.
+   */
+  readonly avoidEndpoints: string[];
+}
+
+// Per-attempt deadlines are keyed by the attempt's signal: attempts (hedges)
+// of one call run concurrently and share the call's context values.
+const attemptDeadlines = new WeakMap<AbortSignal, number>();
+
+/**
+ * setAttemptDeadline records a per-attempt deadline (clock time) for the
+ * attempt whose request carries `signal`; the attempt step announces
+ * min(call deadline, attempt deadline) in `grpc-timeout`.
+ * @private
+ */
+export function setAttemptDeadline(signal: AbortSignal, deadlineAt: number): void {
+  attemptDeadlines.set(signal, deadlineAt);
+}
+
+/** attemptDeadline returns the per-attempt deadline of `signal`, if any. @private */
+export function attemptDeadline(signal: AbortSignal): number | undefined {
+  return attemptDeadlines.get(signal);
 }
 
 /** meshCallKey is the Connect context key of the current MeshCall. */

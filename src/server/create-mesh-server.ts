@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import {
@@ -12,6 +13,8 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, ServiceRegistry } from "../discovery/registry.js";
+import { type ConcurrencyLimitOptions, createConcurrencyLimit } from "./concurrency-limit.js";
+import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import { peerKey, serverCallKey } from "./server-call.js";
@@ -65,6 +68,16 @@ export interface MeshServerOptions {
   readonly tls?: MeshServerTlsOptions;
   /** health serves `grpc.health.v1.Health`; default true. */
   readonly health?: boolean;
+  /**
+   * concurrencyLimit caps calls in flight per method, answering
+   * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
+   */
+  readonly concurrencyLimit?: ConcurrencyLimitOptions;
+  /**
+   * faults injects latency and errors right before the handler, changeable at
+   * run time (`createFaultInjector()`), for tests, benchmarks and demos.
+   */
+  readonly faults?: FaultInjector;
   /** registration announces the server in a registry once health is SERVING. */
   readonly registration?: MeshServerRegistration;
   /** defaultGraceMs is close()'s drain time when none is given; default 10_000. */
@@ -144,6 +157,8 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const opts = { ...DEFAULTS, ...options };
   validateServerOptions(opts);
   const shutdown = new AbortController();
+  // Connect links every call's signal to the shutdown signal: many listeners are expected.
+  setMaxListeners(0, shutdown.signal);
   const healthStop = new AbortController();
   const health = createHealthStatus([]);
 
@@ -158,7 +173,14 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         router.service(Health, createHealthService(health, healthStop.signal));
       }
     },
-    interceptors: buildServerChain({ user: opts.interceptors ?? [] }),
+    interceptors: buildServerChain({
+      user: opts.interceptors ?? [],
+      limit:
+        opts.concurrencyLimit === undefined
+          ? undefined
+          : createConcurrencyLimit(opts.concurrencyLimit).interceptor,
+      faults: opts.faults?.interceptor,
+    }),
     ...(opts.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: opts.maxTimeoutMs }),
     shutdownSignal: shutdown.signal,
     contextValues(req) {

@@ -10,13 +10,29 @@ import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 export const SERVER_INTERCEPTOR_ORDER = [
   "observe", // continue the W3C trace, child logger, one log line + metrics per call (planned)
   "deadline+scope", // enforce grpc-timeout, open the call scope (carries the context values)
-  "limit", // per-method max in flight: RESOURCE_EXHAUSTED with pushback (planned)
+  "limit", // per-method max in flight: RESOURCE_EXHAUSTED with pushback
   "user", // MeshServerOptions.interceptors, in the order given (auth sets the principal here)
   "idempotency", // de-duplicate keyed unary calls, replay stored outcomes (planned)
-  "faults", // fault injection for tests and demos, right before the handler (planned)
+  "faults", // fault injection for tests and demos, right before the handler
 ] as const;
 
+/** ServerChainParts are the interceptors of each slot; absent slots are skipped. */
+export interface ServerChainParts {
+  readonly observe?: Interceptor | undefined;
+  readonly limit?: Interceptor | undefined;
+  readonly user: readonly Interceptor[];
+  readonly idempotency?: Interceptor | undefined;
+  readonly faults?: Interceptor | undefined;
+}
+
 /** buildServerChain assembles the server interceptors in SERVER_INTERCEPTOR_ORDER. */
-export function buildServerChain(parts: { user: readonly Interceptor[] }): Interceptor[] {
-  return [createServerDeadlineInterceptor(), ...parts.user];
+export function buildServerChain(parts: ServerChainParts): Interceptor[] {
+  return [
+    parts.observe,
+    createServerDeadlineInterceptor(),
+    parts.limit,
+    ...parts.user,
+    parts.idempotency,
+    parts.faults,
+  ].filter((i): i is Interceptor => i !== undefined);
 }

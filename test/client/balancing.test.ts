@@ -1,12 +1,12 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  type BalancerEvent,
   createEndpoint,
   createEndpointSet,
   createMeshServer,
   createMeshTransport,
   type MeshServer,
+  type MeshTransportEvent,
   type Resolver,
   type ResolverListener,
 } from "../../src/index.js";
@@ -85,7 +85,7 @@ describe("client-side load balancing over real servers", () => {
   });
 
   it("outlier detection ejects an endpoint after 5 consecutive UNAVAILABLE and reports it", async () => {
-    const events: BalancerEvent[] = [];
+    const events: MeshTransportEvent[] = [];
     const transport = createMeshTransport({
       target: `static:///${addresses.join(",")}`,
       policy: "round-robin",
@@ -104,7 +104,7 @@ describe("client-side load balancing over real servers", () => {
     }
     expect(failures).toBe(5);
     expect(served.slice(-20).every((s) => s !== "c")).toBe(true);
-    const ejected = events.find((e) => e.source === "outlier" && e.type === "ejected");
+    const ejected = events.find((e) => "source" in e && e.source === "outlier" && e.type === "ejected");
     expect(ejected).toMatchObject({ address: failing, reason: "consecutive-failures" });
     await transport.close();
   });

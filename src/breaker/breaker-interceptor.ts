@@ -1,0 +1,117 @@
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type Interceptor,
+  type StreamResponse,
+} from "@connectrpc/connect";
+import { onStreamEnd } from "../client/stream-end.js";
+import { type Clock, systemClock } from "../clock.js";
+import { BreakerOpenError } from "./breaker-open-error.js";
+import {
+  type BreakerRegistry,
+  type BreakerRegistryOptions,
+  createBreakerRegistry,
+} from "./breaker-registry.js";
+import type { CircuitBreakerOptions, CircuitState, CircuitTransition } from "./circuit-breaker.js";
+
+/** BreakerOptions configures the client's per-method (or per-service) circuit breakers. */
+export interface BreakerOptions extends Omit<CircuitBreakerOptions, "onTransition"> {
+  /** scope keys breakers by target + method (default) or target + service. */
+  readonly scope?: "method" | "service";
+  /** idleMs forgets a closed breaker unused this long; default 300_000. */
+  readonly idleMs?: number;
+}
+
+/** BreakerEvent is a breaker state change, for logging (warn) and metrics. */
+export interface BreakerEvent {
+  readonly type: "breaker";
+  readonly key: string;
+  readonly from: CircuitState["type"];
+  readonly to: CircuitState["type"];
+  readonly reason: CircuitTransition["reason"];
+  readonly at: number;
+}
+
+/** breakerStateKey holds the state of the breaker that admitted the call's latest attempt. */
+export const breakerStateKey = createContextKey<CircuitState["type"] | undefined>(undefined, {
+  description: "connect-mesh breaker state",
+});
+
+/**
+ * createBreakerInterceptor runs each attempt through the circuit breaker of
+ * its target + method (or service). An open breaker fails the attempt at once
+ * with UNAVAILABLE naming the breaker and when it will let a probe through; no
+ * request is sent, and the retry interceptor does not retry it. Outcomes feed
+ * the breaker: UNAVAILABLE, INTERNAL, UNKNOWN and DEADLINE_EXCEEDED count as
+ * failures by default; caller errors (INVALID_ARGUMENT, NOT_FOUND...) do not.
+ * One registry per transport creates breakers lazily and runs no timers.
+ */
+export function createBreakerInterceptor(
+  options: BreakerOptions,
+  deps: { target: string; clock?: Clock; onEvent?: (event: BreakerEvent) => void },
+): { interceptor: Interceptor; registry: BreakerRegistry } {
+  const clock = deps.clock ?? systemClock;
+  const { scope = "method", idleMs, ...breaker } = options;
+  if (scope !== "method" && scope !== "service") {
+    throw new RangeError(
+      `circuitBreaker.scope ${JSON.stringify(scope)} must be "method" or "service"`,
+    );
+  }
+  const registryOptions: BreakerRegistryOptions = {
+    breaker,
+    ...(idleMs === undefined ? {} : { idleMs }),
+    onTransition: (key, t) =>
+      deps.onEvent?.({ type: "breaker", key, from: t.from, to: t.to, reason: t.reason, at: t.at }),
+  };
+  const registry = createBreakerRegistry(registryOptions);
+  const keys = new WeakMap<object, string>();
+  const interceptor: Interceptor = (next) => async (req) => {
+    let key = keys.get(req.method);
+    if (key === undefined) {
+      key =
+        scope === "method"
+          ? `${deps.target} ${req.method.parent.typeName}/${req.method.name}`
+          : `${deps.target} ${req.method.parent.typeName}`;
+      keys.set(req.method, key);
+    }
+    const started = clock.now();
+    const admission = registry.tryAcquire(key, started);
+    if (!admission.admitted) {
+      req.contextValues.set(breakerStateKey, admission.state);
+      const when =
+        admission.retryAtMs === undefined
+          ? "after the probes in flight"
+          : `in ${Math.max(0, Math.ceil(admission.retryAtMs - started))} ms`;
+      throw new ConnectError(
+        `circuit breaker ${JSON.stringify(key)} is ${admission.state}; next probe ${when}`,
+        Code.Unavailable,
+        undefined,
+        undefined,
+        new BreakerOpenError(`breaker ${key} is ${admission.state}`),
+      );
+    }
+    req.contextValues.set(breakerStateKey, registry.peek(key)?.state(started).type);
+    const release = (error: unknown) => {
+      const now = clock.now();
+      admission.release(
+        error === undefined
+          ? { ok: true, latencyMs: now - started }
+          : { ok: false, code: ConnectError.from(error).code, latencyMs: now - started },
+        now,
+      );
+    };
+    try {
+      const res = await next(req);
+      if (!res.stream) {
+        release(undefined);
+        return res;
+      }
+      return { ...res, message: onStreamEnd((res as StreamResponse).message, release) };
+    } catch (e) {
+      release(e);
+      throw e;
+    }
+  };
+  return { interceptor, registry };
+}
