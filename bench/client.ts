@@ -1,0 +1,121 @@
+// Benchmark client child: a closed-loop load generator keeping `inFlight`
+// unary Echo calls outstanding. Driven over IPC by the runner (lib/protocol.ts):
+// load → init → start → mark-begin → mark-end → stop. Latencies and counts are kept
+// only between the marks; CPU is measured over the same window.
+
+import { errorMessage, serveCommands, WindowMeter } from "./lib/child.js";
+import type { ClientInit, ClientLoad, ClientStopped, ClientWindow } from "./lib/protocol.js";
+import { loadStack } from "./lib/stacks/index.js";
+import type { EchoClientHandle, Stack } from "./lib/stacks/types.js";
+import { Samples } from "./lib/stats.js";
+
+let client: EchoClientHandle | undefined;
+let payload = new Uint8Array(0);
+let inFlight = 1;
+let running = false;
+let recording = false;
+let workers: Promise<void>[] = [];
+
+const meter = new WindowMeter();
+const latencies = new Samples(1 << 16);
+let windowCalls = 0;
+let windowErrors = 0;
+let windowFirstError: string | undefined;
+let totalCalls = 0;
+let totalErrors = 0;
+let firstError: string | undefined;
+
+async function worker(c: EchoClientHandle): Promise<void> {
+  while (running) {
+    const t0 = performance.now();
+    let failure: string | undefined;
+    try {
+      const res = await c.echo(payload);
+      if (res.byteLength !== payload.byteLength) {
+        failure = `echo returned ${res.byteLength} bytes, sent ${payload.byteLength}`;
+      }
+    } catch (err) {
+      failure = errorMessage(err);
+    }
+    const dt = performance.now() - t0;
+    if (failure === undefined) {
+      totalCalls++;
+      if (recording) {
+        windowCalls++;
+        latencies.add(dt);
+      }
+    } else {
+      totalErrors++;
+      firstError ??= failure;
+      if (recording) {
+        windowErrors++;
+        windowFirstError ??= failure;
+      }
+      // A failing call may settle without I/O; yield so IPC and timers still run.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
+let loading: Promise<Stack> | undefined;
+
+serveCommands({
+  // load imports the client library while the servers are still starting.
+  async load(args) {
+    loading = loadStack((args as ClientLoad).stack);
+    await loading;
+  },
+  async init(args) {
+    const init = args as ClientInit;
+    const stack = await (loading ?? loadStack(init.spec.stack));
+    client = stack.createClient(init.targets, init.spec.options ?? {});
+    payload = new Uint8Array(init.payloadBytes);
+    for (let i = 0; i < payload.length; i++) {
+      payload[i] = (i * 31 + 7) & 0xff;
+    }
+    inFlight = init.inFlight;
+    // One probe call per target connects the HTTP/2 sessions before the clock starts.
+    for (let i = 0; i < init.targets.length; i++) {
+      await client.echo(payload);
+    }
+  },
+  start() {
+    const c = client;
+    if (c === undefined) {
+      throw new Error("start before init");
+    }
+    running = true;
+    workers = Array.from({ length: inFlight }, () => worker(c));
+  },
+  "mark-begin"() {
+    latencies.clear();
+    windowCalls = 0;
+    windowErrors = 0;
+    windowFirstError = undefined;
+    recording = true;
+    meter.begin();
+  },
+  "mark-end"(): ClientWindow {
+    recording = false;
+    const w = meter.end();
+    const s = latencies.summary();
+    return {
+      ...w,
+      calls: windowCalls,
+      errors: windowErrors,
+      ...(windowFirstError === undefined ? {} : { firstError: windowFirstError }),
+      latencyMs: { p50: s.p50, p90: s.p90, p99: s.p99, p999: s.p999, max: s.max, mean: s.mean },
+    };
+  },
+  async stop(): Promise<ClientStopped> {
+    running = false;
+    await Promise.all(workers);
+    await client?.close();
+    setTimeout(() => process.exit(0), 20).unref();
+    return {
+      totalCalls,
+      totalErrors,
+      ...(firstError === undefined ? {} : { firstError }),
+    };
+  },
+});

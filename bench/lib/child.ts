@@ -1,0 +1,90 @@
+// Child-process side of the IPC protocol: answer the parent's commands, and
+// exit when the parent goes away or a command asks to.
+
+import type { ProcessWindow, Reply, Request } from "./protocol.js";
+
+export type Handlers = Record<string, (args: unknown) => unknown>;
+
+// tsx turns source maps on, which makes every Error stack access costlier than
+// in a compiled deployment; benchmark children turn them off again
+// (BENCH_SOURCE_MAPS=1 keeps them).
+if (process.env.BENCH_SOURCE_MAPS !== "1") {
+  process.setSourceMapsEnabled(false);
+}
+
+// Children run with --no-warnings; warnings are collected and reported to the
+// runner instead, which shows each distinct one once per configuration.
+const warnings = new Set<string>();
+process.on("warning", (w) => {
+  if (warnings.size < 20) {
+    warnings.add(`${w.name}: ${w.message}`);
+  }
+});
+
+/**
+ * serveCommands answers Requests from the parent with the named handler. The
+ * process exits when the IPC channel closes (parent exited or killed us), so
+ * a child never outlives its runner.
+ */
+export function serveCommands(handlers: Handlers): void {
+  if (process.send === undefined) {
+    console.error("bench child: must be started with an IPC channel (child_process.fork)");
+    process.exit(2);
+  }
+  process.on("disconnect", () => process.exit(0));
+  process.on("message", (raw) => {
+    const req = raw as Request;
+    const handler = handlers[req.cmd];
+    const reply = (r: Reply) => {
+      if (process.connected) {
+        process.send?.(r);
+      }
+    };
+    if (handler === undefined) {
+      reply({ id: req.id, ok: false, error: `unknown command ${req.cmd}` });
+      return;
+    }
+    Promise.resolve()
+      .then(() => handler(req.args))
+      .then(
+        (result) => reply({ id: req.id, ok: true, result: result ?? null }),
+        (err: unknown) => reply({ id: req.id, ok: false, error: errorMessage(err) }),
+      );
+  });
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    return `${err.name}: ${err.message}`;
+  }
+  return String(err);
+}
+
+/** WindowMeter measures CPU and wall time between begin() and end(). */
+export class WindowMeter {
+  private cpu: NodeJS.CpuUsage | undefined;
+  private t0 = 0;
+
+  begin(): void {
+    this.t0 = performance.now();
+    this.cpu = process.cpuUsage();
+  }
+
+  end(): ProcessWindow {
+    const cpu = process.cpuUsage(this.cpu);
+    const elapsedMs = performance.now() - this.t0;
+    if (this.cpu === undefined) {
+      throw new Error("mark-end before mark-begin");
+    }
+    this.cpu = undefined;
+    return {
+      elapsedMs,
+      cpuUs: cpu.user + cpu.system,
+      cpuUserUs: cpu.user,
+      cpuSystemUs: cpu.system,
+      // resourceUsage().maxRSS is in kilobytes.
+      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      warnings: [...warnings],
+    };
+  }
+}

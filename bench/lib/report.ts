@@ -1,0 +1,128 @@
+// Results: the JSON document written to bench/results/<suite>[.quick].json and
+// the markdown table printed to stdout (and written to <suite>.md).
+
+import * as os from "node:os";
+import { DEFAULT_MAX_OTHER_CORES, type QuietWait, type ResultRow } from "./runner.js";
+import type { Scenario, Timing } from "./scenario.js";
+
+export interface SuiteReport {
+  readonly suite: string;
+  readonly title: string;
+  readonly date: string;
+  readonly node: string;
+  readonly machine: { readonly cpus: number; readonly model: string; readonly platform: string };
+  readonly quick: boolean;
+  readonly settings: {
+    readonly warmup_ms: number;
+    readonly duration_ms: number;
+    readonly reps: number;
+    readonly processes: string;
+    readonly compression: string;
+    readonly quiet_wait: string;
+  };
+  readonly notes: readonly string[];
+  readonly wall_s: number;
+  readonly results: readonly ResultRow[];
+}
+
+export function buildReport(
+  scenario: Scenario,
+  quick: boolean,
+  timing: Timing,
+  quietWait: QuietWait | undefined,
+  results: readonly ResultRow[],
+  wallMs: number,
+): SuiteReport {
+  const cpus = os.cpus();
+  return {
+    suite: scenario.name,
+    title: scenario.title,
+    date: new Date().toISOString(),
+    node: process.version,
+    machine: {
+      cpus: cpus.length,
+      model: cpus[0]?.model.trim() ?? "unknown",
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    },
+    quick,
+    settings: {
+      warmup_ms: timing.warmupMs,
+      duration_ms: timing.durationMs,
+      reps: timing.reps,
+      processes:
+        "client and each server in separate processes (child_process.fork via tsx), fresh processes for every repetition; traffic on 127.0.0.1",
+      quiet_wait:
+        quietWait === undefined
+          ? "off"
+          : `before each run, wait up to ${quietWait.perRunMs / 1000} s (${quietWait.totalMs / 1000} s per suite) while other processes use more than ${quietWait.maxOtherCores} cores; then re-measure runs taken above that load for up to ${quietWait.remeasureMs / 1000} s`,
+      compression:
+        "off: Connect clients acceptCompression: [], Connect servers acceptCompression: [], grpc-js default (none)",
+    },
+    notes: scenario.notes,
+    wall_s: Math.round(wallMs / 100) / 10,
+    results,
+  };
+}
+
+/** LOADED_CORES is the other load above which a row shows its worst repetition. */
+const LOADED_CORES = DEFAULT_MAX_OTHER_CORES;
+
+function fmt(v: number | null, digits: number): string {
+  return v === null ? "–" : v.toFixed(digits);
+}
+
+function fmtInt(v: number | null): string {
+  return v === null ? "–" : String(Math.round(v));
+}
+
+/** markdownTable renders the results as a GitHub table plus a header and notes. */
+export function markdownTable(r: SuiteReport): string {
+  const lines: string[] = [];
+  lines.push(`### ${r.title}${r.quick ? " (quick)" : ""}`);
+  lines.push("");
+  lines.push(
+    `Node ${r.node}, ${r.machine.cpus} × ${r.machine.model}; ${r.settings.reps} × ${r.settings.duration_ms / 1000} s per configuration after ${r.settings.warmup_ms / 1000} s warm-up, round-robin; ${r.date.slice(0, 10)}.`,
+  );
+  lines.push("");
+  lines.push(
+    "| client → server | payload | in flight | req/s (median) | req/s min–max | p50 ms | p99 ms | p99.9 ms | CPU µs/call client | CPU µs/call server | CPU µs/call total | peak RSS MB client / server | other load (cores) |",
+  );
+  lines.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+  for (const row of r.results) {
+    const failed = row.reps === 0 ? " (failed)" : "";
+    const errors = row.errors > 0 ? ` ⚠ ${row.errors} errors` : "";
+    lines.push(
+      `| ${row.config}${failed}${errors} | ${formatBytes(row.payload_bytes)} | ${row.in_flight} | ${fmtInt(row.rps)} | ${fmtInt(row.rps_min)}–${fmtInt(row.rps_max)} | ${fmt(row.p50_ms, 2)} | ${fmt(row.p99_ms, 2)} | ${fmt(row.p999_ms, 2)} | ${fmt(row.client_cpu_us_per_call, 0)} | ${fmt(row.server_cpu_us_per_call, 0)} | ${fmt(row.cpu_us_per_call, 0)} | ${fmt(row.client_peak_rss_mb, 0)} / ${fmt(row.server_peak_rss_mb, 0)} | ${fmt(row.other_load_cores, 2)}${(row.other_load_max_cores ?? 0) > LOADED_CORES ? ` (max ${fmt(row.other_load_max_cores, 2)})` : ""} |`,
+    );
+  }
+  lines.push("");
+  lines.push(
+    "Latencies and CPU are medians over repetitions; CPU is process.cpuUsage (user + system) of the whole process over the measured window divided by the calls completed in it; peak RSS is the highest process maxRSS seen.",
+  );
+  lines.push(
+    `Other load is the CPU (in cores, median; max shown above ${LOADED_CORES}) that processes outside the benchmark used during the measured windows, from /proc/stat: figures taken while it is well above 0 are depressed. Runs taken under more than ${LOADED_CORES} cores are measured again at the end when the budget allows (${r.results.reduce((a, x) => a + x.remeasured, 0)} replaced in this run).`,
+  );
+  lines.push(`Compression ${r.settings.compression}.`);
+  for (const n of r.notes) {
+    lines.push(`${n}`);
+  }
+  const warned = r.results.filter((row) => row.warnings.length > 0 || row.failures.length > 0);
+  if (warned.length > 0) {
+    lines.push("");
+    lines.push("Warnings and failures:");
+    for (const row of warned) {
+      for (const w of [...row.failures.map((f) => `failed: ${f}`), ...row.warnings]) {
+        lines.push(`- ${row.config} ${formatBytes(row.payload_bytes)}: ${w}`);
+      }
+    }
+  }
+  lines.push("");
+  return lines.join("\n");
+}
+
+function formatBytes(n: number): string {
+  if (n >= 1024 && n % 1024 === 0) {
+    return `${n / 1024} KiB`;
+  }
+  return `${n} B`;
+}

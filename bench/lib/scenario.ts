@@ -1,0 +1,27 @@
+import type { BenchConfig } from "./protocol.js";
+
+/** Timing says how long each phase of a run lasts and how often it repeats. */
+export interface Timing {
+  /** warmupMs runs load before the measured window (not recorded). */
+  readonly warmupMs: number;
+  /** durationMs is the measured window of one repetition. */
+  readonly durationMs: number;
+  /** reps is how many times each configuration is measured, round-robin. */
+  readonly reps: number;
+}
+
+/**
+ * Scenario is a benchmark suite: a named list of configurations that the
+ * runner measures round-robin. New suites (slow replica, retries,
+ * idempotency) are new modules in bench/scenarios/ registered in
+ * bench/scenarios/index.ts.
+ */
+export interface Scenario {
+  readonly name: string;
+  readonly title: string;
+  /** notes are printed under the results table and stored in the JSON. */
+  readonly notes: readonly string[];
+  /** timing overrides the runner's defaults for full and quick runs. */
+  readonly timing?: { readonly full?: Partial<Timing>; readonly quick?: Partial<Timing> };
+  configs(opts: { readonly quick: boolean }): readonly BenchConfig[];
+}
