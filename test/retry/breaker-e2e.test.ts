@@ -1,0 +1,112 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { afterEach, describe, expect, it } from "vitest";
+import { createMeshTransport, type MeshTransportEvent } from "../../src/index.js";
+import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
+
+describe("circuit breaker end to end with a real server", () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it("opens on failures, fails fast without a network call, half-opens with K probes, then closes", async () => {
+    let healthy = false;
+    const s = await startScriptedOrders("s", () =>
+      healthy ? { ok: true } : { code: Code.Unavailable },
+    );
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: s.address,
+      retry: false,
+      outlierDetection: false,
+      circuitBreaker: {
+        minimumCalls: 5,
+        failureRateThreshold: 0.5,
+        openMs: 300,
+        halfOpenProbes: 2,
+      },
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    for (let i = 0; i < 5; i++) {
+      await orders.getOrder({ id: "x" }).catch(() => {});
+    }
+    expect(s.arrivals).toHaveLength(5);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "breaker", from: "closed", to: "open" }),
+    );
+
+    // Open: fail fast, naming the breaker and when it probes; the server sees nothing.
+    const started = performance.now();
+    const err = await orders.getOrder({ id: "x" }).catch((e: unknown) => ConnectError.from(e));
+    expect(performance.now() - started).toBeLessThan(20);
+    expect(err).toMatchObject({ code: Code.Unavailable });
+    expect((err as ConnectError).rawMessage).toMatch(
+      /circuit breaker ".*OrderService\/GetOrder" is open; next probe in \d+ ms/,
+    );
+    expect(s.arrivals).toHaveLength(5);
+
+    // After openMs, K = 2 probes are admitted; while they are out, others fail fast.
+    healthy = true;
+    await new Promise((r) => setTimeout(r, 350));
+    const probes = [orders.getOrder({ id: "p1" }), orders.getOrder({ id: "p2" })];
+    const third = await orders.getOrder({ id: "p3" }).catch((e: unknown) => ConnectError.from(e));
+    expect(third).toMatchObject({ code: Code.Unavailable });
+    await Promise.all(probes);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "breaker", from: "open", to: "half-open" }),
+    );
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "breaker", from: "half-open", to: "closed" }),
+    );
+    await orders.getOrder({ id: "after" });
+    expect(s.arrivals.map((a) => a.method)).toHaveLength(8);
+  });
+
+  it("does not count caller errors (NOT_FOUND, INVALID_ARGUMENT) as breaker failures", async () => {
+    const s = await startScriptedOrders("s", (_m, n) => ({
+      code: n % 2 ? Code.NotFound : Code.InvalidArgument,
+    }));
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: s.address,
+      circuitBreaker: { minimumCalls: 5 },
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    for (let i = 0; i < 30; i++) await orders.getOrder({ id: "x" }).catch(() => {});
+    expect(s.arrivals).toHaveLength(30);
+    expect(events.filter((e) => e.type === "breaker")).toEqual([]);
+  });
+
+  it("a retry is not burned on an open breaker", async () => {
+    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: s.address,
+      outlierDetection: false,
+      retry: { initialBackoffMs: 1 },
+      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    for (let i = 0; i < 3; i++)
+      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
+    const before = s.arrivals.length;
+    await orders.getOrder({ id: "x" }).catch(() => {});
+    expect(s.arrivals.length).toBe(before);
+    expect(events.at(-1)).toMatchObject({ type: "give-up", reason: "breaker-open", attempts: 1 });
+  });
+});
