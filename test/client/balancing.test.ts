@@ -104,7 +104,9 @@ describe("client-side load balancing over real servers", () => {
     }
     expect(failures).toBe(5);
     expect(served.slice(-20).every((s) => s !== "c")).toBe(true);
-    const ejected = events.find((e) => "source" in e && e.source === "outlier" && e.type === "ejected");
+    const ejected = events.find(
+      (e) => "source" in e && e.source === "outlier" && e.type === "ejected",
+    );
     expect(ejected).toMatchObject({ address: failing, reason: "consecutive-failures" });
     await transport.close();
   });
