@@ -1,0 +1,189 @@
+import { type Clock, systemClock } from "../clock.js";
+import { stripUndefined } from "../strip-undefined.js";
+import { newClaimToken, tokenFingerprint } from "./claim-token.js";
+import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
+import {
+  type ClaimResult,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+  IdempotencyStoreError,
+  type StoredState,
+} from "./store.js";
+
+/**
+ * MemoryIdempotencyStoreOptions configures createMemoryIdempotencyStore.
+ * Defaults (MEMORY_STORE_DEFAULTS): maxEntries 10_000, maxBytes 64 MiB.
+ */
+export interface MemoryIdempotencyStoreOptions {
+  /** maxEntries bounds completed plus in-progress records; >= 1. */
+  readonly maxEntries?: number;
+  /** maxBytes bounds the stored outcomes' size (outcomeSize plus key length); >= 1. */
+  readonly maxBytes?: number;
+  /** clock drives leases and TTLs; inject a fake one in tests. */
+  readonly clock?: Clock;
+}
+
+/** MEMORY_STORE_DEFAULTS are the defaults documented on MemoryIdempotencyStoreOptions. */
+export const MEMORY_STORE_DEFAULTS = Object.freeze({
+  // 10k records of ~1 KiB answer a busy replica's retries for minutes at little memory.
+  maxEntries: 10_000,
+  maxBytes: 64 * 1024 * 1024,
+});
+
+/** MemoryStoreStats is a snapshot of a memory store's occupancy. */
+export interface MemoryStoreStats {
+  readonly completed: number;
+  readonly inProgress: number;
+  readonly bytes: number;
+}
+
+/** MemoryIdempotencyStore is an IdempotencyStore in this process's memory. */
+export interface MemoryIdempotencyStore extends IdempotencyStore {
+  /** stats returns the current occupancy (expired records may still be counted until touched). */
+  stats(): MemoryStoreStats;
+}
+
+interface Pending {
+  readonly token: string;
+  readonly fingerprint: string;
+  readonly expiresAt: number;
+}
+
+interface Done {
+  readonly record: IdempotencyRecord;
+  readonly expiresAt: number;
+  readonly bytes: number;
+}
+
+/**
+ * createMemoryIdempotencyStore keeps records in this process: right for one
+ * replica, or for tests. Replicas do not see each other's records; use the
+ * Redis store (or your own) when a retry may reach another replica.
+ *
+ * Completed records live in an LRU (a Map in recency order: a hit moves the
+ * record to the end, eviction takes from the front) bounded by `maxEntries`
+ * and `maxBytes`, and expire after their TTL. In-progress records are never
+ * evicted, since that would let a duplicate run; they expire with their lease.
+ * When in-progress records alone fill `maxEntries`, claims fail with
+ * IdempotencyStoreError (the interceptor answers UNAVAILABLE).
+ */
+export function createMemoryIdempotencyStore(
+  options: MemoryIdempotencyStoreOptions = {},
+): MemoryIdempotencyStore {
+  const { maxEntries, maxBytes, clock } = {
+    ...MEMORY_STORE_DEFAULTS,
+    clock: systemClock,
+    ...stripUndefined(options),
+  };
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) {
+    throw new RangeError(`maxEntries ${maxEntries} must be an integer >= 1`);
+  }
+  if (!(maxBytes >= 1)) {
+    throw new RangeError(`maxBytes ${maxBytes} must be >= 1`);
+  }
+  const pending = new Map<string, Pending>();
+  const done = new Map<string, Done>();
+  let bytes = 0;
+
+  const dropDone = (key: string, d: Done) => {
+    done.delete(key);
+    bytes -= d.bytes;
+  };
+  // lookup returns the live state of a key, dropping expired records on the way.
+  const lookup = (key: string, touch: boolean): StoredState | undefined => {
+    const now = clock.now();
+    const d = done.get(key);
+    if (d !== undefined) {
+      if (d.expiresAt <= now) {
+        dropDone(key, d);
+      } else {
+        if (touch) {
+          done.delete(key);
+          done.set(key, d);
+        }
+        return { state: "completed", record: d.record };
+      }
+    }
+    const p = pending.get(key);
+    if (p !== undefined) {
+      if (p.expiresAt <= now) {
+        pending.delete(key);
+      } else {
+        return {
+          state: "in-progress",
+          fingerprint: p.fingerprint,
+          leaseRemainingMs: p.expiresAt - now,
+        };
+      }
+    }
+    return undefined;
+  };
+  const evictOldest = (): boolean => {
+    const first = done.entries().next();
+    if (first.done === true) return false;
+    dropDone(first.value[0], first.value[1]);
+    return true;
+  };
+  const sweepPending = () => {
+    const now = clock.now();
+    for (const [k, p] of pending) {
+      if (p.expiresAt <= now) pending.delete(k);
+    }
+  };
+
+  return {
+    async claim(recordKey, fingerprint, leaseMs): Promise<ClaimResult> {
+      const found = lookup(recordKey, true);
+      if (found !== undefined) return found;
+      while (pending.size + done.size >= maxEntries && evictOldest()) {}
+      if (pending.size >= maxEntries) {
+        sweepPending();
+        if (pending.size >= maxEntries) {
+          throw new IdempotencyStoreError(
+            `memory idempotency store is full: ${pending.size} calls in progress, maxEntries ${maxEntries}`,
+          );
+        }
+      }
+      const token = newClaimToken(fingerprint);
+      pending.set(recordKey, { token, fingerprint, expiresAt: clock.now() + leaseMs });
+      return { state: "claimed", token };
+    },
+    async complete(recordKey, token, outcome: IdempotencyOutcome, ttlMs) {
+      const fingerprint = tokenFingerprint(token);
+      if (fingerprint === undefined) return false;
+      const p = pending.get(recordKey);
+      if (p !== undefined && p.token !== token && p.expiresAt > clock.now()) return false;
+      const d = done.get(recordKey);
+      if (d !== undefined && d.expiresAt > clock.now()) return false;
+      pending.delete(recordKey);
+      if (d !== undefined) dropDone(recordKey, d);
+      const size = outcomeSize(outcome) + recordKey.length;
+      if (size > maxBytes) {
+        throw new IdempotencyStoreError(
+          `record of ${size} bytes exceeds the memory store's maxBytes ${maxBytes}`,
+        );
+      }
+      while (
+        (bytes + size > maxBytes || pending.size + done.size >= maxEntries) &&
+        evictOldest()
+      ) {}
+      done.set(recordKey, {
+        record: { fingerprint, outcome },
+        expiresAt: clock.now() + ttlMs,
+        bytes: size,
+      });
+      bytes += size;
+      return true;
+    },
+    async release(recordKey, token) {
+      const p = pending.get(recordKey);
+      if (p === undefined || p.token !== token) return false;
+      pending.delete(recordKey);
+      return true;
+    },
+    async get(recordKey) {
+      return lookup(recordKey, false);
+    },
+    stats: () => ({ completed: done.size, inProgress: pending.size, bytes }),
+  };
+}

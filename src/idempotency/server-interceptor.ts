@@ -1,0 +1,451 @@
+import type { DescMethod } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import { type Clock, systemClock } from "../clock.js";
+import { serverCallKey } from "../server/server-call.js";
+import { stripUndefined } from "../strip-undefined.js";
+import { captureError, captureResponse } from "./capture-outcome.js";
+import {
+  ErrorInfoSchema,
+  IDEMPOTENCY_ERROR_DOMAIN,
+  type IdempotencyErrorReason,
+} from "./error-info.js";
+import type { IdempotencyCall, IdempotencyEvent } from "./events.js";
+import { requestFingerprint } from "./fingerprint.js";
+import { checkIdempotencyKey, IDEMPOTENCY_KEY_HEADER, keyDigest } from "./idempotency-key.js";
+import {
+  claimLeaseMs,
+  DETERMINISTIC_ERROR_CODES,
+  errorDisposition,
+  nextPollMs,
+} from "./idempotency-policy.js";
+import { createMemoryIdempotencyStore } from "./memory-store.js";
+import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
+import { replayOutcome } from "./replay-outcome.js";
+import { formatRecordKey, type IdempotencyStore } from "./store.js";
+
+/** IdempotencyMethodOptions are per-method settings of the idempotency interceptor. */
+export interface IdempotencyMethodOptions {
+  /** required answers INVALID_ARGUMENT to calls without an idempotency-key; default false. */
+  readonly required?: boolean;
+}
+
+/**
+ * IdempotencyInterceptorOptions configures createIdempotencyInterceptor.
+ * Defaults are in IDEMPOTENCY_DEFAULTS.
+ */
+export interface IdempotencyInterceptorOptions {
+  /** store keeps claims and outcomes; default a memory store (one replica only). */
+  readonly store?: IdempotencyStore;
+  /**
+   * principal names who is calling, so that two callers using the same key
+   * never see each other's outcomes; default "anonymous" for everyone. It
+   * runs after the user interceptors (auth), so it can read what they set in
+   * `req.contextValues`.
+   */
+  readonly principal?: (req: UnaryRequest) => string | Promise<string>;
+  /** methods holds per-method options, keyed by `package.Service/Method`. */
+  readonly methods?: Readonly<Record<string, IdempotencyMethodOptions>>;
+  /**
+   * onConcurrent says what a duplicate arriving while the first call runs
+   * gets: `wait` for the outcome, up to its own deadline (default), or
+   * `abort`: ABORTED with ErrorInfo reason IDEMPOTENCY_KEY_IN_USE and a
+   * `grpc-retry-pushback-ms` trailer.
+   */
+  readonly onConcurrent?: "wait" | "abort";
+  /** retryPushbackMs is the pushback sent with IDEMPOTENCY_KEY_IN_USE; default 1_000. */
+  readonly retryPushbackMs?: number;
+  /** maxLeaseMs caps an in-progress claim's lease (the deadline, when shorter, sets it); default 60_000. */
+  readonly maxLeaseMs?: number;
+  /** leaseMarginMs is added to every lease; default 1_000. */
+  readonly leaseMarginMs?: number;
+  /** ttlMs is how long completed outcomes are kept for replay; default 24 h. */
+  readonly ttlMs?: number;
+  /** maxStoredBytes is the largest outcome stored (see outcomeSize); default 1 MiB. */
+  readonly maxStoredBytes?: number;
+  /**
+   * onTooLarge says what a completed call with a larger outcome leaves: `mark`
+   * (default) stores a marker, so duplicates get FAILED_PRECONDITION with
+   * reason IDEMPOTENCY_OUTCOME_NOT_STORED and the handler never runs twice;
+   * `release` frees the key, so a duplicate runs the handler again.
+   */
+  readonly onTooLarge?: "mark" | "release";
+  /** storedErrorCodes are the error codes stored and replayed; default DETERMINISTIC_ERROR_CODES. */
+  readonly storedErrorCodes?: readonly Code[];
+  /**
+   * failOpen runs the handler unprotected when the store fails; default false:
+   * the call fails with UNAVAILABLE and the handler does not run.
+   */
+  readonly failOpen?: boolean;
+  /** minPollMs and maxPollMs bound how often a waiting duplicate checks the store; defaults 5 and 100. */
+  readonly minPollMs?: number;
+  readonly maxPollMs?: number;
+  /** clock times the waits between polls. */
+  readonly clock?: Clock;
+  /** onEvent receives IdempotencyEvents; it must not throw (errors are swallowed). */
+  readonly onEvent?: (event: IdempotencyEvent) => void;
+}
+
+type IdempotencyDefaults = Required<
+  Pick<
+    IdempotencyInterceptorOptions,
+    | "onConcurrent"
+    | "retryPushbackMs"
+    | "maxLeaseMs"
+    | "leaseMarginMs"
+    | "ttlMs"
+    | "maxStoredBytes"
+    | "onTooLarge"
+    | "storedErrorCodes"
+    | "failOpen"
+    | "minPollMs"
+    | "maxPollMs"
+  >
+>;
+
+/** IDEMPOTENCY_DEFAULTS are the defaults documented on IdempotencyInterceptorOptions. */
+export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze({
+  onConcurrent: "wait",
+  retryPushbackMs: 1_000,
+  // A handler running longer than a minute without a deadline is rare; past
+  // that, a crashed owner's key is taken over rather than blocked for long.
+  maxLeaseMs: 60_000,
+  // Covers the handler's return, the store round trip and clock skew between
+  // replicas (Redis expires keys on its own clock).
+  leaseMarginMs: 1_000,
+  ttlMs: 24 * 60 * 60 * 1_000,
+  maxStoredBytes: 1024 * 1024,
+  onTooLarge: "mark",
+  storedErrorCodes: DETERMINISTIC_ERROR_CODES,
+  failOpen: false,
+  // Local Redis answers in ~0.1 ms; 5 ms first, doubling to 100 ms, keeps a
+  // waiting duplicate's extra latency small without hammering the store.
+  minPollMs: 5,
+  maxPollMs: 100,
+});
+
+/**
+ * createIdempotencyInterceptor makes keyed unary calls run at most once per
+ * (principal, method, key): the first call claims the key and runs the
+ * handler; duplicates get the stored outcome (same message bytes, headers,
+ * trailers, or the same error) with `idempotency-replayed: true`.
+ *
+ * - Applies to unary methods whose `idempotency_level` is not NO_SIDE_EFFECTS,
+ *   when the request has an `idempotency-key` header (1-255 printable ASCII
+ *   characters, one value). A key on a streaming call is INVALID_ARGUMENT:
+ *   streams cannot be replayed.
+ * - The same key with another request payload (SHA-256 of method and request
+ *   bytes) is FAILED_PRECONDITION with ErrorInfo reason IDEMPOTENCY_KEY_REUSED.
+ * - OK outcomes and deterministic errors are stored for `ttlMs`; transient
+ *   errors release the key so a retry runs the handler.
+ * - A claim's lease is the call's remaining deadline (capped) plus a margin;
+ *   a claim whose owner died is taken over when it expires. Handlers should
+ *   honour `ctx.signal`: one that runs past its lease may run twice.
+ * - A store that fails makes the call fail with UNAVAILABLE before the handler
+ *   runs, unless `failOpen`.
+ *
+ * Place it after authentication (the principal) and before fault injection;
+ * see SERVER_INTERCEPTOR_ORDER.
+ */
+export function createIdempotencyInterceptor(
+  options: IdempotencyInterceptorOptions = {},
+): Interceptor {
+  const opts = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(options) };
+  validateOptions(opts);
+  const store = opts.store ?? createMemoryIdempotencyStore();
+  const principalOf = opts.principal ?? (() => "anonymous");
+  const methods = new Map(Object.entries(opts.methods ?? {}));
+  const storedCodes = new Set(opts.storedErrorCodes);
+  const clock = opts.clock ?? systemClock;
+  const emit = (event: IdempotencyEvent) => {
+    try {
+      opts.onEvent?.(event);
+    } catch {
+      // An event listener must not change the outcome of a call.
+    }
+  };
+
+  async function keyedCall(
+    next: (req: UnaryRequest) => Promise<UnaryResponse>,
+    req: UnaryRequest,
+    key: string,
+    method: string,
+  ): Promise<UnaryResponse> {
+    const principal = await principalOf(req);
+    if (typeof principal !== "string") {
+      throw new ConnectError("idempotency principal must be a string", Code.Internal);
+    }
+    const call: IdempotencyCall = { method, principal, keyDigest: keyDigest(key) };
+    const recordKey = formatRecordKey(principal, method, key);
+    const fingerprint = requestFingerprint(req.method, req.message);
+    const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
+    let pollMs: number | undefined;
+    for (;;) {
+      const leaseMs = claimLeaseMs(remaining(), opts.maxLeaseMs, opts.leaseMarginMs);
+      let claim: Awaited<ReturnType<IdempotencyStore["claim"]>>;
+      try {
+        claim = await store.claim(recordKey, fingerprint, leaseMs);
+      } catch (e) {
+        emit({
+          type: "store-error",
+          operation: "claim",
+          error: asError(e),
+          failOpen: opts.failOpen,
+          ...call,
+        });
+        if (opts.failOpen) return next(req);
+        throw new ConnectError(
+          "idempotency store is unavailable; the call was not run",
+          Code.Unavailable,
+          undefined,
+          undefined,
+          e,
+        );
+      }
+      switch (claim.state) {
+        case "claimed":
+          emit({ type: "claimed", leaseMs, ...call });
+          return runClaimed(next, req, call, recordKey, claim.token);
+        case "completed":
+          if (claim.record.fingerprint !== fingerprint) throw keyReused(call);
+          emit({ type: "replayed", code: replayCode(claim.record.outcome), ...call });
+          return replayOutcome(req, claim.record.outcome);
+        case "in-progress":
+          if (claim.fingerprint !== fingerprint) throw keyReused(call);
+          if (opts.onConcurrent === "abort") {
+            emit({ type: "conflict", reason: "in-use", ...call });
+            throw idempotencyError(
+              "a call with this idempotency-key is in progress",
+              Code.Aborted,
+              "IDEMPOTENCY_KEY_IN_USE",
+              { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
+            );
+          }
+          if (pollMs === undefined) emit({ type: "waiting", ...call });
+          pollMs = nextPollMs(pollMs, claim.leaseRemainingMs, opts.minPollMs, opts.maxPollMs);
+          await sleep(clock, pollMs, req.signal);
+      }
+    }
+  }
+
+  function keyReused(call: IdempotencyCall): ConnectError {
+    emit({ type: "conflict", reason: "reused", ...call });
+    return idempotencyError(
+      `idempotency-key (sha256 ${call.keyDigest}) was used before with a different request`,
+      Code.FailedPrecondition,
+      "IDEMPOTENCY_KEY_REUSED",
+    );
+  }
+
+  async function runClaimed(
+    next: (req: UnaryRequest) => Promise<UnaryResponse>,
+    req: UnaryRequest,
+    call: IdempotencyCall,
+    recordKey: string,
+    token: string,
+  ): Promise<UnaryResponse> {
+    let res: UnaryResponse;
+    try {
+      res = await next(req);
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (errorDisposition(err.code, storedCodes) === "store") {
+        await finish(call, recordKey, token, captureError(err), err.code);
+      } else {
+        await release(call, recordKey, token);
+        emit({ type: "released", code: err.code, ...call });
+      }
+      throw e;
+    }
+    const outcome = captureResponse(res);
+    const bytes = outcomeSize(outcome);
+    if (bytes > opts.maxStoredBytes) {
+      emit({
+        type: "too-large",
+        bytes,
+        maxBytes: opts.maxStoredBytes,
+        action: opts.onTooLarge,
+        ...call,
+      });
+      if (opts.onTooLarge === "release") {
+        await release(call, recordKey, token);
+      } else {
+        await finish(call, recordKey, token, { kind: "unstored", bytes }, undefined);
+      }
+      return res;
+    }
+    await finish(call, recordKey, token, outcome, undefined);
+    return res;
+  }
+
+  // finish stores an outcome; a store failure is reported, never thrown: the
+  // handler has run and its answer must reach the caller.
+  async function finish(
+    call: IdempotencyCall,
+    recordKey: string,
+    token: string,
+    outcome: IdempotencyOutcome,
+    code: Code | undefined,
+  ): Promise<void> {
+    try {
+      if (await store.complete(recordKey, token, outcome, opts.ttlMs)) {
+        emit({ type: "completed", code, bytes: outcomeSize(outcome), ...call });
+      } else {
+        emit({ type: "claim-lost", ...call });
+      }
+    } catch (e) {
+      emit({
+        type: "store-error",
+        operation: "complete",
+        error: asError(e),
+        failOpen: opts.failOpen,
+        ...call,
+      });
+    }
+  }
+
+  async function release(call: IdempotencyCall, recordKey: string, token: string): Promise<void> {
+    try {
+      await store.release(recordKey, token);
+    } catch (e) {
+      // The claim then lingers until its lease ends; a retry waits that long.
+      emit({
+        type: "store-error",
+        operation: "release",
+        error: asError(e),
+        failOpen: opts.failOpen,
+        ...call,
+      });
+    }
+  }
+
+  return (next) => async (req) => {
+    const raw = req.header.get(IDEMPOTENCY_KEY_HEADER);
+    if (req.stream) {
+      if (raw !== null) {
+        throw new ConnectError(
+          "idempotency-key is not supported on streaming calls",
+          Code.InvalidArgument,
+        );
+      }
+      return next(req);
+    }
+    if (req.method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS) {
+      return next(req);
+    }
+    const method = methodName(req.method);
+    if (raw === null) {
+      if (methods.get(method)?.required === true) {
+        throw new ConnectError(`idempotency-key is required for ${method}`, Code.InvalidArgument);
+      }
+      return next(req);
+    }
+    const check = checkIdempotencyKey(raw);
+    if (!check.ok) {
+      throw new ConnectError(check.problem, Code.InvalidArgument);
+    }
+    return keyedCall(next as (req: UnaryRequest) => Promise<UnaryResponse>, req, check.key, method);
+  };
+}
+
+function methodName(method: DescMethod): string {
+  return `${method.parent.typeName}/${method.name}`;
+}
+
+function replayCode(outcome: IdempotencyOutcome): Code | undefined {
+  switch (outcome.kind) {
+    case "ok":
+      return undefined;
+    case "error":
+      return outcome.code;
+    case "unstored":
+      return Code.FailedPrecondition;
+  }
+}
+
+function idempotencyError(
+  message: string,
+  code: Code,
+  reason: IdempotencyErrorReason,
+  metadata?: Record<string, string>,
+): ConnectError {
+  return new ConnectError(message, code, metadata, [
+    { desc: ErrorInfoSchema, value: { reason, domain: IDEMPOTENCY_ERROR_DOMAIN } },
+  ]);
+}
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+/** sleep waits `ms` on `clock`, or rejects with the call's abort reason. */
+function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      clock.clearTimeout(timer);
+      reject(ConnectError.from(signal.reason ?? "call was cancelled", Code.Canceled));
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    const timer = clock.setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function validateOptions(opts: IdempotencyInterceptorOptions & IdempotencyDefaults): void {
+  const positive = [
+    ["maxLeaseMs", opts.maxLeaseMs],
+    ["ttlMs", opts.ttlMs],
+    ["maxStoredBytes", opts.maxStoredBytes],
+    ["minPollMs", opts.minPollMs],
+  ] as const;
+  for (const [name, v] of positive) {
+    if (!(v > 0) || !Number.isFinite(v))
+      throw new RangeError(`${name} ${v} must be a finite number > 0`);
+  }
+  for (const [name, v] of [
+    ["leaseMarginMs", opts.leaseMarginMs],
+    ["retryPushbackMs", opts.retryPushbackMs],
+  ] as const) {
+    if (!(v >= 0) || !Number.isFinite(v))
+      throw new RangeError(`${name} ${v} must be a finite number >= 0`);
+  }
+  if (!(opts.maxPollMs >= opts.minPollMs)) {
+    throw new RangeError(`maxPollMs ${opts.maxPollMs} must be >= minPollMs ${opts.minPollMs}`);
+  }
+  if (opts.onConcurrent !== "wait" && opts.onConcurrent !== "abort") {
+    throw new RangeError(
+      `onConcurrent ${JSON.stringify(opts.onConcurrent)} must be "wait" or "abort"`,
+    );
+  }
+  if (opts.onTooLarge !== "mark" && opts.onTooLarge !== "release") {
+    throw new RangeError(
+      `onTooLarge ${JSON.stringify(opts.onTooLarge)} must be "mark" or "release"`,
+    );
+  }
+  for (const c of opts.storedErrorCodes) {
+    if (Code[c] === undefined) throw new RangeError(`storedErrorCodes: ${c} is not a Code`);
+  }
+  for (const name of Object.keys(opts.methods ?? {})) {
+    if (!/^[^/]+\/[^/]+$/.test(name)) {
+      throw new RangeError(`methods: ${JSON.stringify(name)} must be "package.Service/Method"`);
+    }
+  }
+  if (opts.store !== undefined && typeof opts.store.claim !== "function") {
+    throw new TypeError("store must be an IdempotencyStore");
+  }
+  if (opts.principal !== undefined && typeof opts.principal !== "function") {
+    throw new TypeError("principal must be a function (req) => string");
+  }
+}

@@ -1,0 +1,84 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { meshCallKey } from "../client/mesh-call.js";
+import { type Clock, systemClock } from "../clock.js";
+import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
+import { attemptCountKey, clientParent } from "./client-parent.js";
+import { clientTraceContextKey } from "./context-keys.js";
+import { codeName } from "./grpc-fields.js";
+import { observeEnd } from "./observe-end.js";
+import { childOf, newRootContext, writeTraceHeaders } from "./trace-context.js";
+import { validateLogger } from "./validate-logger.js";
+
+/** ClientAttemptOptions configures createClientAttemptInterceptor. */
+export interface ClientAttemptOptions {
+  /** logger receives one debug line per finished attempt. */
+  readonly logger: Logger;
+  /** clock times attempts; default the system clock. */
+  readonly clock?: Clock | undefined;
+}
+
+/**
+ * createClientAttemptInterceptor makes each attempt of a call its own span,
+ * a child of the logical call's span (`clientTraceContextKey`, set by the
+ * client observe interceptor; found the same way when that one is absent):
+ * it sets `traceparent` with a new span id, and `tracestate`, on every
+ * attempt, and logs each finished attempt at debug with its `attempt`
+ * number, `endpoint` and outcome. It belongs in the `attempt-observe` slot,
+ * inside the retry loop.
+ */
+export function createClientAttemptInterceptor(options: ClientAttemptOptions): Interceptor {
+  validateLogger(options.logger, "createClientAttemptInterceptor");
+  const logger = options.logger;
+  const clock = options.clock ?? systemClock;
+
+  return (next) => async (req) => {
+    let call = req.contextValues.get(clientTraceContextKey);
+    if (call === undefined) {
+      let parent = clientParent(req.contextValues, req.header);
+      if (parent instanceof Promise) parent = await parent;
+      call = parent === undefined ? newRootContext() : childOf(parent);
+      req.contextValues.set(clientTraceContextKey, call);
+    }
+    const count = req.contextValues.get(attemptCountKey) + 1;
+    req.contextValues.set(attemptCountKey, count);
+    const span = childOf(call);
+    writeTraceHeaders(req.header, span);
+    if (!logger.isLevelEnabled("debug")) {
+      return next(req);
+    }
+    // Our own count: every attempt passes here (hedges too, which share the
+    // MeshCall, so its `attempt` may already name a later one).
+    const attempt = count;
+
+    const started = clock.now();
+    const finish = (failure: unknown) => {
+      const { code, error } = errorCode(failure);
+      const meshCall = req.contextValues.get(meshCallKey);
+      const fields: Record<string, unknown> = {
+        ...traceFields(span),
+        "grpc.component": "client",
+        "grpc.service": req.service.typeName,
+        "grpc.method": req.method.name,
+        attempt,
+        "grpc.code": codeName(code),
+        "grpc.time_ms": roundMs(clock.now() - started),
+      };
+      if (meshCall?.endpoint !== undefined) fields.endpoint = meshCall.endpoint;
+      if (error !== undefined) fields["grpc.error"] = error.rawMessage;
+      logger.debug(fields, "finished attempt");
+    };
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (e) {
+      finish(e);
+      throw e;
+    }
+    if (!res.stream) {
+      finish(undefined);
+      return res;
+    }
+    return { ...res, message: observeEnd(res.message, finish) };
+  };
+}

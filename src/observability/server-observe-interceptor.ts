@@ -1,0 +1,164 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import { type Clock, systemClock } from "../clock.js";
+import { parseGrpcTimeout } from "../grpc-timeout.js";
+import { peerKey, serverCallKey } from "../server/server-call.js";
+import {
+  errorCode,
+  messageJson,
+  roundMs,
+  traceFields,
+  wasReplayed,
+} from "./call-outcome-fields.js";
+import { loggerKey, traceContextKey } from "./context-keys.js";
+import { codeName, levelForCode, methodType } from "./grpc-fields.js";
+import type { MeshMetrics, RpcLabels } from "./metrics.js";
+import { observeEnd } from "./observe-end.js";
+import { activeOtelContext } from "./otel.js";
+import { createHeaderRedactor } from "./redact-headers.js";
+import {
+  childOf,
+  newRootContext,
+  type TraceContext,
+  traceContextFromHeaders,
+} from "./trace-context.js";
+import { validateLogger } from "./validate-logger.js";
+
+/** ServerObserveOptions configures createServerObserveInterceptor. */
+export interface ServerObserveOptions {
+  /** logger is the root logger; each call gets a child bound to its trace and rpc fields. */
+  readonly logger: Logger;
+  /** metrics records `grpc_server_*` and idempotency replays; default none. */
+  readonly metrics?: MeshMetrics | undefined;
+  /**
+   * redact are pino redact paths applied to every line of the call (handler
+   * lines too), e.g. `["grpc.request.content"].password`. They replace the
+   * root logger's own redact paths for these lines. Default none.
+   */
+  readonly redact?: readonly string[] | undefined;
+  /** redactHeaders are header names redacted besides the defaults (authorization, cookies). */
+  readonly redactHeaders?: readonly string[] | undefined;
+  /** logHeaders adds the redacted request and response headers to the call line; default false. */
+  readonly logHeaders?: boolean | undefined;
+  /** logPayloads adds unary request and response messages (proto3 JSON) to the call line; default false. */
+  readonly logPayloads?: boolean | undefined;
+  /** clock times calls; default the system clock. */
+  readonly clock?: Clock | undefined;
+}
+
+/**
+ * createServerObserveInterceptor observes every incoming call: it continues
+ * the caller's W3C trace with a new span (or starts a trace when the caller
+ * sent no valid `traceparent`), hands the span and a pino child logger to the
+ * call through `traceContextKey` and `loggerKey`, and writes one line per
+ * finished call with go-grpc-middleware's fields, at a level chosen by the
+ * code (see CODE_LOG_LEVELS). Streams are logged when the response stream
+ * ends. It belongs in the `observe` slot, outside the call scope.
+ *
+ * When `@opentelemetry/api` is installed and a span of the same trace is
+ * active (an HTTP instrumentation's server span), that span is the parent.
+ */
+export function createServerObserveInterceptor(options: ServerObserveOptions): Interceptor {
+  validateLogger(options.logger, "createServerObserveInterceptor");
+  const clock = options.clock ?? systemClock;
+  const metrics = options.metrics;
+  const redact = createHeaderRedactor(options.redactHeaders);
+  const logHeaders = options.logHeaders === true;
+  const logPayloads = options.logPayloads === true;
+  const base =
+    options.redact === undefined || options.redact.length === 0
+      ? options.logger
+      : options.logger.child({}, { redact: [...options.redact] });
+
+  return (next) => async (req) => {
+    const started = clock.now();
+    const startedAt = Date.now();
+    const incoming = traceContextFromHeaders(req.header);
+    let otel = activeOtelContext();
+    if (otel instanceof Promise) otel = await otel;
+    const span = childOrRoot(
+      otel !== undefined && (incoming === undefined || otel.traceId === incoming.traceId)
+        ? otel
+        : incoming,
+    );
+    const labels: RpcLabels = {
+      service: req.service.typeName,
+      method: req.method.name,
+      type: methodType(req.method.methodKind),
+    };
+    const call = req.contextValues.get(serverCallKey);
+    const timeoutMs = call === undefined ? headerTimeoutMs(req.header) : call.timeoutMs();
+    const log = base.child({
+      ...traceFields(span),
+      "grpc.component": "server",
+      "grpc.service": labels.service,
+      "grpc.method": labels.method,
+      "grpc.method_type": labels.type,
+      "peer.address": call?.peerAddress ?? req.contextValues.get(peerKey),
+    });
+    req.contextValues.set(traceContextKey, span);
+    req.contextValues.set(loggerKey, log);
+    metrics?.serverStarted(labels);
+
+    const finish = (failure: unknown, resHeader: Headers | undefined, response?: unknown) => {
+      const { code, error } = errorCode(failure);
+      const name = codeName(code);
+      const ms = clock.now() - started;
+      const replayed = wasReplayed(resHeader, error);
+      if (metrics !== undefined) {
+        metrics.serverHandled(labels, name, ms / 1000);
+        if (replayed) metrics.idempotencyReplayed(labels);
+      }
+      const level = levelForCode(code);
+      if (!log.isLevelEnabled(level)) return;
+      const fields: Record<string, unknown> = {
+        "grpc.code": name,
+        "grpc.time_ms": roundMs(ms),
+        "grpc.start_time": new Date(startedAt).toISOString(),
+      };
+      if (timeoutMs !== undefined) {
+        fields["grpc.request.deadline"] = new Date(startedAt + timeoutMs).toISOString();
+      }
+      if (replayed) fields["idempotency.replayed"] = true;
+      if (error !== undefined) fields["grpc.error"] = error.rawMessage;
+      if (logHeaders) {
+        fields["grpc.request.header"] = redact(req.header);
+        const h = resHeader ?? error?.metadata;
+        if (h !== undefined) fields["grpc.response.header"] = redact(h);
+      }
+      if (logPayloads && !req.stream) {
+        fields["grpc.request.content"] = messageJson(req.method.input, req.message);
+        if (response !== undefined) {
+          fields["grpc.response.content"] = messageJson(req.method.output, response);
+        }
+      }
+      log[level](fields, "finished call");
+    };
+
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (e) {
+      finish(e, undefined);
+      throw e;
+    }
+    if (!res.stream) {
+      finish(undefined, res.header, res.message);
+      return res;
+    }
+    const header = res.header;
+    return { ...res, message: observeEnd(res.message, (e) => finish(e, header)) };
+  };
+}
+
+function childOrRoot(parent: TraceContext | undefined): TraceContext {
+  return parent === undefined ? newRootContext() : childOf(parent);
+}
+
+function headerTimeoutMs(header: Headers): number | undefined {
+  try {
+    return parseGrpcTimeout(header.get("grpc-timeout"));
+  } catch {
+    return undefined;
+  }
+}

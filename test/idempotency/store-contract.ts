@@ -1,0 +1,147 @@
+// The IdempotencyStore contract, run against every store (memory, Redis).
+// `elapse` moves the store's time forward: a fake clock for the memory store,
+// a real wait for Redis (so lease times in here are kept short).
+
+import { expect, it } from "vitest";
+import type { IdempotencyOutcome } from "../../src/idempotency/outcome.js";
+import type { IdempotencyStore } from "../../src/idempotency/store.js";
+
+export interface StoreUnderTest {
+  readonly store: IdempotencyStore;
+  elapse(ms: number): Promise<void>;
+}
+
+const OK: IdempotencyOutcome = {
+  kind: "ok",
+  message: new Uint8Array([8, 1]),
+  header: [["x-h", "v"]],
+  trailer: [],
+};
+
+let n = 0;
+const freshKey = () => JSON.stringify(["p", "svc/M", `k-${process.pid}-${++n}-${Math.random()}`]);
+
+/** storeContract registers the contract tests for the store `setup` returns. */
+export function storeContract(setup: () => StoreUnderTest): void {
+  it("claims an absent key once; a second claim sees it in progress with its fingerprint", async () => {
+    const { store } = setup();
+    const key = freshKey();
+    const first = await store.claim(key, "fp1", 5_000);
+    expect(first.state).toBe("claimed");
+    const second = await store.claim(key, "fp2", 5_000);
+    expect(second).toMatchObject({ state: "in-progress", fingerprint: "fp1" });
+    if (second.state === "in-progress") {
+      expect(second.leaseRemainingMs).toBeGreaterThan(4_000);
+      expect(second.leaseRemainingMs).toBeLessThanOrEqual(5_000);
+    }
+  });
+
+  it("lets exactly one of many concurrent claims win", async () => {
+    const { store } = setup();
+    const key = freshKey();
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => store.claim(key, "fp", 5_000)),
+    );
+    expect(results.filter((r) => r.state === "claimed")).toHaveLength(1);
+    expect(results.filter((r) => r.state === "in-progress")).toHaveLength(19);
+  });
+
+  it("completes by the owner's token and then answers completed with the record", async () => {
+    const { store } = setup();
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 5_000);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    expect(await store.complete(key, c.token, OK, 60_000)).toBe(true);
+    expect(await store.claim(key, "fp", 5_000)).toEqual({
+      state: "completed",
+      record: { fingerprint: "fp", outcome: OK },
+    });
+    expect(await store.get(key)).toEqual({
+      state: "completed",
+      record: { fingerprint: "fp", outcome: OK },
+    });
+    // A completed record is final: a second completion changes nothing.
+    expect(await store.complete(key, c.token, { kind: "unstored", bytes: 1 }, 60_000)).toBe(false);
+  });
+
+  it("refuses completion and release by a token that does not own the key", async () => {
+    const { store } = setup();
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 5_000);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    const other = `${c.token.slice(0, -1)}x`;
+    expect(await store.complete(key, other, OK, 60_000)).toBe(false);
+    expect(await store.release(key, other)).toBe(false);
+    expect((await store.get(key))?.state).toBe("in-progress");
+  });
+
+  it("releases by the owner's token so the key can be claimed again", async () => {
+    const { store } = setup();
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 5_000);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    expect(await store.release(key, c.token)).toBe(true);
+    expect(await store.get(key)).toBeUndefined();
+    expect((await store.claim(key, "fp", 5_000)).state).toBe("claimed");
+  });
+
+  it("expires an in-progress claim after its lease, so a dead owner's key is taken over", async () => {
+    const { store, elapse } = setup();
+    const key = freshKey();
+    const dead = await store.claim(key, "fp", 40);
+    if (dead.state !== "claimed") throw new Error("not claimed");
+    expect((await store.claim(key, "fp", 40)).state).toBe("in-progress");
+    await elapse(80);
+    const next = await store.claim(key, "fp", 5_000);
+    expect(next.state).toBe("claimed");
+    // The dead owner, back late, cannot overwrite or free the new owner's claim.
+    expect(await store.complete(key, dead.token, OK, 60_000)).toBe(false);
+    expect(await store.release(key, dead.token)).toBe(false);
+    expect((await store.get(key))?.state).toBe("in-progress");
+  });
+
+  it("lets a late owner complete when nobody took its expired claim over", async () => {
+    const { store, elapse } = setup();
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 40);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    await elapse(80);
+    expect(await store.complete(key, c.token, OK, 60_000)).toBe(true);
+    expect((await store.get(key))?.state).toBe("completed");
+  });
+
+  it("forgets a completed record after its TTL", async () => {
+    const { store, elapse } = setup();
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 5_000);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    expect(await store.complete(key, c.token, OK, 60)).toBe(true);
+    expect((await store.get(key))?.state).toBe("completed");
+    await elapse(120);
+    expect(await store.get(key)).toBeUndefined();
+    expect((await store.claim(key, "fp", 5_000)).state).toBe("claimed");
+  });
+
+  it("stores error and unstored outcomes unchanged", async () => {
+    const { store } = setup();
+    for (const outcome of [
+      {
+        kind: "error",
+        code: 5,
+        message: "not found ✓",
+        details: [{ type: "google.rpc.ErrorInfo", value: new Uint8Array([10, 0]) }],
+        metadata: [["x-m", "1"]],
+      },
+      { kind: "unstored", bytes: 5_000_000 },
+    ] satisfies IdempotencyOutcome[]) {
+      const key = freshKey();
+      const c = await store.claim(key, "fp", 5_000);
+      if (c.state !== "claimed") throw new Error("not claimed");
+      expect(await store.complete(key, c.token, outcome, 60_000)).toBe(true);
+      expect(await store.get(key)).toEqual({
+        state: "completed",
+        record: { fingerprint: "fp", outcome },
+      });
+    }
+  });
+}
