@@ -8,5 +8,7 @@ export default defineConfig({
     // Integration tests start real servers on loopback; two cores are shared.
     fileParallelism: true,
     maxWorkers: 2,
+    // Servers and transports log to stdout by default; tests capture logs explicitly.
+    env: { MESH_LOG_LEVEL: process.env.MESH_LOG_LEVEL ?? "silent" },
   },
 });

@@ -18,6 +18,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import type { Logger } from "pino";
 import {
   type BalancerEvent,
   createBalancer,
@@ -36,6 +37,18 @@ import { type Clock, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
+import {
+  createIdempotencyKeyInterceptor,
+  type IdempotencyKeyInterceptorOptions,
+} from "../idempotency/client-key-interceptor.js";
+import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
+import {
+  type ClientObserveOptions,
+  createClientObserveInterceptor,
+} from "../observability/client-observe-interceptor.js";
+import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
+import { createEventLogger } from "../observability/event-logger.js";
+import type { MeshMetrics } from "../observability/metrics.js";
 import {
   createRetryInterceptor,
   type RetryEvent,
@@ -84,6 +97,25 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
    * 60 s, 3 probes); false turns them off.
    */
   readonly circuitBreaker?: BreakerOptions | false;
+  /**
+   * idempotencyKeys adds an `idempotency-key` (UUIDv4) once per logical call
+   * to methods that are not NO_SIDE_EFFECTS (mode "auto", the default), to a
+   * list of methods, or only when the caller gives one ("caller-only"). The
+   * same key goes on every retry and hedge, which makes such calls safe to
+   * retry against servers that de-duplicate (mesh servers do by default).
+   * false turns it off.
+   */
+  readonly idempotencyKeys?: IdempotencyKeyInterceptorOptions | false;
+  /**
+   * logger receives one JSON line per finished call (debug: per attempt) and
+   * the mesh events; default pino to stdout at `MESH_LOG_LEVEL` (info); false
+   * logs nothing (traces still flow).
+   */
+  readonly logger?: Logger | false;
+  /** metrics records grpc_client_* and mesh_* metrics (`await createMetrics()`); default none. */
+  readonly metrics?: MeshMetrics;
+  /** logging: log redacted headers (off) and redact more header names. */
+  readonly logging?: Pick<ClientObserveOptions, "redactHeaders" | "logHeaders">;
   /** onEvent receives resolver, balancer, ejection, retry and breaker events. */
   readonly onEvent?: (event: MeshTransportEvent) => void;
   /**
@@ -136,6 +168,13 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   // The URL only names the method in Connect's request objects; each attempt
   // goes to the endpoint the balancer picks.
   const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
+  const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
+  const eventLogger = createEventLogger(logger);
+  const onEvent = (e: MeshTransportEvent) => {
+    eventLogger.onEvent(e);
+    opts.metrics?.onEvent(e);
+    opts.onEvent?.(e);
+  };
   const closing = new AbortController();
   // Every call in flight listens to this signal: many are expected.
   setMaxListeners(0, closing.signal);
@@ -148,7 +187,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     ...(opts.outlierDetection === undefined ? {} : { outlierDetection: opts.outlierDetection }),
     ...(opts.slowStart === undefined ? {} : { slowStart: opts.slowStart }),
     ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
-    ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+    onEvent,
   });
   const breaker =
     opts.circuitBreaker === false
@@ -156,7 +195,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       : createBreakerInterceptor(opts.circuitBreaker ?? {}, {
           target: opts.target,
           clock,
-          ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+          onEvent,
         });
   const interceptors = buildClientChain({
     user: opts.interceptors ?? [],
@@ -167,8 +206,19 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
             target: opts.target,
             clock,
             estimateLatencyMs: () => balancer.estimateLatencyMs(),
-            ...(opts.onEvent === undefined ? {} : { onEvent: opts.onEvent }),
+            onEvent,
           }),
+    observe: createClientObserveInterceptor({
+      ...opts.logging,
+      logger,
+      clock,
+      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+    }),
+    idempotencyKey:
+      opts.idempotencyKeys === false
+        ? undefined
+        : createIdempotencyKeyInterceptor(opts.idempotencyKeys ?? {}),
+    attemptObserve: createClientAttemptInterceptor({ logger, clock }),
     breaker: breaker?.interceptor,
   });
 

@@ -313,7 +313,11 @@ export function createRetryInterceptor(
     if (!transparent) {
       const retryableCode =
         policy.retryableCodes.includes(error.code) ||
-        (error.code === Code.ResourceExhausted && pushback !== undefined) ||
+        // Overload (RESOURCE_EXHAUSTED) and a duplicate in flight (ABORTED,
+        // IDEMPOTENCY_KEY_IN_USE) are worth retrying only when the server
+        // says when, through pushback.
+        ((error.code === Code.ResourceExhausted || error.code === Code.Aborted) &&
+          pushback !== undefined) ||
         (attemptTimedOut && error.code === Code.DeadlineExceeded);
       if (!retryableCode) return { retry: false, reason: "not-retryable" };
       if (!safe) return { retry: false, reason: "unsafe" };

@@ -11,8 +11,21 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
 import { formatAddress } from "../discovery/address.js";
-import type { Registered, ServiceRegistry } from "../discovery/registry.js";
+import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import type { IdempotencyEvent } from "../idempotency/events.js";
+import {
+  createIdempotencyInterceptor,
+  type IdempotencyInterceptorOptions,
+} from "../idempotency/server-interceptor.js";
+import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
+import { createEventLogger } from "../observability/event-logger.js";
+import type { MeshMetrics } from "../observability/metrics.js";
+import {
+  createServerObserveInterceptor,
+  type ServerObserveOptions,
+} from "../observability/server-observe-interceptor.js";
 import { type ConcurrencyLimitOptions, createConcurrencyLimit } from "./concurrency-limit.js";
 import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
@@ -78,6 +91,27 @@ export interface MeshServerOptions {
    * run time (`createFaultInjector()`), for tests, benchmarks and demos.
    */
   readonly faults?: FaultInjector;
+  /**
+   * idempotency de-duplicates keyed unary calls and replays stored outcomes
+   * (IDEMPOTENCY_DEFAULTS; the in-memory store unless `store` is given: use
+   * the Redis store when several replicas serve one service); false turns it off.
+   */
+  readonly idempotency?: IdempotencyInterceptorOptions | false;
+  /**
+   * logger receives one JSON line per finished call with trace_id/span_id,
+   * and is the parent of every handler's `currentLogger()`; default pino to
+   * stdout at `MESH_LOG_LEVEL` (info); false logs nothing (traces still flow).
+   */
+  readonly logger?: Logger | false;
+  /** metrics records grpc_server_* and mesh_* metrics (`await createMetrics()`); default none. */
+  readonly metrics?: MeshMetrics;
+  /** logging tunes the call lines: redact paths, extra redacted headers, headers and payloads (off). */
+  readonly logging?: Pick<
+    ServerObserveOptions,
+    "redact" | "redactHeaders" | "logHeaders" | "logPayloads"
+  >;
+  /** onEvent receives idempotency and registry events (they are also logged). */
+  readonly onEvent?: (event: IdempotencyEvent | RegistryEvent) => void;
   /** registration announces the server in a registry once health is SERVING. */
   readonly registration?: MeshServerRegistration;
   /** defaultGraceMs is close()'s drain time when none is given; default 10_000. */
@@ -156,6 +190,13 @@ const CANCEL_FLUSH_MS = 100;
 export function createMeshServer(options: MeshServerOptions): MeshServer {
   const opts = { ...DEFAULTS, ...options };
   validateServerOptions(opts);
+  const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
+  const eventLogger = createEventLogger(logger);
+  const onEvent = (e: IdempotencyEvent | RegistryEvent) => {
+    eventLogger.onEvent(e);
+    opts.metrics?.onEvent(e);
+    opts.onEvent?.(e);
+  };
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
   setMaxListeners(0, shutdown.signal);
@@ -174,6 +215,21 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
     },
     interceptors: buildServerChain({
+      observe: createServerObserveInterceptor({
+        ...opts.logging,
+        logger,
+        ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      }),
+      idempotency:
+        opts.idempotency === false
+          ? undefined
+          : createIdempotencyInterceptor({
+              ...opts.idempotency,
+              onEvent: (e) => {
+                onEvent(e);
+                if (opts.idempotency !== false) opts.idempotency?.onEvent?.(e);
+              },
+            }),
       user: opts.interceptors ?? [],
       limit:
         opts.concurrencyLimit === undefined
@@ -196,6 +252,8 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         peerAddress: ctx.values.get(peerKey),
         timeoutMs: ctx.timeoutMs,
         signal: ctx.signal,
+        responseHeader: ctx.responseHeader,
+        responseTrailer: ctx.responseTrailer,
       });
     },
   });

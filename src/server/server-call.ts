@@ -12,6 +12,13 @@ export interface ServerCall {
   readonly timeoutMs: () => number | undefined;
   /** signal aborts when the call is cancelled, times out, or the server shuts down. */
   readonly signal: AbortSignal;
+  /**
+   * responseHeader and responseTrailer are the call's own header objects: an
+   * interceptor that answers without calling the handler (an idempotent
+   * replay) writes protocol headers there.
+   */
+  readonly responseHeader: Headers;
+  readonly responseTrailer: Headers;
 }
 
 /** serverCallKey is the Connect context key of the incoming call's ServerCall. */
