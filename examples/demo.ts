@@ -1,18 +1,28 @@
 // `npm start`: a mesh server and a mesh client in one process making real
 // gRPC calls over loopback HTTP/2. The full fault-injection demo (registry,
 // 3 replicas, retries, breakers) grows here as those features land.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { pino } from "pino";
 import { OrderStatus } from "../gen/example/orders/v1/orders_pb.js";
 import { createMeshServer, createMeshTransport } from "../src/index.js";
 import { createOrderService, OrderService } from "./order-service.js";
 
+// JSON logs (one line per finished call, with trace_id/span_id) go to a file,
+// so the terminal shows what a person wants to read.
+mkdirSync(".tmp", { recursive: true });
+const logPath = join(".tmp", "demo-logs.jsonl");
+const logger = pino({ level: "info" }, pino.destination({ dest: logPath, sync: true }));
+
 const server = createMeshServer({
   routes: (router) => router.service(OrderService, createOrderService("replica-1")),
+  logger,
 });
 const { address } = await server.listen({ port: 0 });
 console.log(`OrderService listening on ${address} (gRPC, gRPC-Web and Connect on one port)`);
 
-const transport = createMeshTransport({ target: address, defaultTimeoutMs: 2_000 });
+const transport = createMeshTransport({ target: address, defaultTimeoutMs: 2_000, logger });
 const orders = createClient(OrderService, transport);
 
 const watch = new AbortController();
@@ -29,7 +39,9 @@ const watching = (async () => {
     if (ConnectError.from(e).code !== Code.Canceled) throw e;
   }
 })();
-await new Promise((r) => setTimeout(r, 50));
+// Wait until the server is serving the watch before making changes.
+while (server.inFlight < 1) await new Promise((r) => setTimeout(r, 5));
+await new Promise((r) => setTimeout(r, 20));
 
 const started = performance.now();
 const ids: string[] = [];
@@ -65,7 +77,7 @@ await new Promise((r) => setTimeout(r, 50));
 watch.abort();
 await watching;
 console.log(`WatchOrders saw ${watched.length} changes: ${watched.join(", ")}`);
-console.log(`9 calls in ${(performance.now() - started).toFixed(1)} ms`);
+console.log(`9 calls in ${(performance.now() - started).toFixed(1)} ms; JSON logs in ${logPath}`);
 
 await transport.close();
 await server.close({ graceMs: 1_000 });

@@ -3,6 +3,7 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import {
   Code,
   ConnectError,
+  createContextKey,
   type Interceptor,
   type UnaryRequest,
   type UnaryResponse,
@@ -29,6 +30,19 @@ import { createMemoryIdempotencyStore } from "./memory-store.js";
 import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
 import { replayOutcome } from "./replay-outcome.js";
 import { formatRecordKey, type IdempotencyStore } from "./store.js";
+
+/**
+ * idempotencyHandledKey marks a server call that an idempotency interceptor
+ * has already taken: any other idempotency interceptor further in passes it
+ * through. A mesh server installs one in its `idempotency` slot by default;
+ * one also given in `interceptors` (the way it was installed before it was
+ * built in) runs first and decides alone, with its own store and principal.
+ * Two layers would each claim the key, and the inner one, knowing nothing of
+ * the outer one's principal, would replay one caller's outcome to another.
+ */
+const idempotencyHandledKey = createContextKey<boolean>(false, {
+  description: "connect-mesh idempotency handled",
+});
 
 /** IdempotencyMethodOptions are per-method settings of the idempotency interceptor. */
 export interface IdempotencyMethodOptions {
@@ -151,7 +165,9 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
  *   runs, unless `failOpen`.
  *
  * Place it after authentication (the principal) and before fault injection;
- * see SERVER_INTERCEPTOR_ORDER.
+ * see SERVER_INTERCEPTOR_ORDER. Mesh servers install one there by default
+ * (option `idempotency`). When several are chained, the outermost one
+ * handles each call and the others pass it through.
  */
 export function createIdempotencyInterceptor(
   options: IdempotencyInterceptorOptions = {},
@@ -326,6 +342,10 @@ export function createIdempotencyInterceptor(
   }
 
   return (next) => async (req) => {
+    if (req.contextValues.get(idempotencyHandledKey)) {
+      return next(req);
+    }
+    req.contextValues.set(idempotencyHandledKey, true);
     const raw = req.header.get(IDEMPOTENCY_KEY_HEADER);
     if (req.stream) {
       if (raw !== null) {

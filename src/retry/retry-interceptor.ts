@@ -248,6 +248,11 @@ export function createRetryInterceptor(
           return res;
         }
         const res = (await next(a.req)) as StreamResponse;
+        if (!safe) {
+          // Only a failure before the response headers (a request that never
+          // reached a server) could be retried: commit now.
+          return { ...res, message: onStreamEnd(res.message, a.cleanup) };
+        }
         // Commit to this attempt only once its first message (or its clean
         // end) arrives: an error before that is still retryable.
         const it = res.message[Symbol.asyncIterator]();

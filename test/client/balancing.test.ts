@@ -89,6 +89,8 @@ describe("client-side load balancing over real servers", () => {
     const transport = createMeshTransport({
       target: `static:///${addresses.join(",")}`,
       policy: "round-robin",
+      // Retries would hide the failures from this count: ejection alone is under test.
+      retry: false,
       onEvent: (e) => events.push(e),
     });
     const client = createClient(EchoService, transport);
