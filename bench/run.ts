@@ -4,6 +4,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { isLabSuite, runLabSuite } from "./lib/lab/lab.js";
 import { killAllChildrenSync } from "./lib/process.js";
 import { buildReport, markdownTable } from "./lib/report.js";
 import { DEFAULT_MAX_OTHER_CORES, describe, type QuietWait, runScenario } from "./lib/runner.js";
@@ -114,6 +115,17 @@ async function main(): Promise<number> {
   let failed = false;
   for (const name of names) {
     const scenario = SCENARIOS[name] as Scenario;
+    if (isLabSuite(scenario)) {
+      // Scripted suites (balancing, discovery, retries) run and report themselves.
+      const ok = await runLabSuite(scenario, {
+        quick,
+        write: !args["no-write"],
+        resultsDir,
+        log: (line) => console.error(line),
+      });
+      failed ||= !ok;
+      continue;
+    }
     const timing = timingFor(scenario, quick, clean);
     const only = args.only ?? [];
     const configs = scenario

@@ -2,13 +2,7 @@
 // how often CreateOrder's handler really runs, with knobs to slow it down or
 // make it fail, and helpers to start mesh replicas around it.
 
-import {
-  Code,
-  ConnectError,
-  createClient,
-  type Interceptor,
-  type ServiceImpl,
-} from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { createOrderService, OrderService } from "../../examples/order-service.js";
 import { IDEMPOTENCY_KEY_HEADER } from "../../src/idempotency/idempotency-key.js";
 import {
@@ -16,7 +10,9 @@ import {
   createMeshServer,
   createMeshTransport,
   type MeshServer,
+  type MeshServerOptions,
   type MeshTransport,
+  type MeshTransportOptions,
 } from "../../src/index.js";
 
 export { OrderService };
@@ -83,25 +79,36 @@ export interface Replica {
   readonly bound: BoundAddress;
 }
 
-/** startReplica serves `impl` with the given server interceptors on 127.0.0.1:0. */
+/**
+ * startReplica serves `impl` on 127.0.0.1:0 with the mesh server's defaults
+ * (idempotency on, memory store) unless `options` says otherwise: pass
+ * `idempotency: { store, principal, ... }` to configure the built-in
+ * interceptor, `idempotency: false` to turn it off.
+ */
 export async function startReplica(
   impl: ServiceImpl<typeof OrderService>,
-  interceptors: Interceptor[],
+  options: Omit<MeshServerOptions, "routes"> = {},
 ): Promise<Replica> {
   const server = createMeshServer({
+    ...options,
     routes: (r) => r.service(OrderService, impl),
-    interceptors,
   });
   const bound = await server.listen();
   return { server, bound };
 }
 
-/** ordersClient makes a Connect client for `target` with the given client interceptors. */
+/**
+ * ordersClient makes a Connect client for `target` over a mesh transport with
+ * its defaults (idempotency keys "auto", retries, breakers) and a 5 s default
+ * deadline, unless `options` says otherwise (`retry: false` for exact attempt
+ * counts and raw error codes, `idempotencyKeys: false` when the test sets the
+ * keys itself).
+ */
 export function ordersClient(
   target: string,
-  interceptors: Interceptor[] = [],
+  options: Omit<MeshTransportOptions, "target"> = {},
 ): { client: ReturnType<typeof createClient<typeof OrderService>>; transport: MeshTransport } {
-  const transport = createMeshTransport({ target, interceptors, defaultTimeoutMs: 5_000 });
+  const transport = createMeshTransport({ defaultTimeoutMs: 5_000, ...options, target });
   return { client: createClient(OrderService, transport), transport };
 }
 

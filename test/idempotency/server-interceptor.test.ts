@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { CreateOrderRequestSchema } from "../../gen/example/orders/v1/orders_pb.js";
 import { ErrorInfoSchema } from "../../src/idempotency/error-info.js";
@@ -10,7 +10,12 @@ import {
   createIdempotencyInterceptor,
   type IdempotencyInterceptorOptions,
 } from "../../src/idempotency/server-interceptor.js";
-import type { MeshTransport } from "../../src/index.js";
+import {
+  createMeshServer,
+  type MeshServerOptions,
+  type MeshTransport,
+  type MeshTransportOptions,
+} from "../../src/index.js";
 import { rawGrpcCall } from "../support/raw-grpc.js";
 import {
   callOutcome,
@@ -18,6 +23,7 @@ import {
   createOrderStats,
   keyed,
   ORDER,
+  OrderService,
   type OrderStats,
   ordersClient,
   type Replica,
@@ -37,17 +43,27 @@ interface Setup {
   events: IdempotencyEvent[];
 }
 
+/**
+ * setup starts one replica whose built-in idempotency interceptor (the mesh
+ * server's `idempotency` slot) gets `options`, and a client that sends only
+ * the keys the test gives and makes one attempt per call (`retry: false`,
+ * `idempotencyKeys: false`), so codes and handler counts are the server's own.
+ */
 async function setup(
   options: IdempotencyInterceptorOptions = {},
-  before: Interceptor[] = [],
+  more: { server?: Omit<MeshServerOptions, "routes">; client?: Omit<MeshTransportOptions, "target"> } = {},
 ): Promise<Setup> {
   const stats = createOrderStats();
   const events: IdempotencyEvent[] = [];
-  const replica = await startReplica(countingOrderService("r1", stats), [
-    ...before,
-    createIdempotencyInterceptor({ onEvent: (e) => events.push(e), ...options }),
-  ]);
-  const { client, transport } = ordersClient(replica.bound.address);
+  const replica = await startReplica(countingOrderService("r1", stats), {
+    ...more.server,
+    idempotency: { onEvent: (e) => events.push(e), ...options },
+  });
+  const { client, transport } = ordersClient(replica.bound.address, {
+    retry: false,
+    idempotencyKeys: false,
+    ...more.client,
+  });
   cleanups.push(async () => {
     await transport.close();
     await replica.server.close({ graceMs: 0 });
@@ -233,6 +249,37 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     expect(stats.executions).toBe(2);
   });
 
+  it("idempotency: an interceptor also given in `interceptors` decides alone; the built-in one passes the call through", async () => {
+    // The way it was installed before mesh servers built it in: without the
+    // guard, the built-in layer (principal "anonymous") would replay alice's
+    // order to bob.
+    const outer: IdempotencyEvent[] = [];
+    const { client, stats, events } = await setup(
+      {},
+      {
+        server: {
+          interceptors: [
+            createIdempotencyInterceptor({
+              principal: (req) => req.header.get("x-principal") ?? "anonymous",
+              onEvent: (e) => outer.push(e),
+            }),
+          ],
+        },
+      },
+    );
+    const as = (principal: string) => ({
+      headers: { "idempotency-key": "layered-key", "x-principal": principal },
+    });
+    const alice1 = await client.createOrder(ORDER, as("alice"));
+    const bob1 = await client.createOrder(ORDER, as("bob"));
+    expect(stats.executions).toBe(2);
+    expect(bob1.order?.id).not.toBe(alice1.order?.id);
+    expect((await client.createOrder(ORDER, as("bob"))).order?.id).toBe(bob1.order?.id);
+    expect(stats.executions).toBe(2);
+    expect(outer.map((e) => e.type)).toEqual(["claimed", "completed", "claimed", "completed", "replayed"]);
+    expect(events).toEqual([]);
+  });
+
   it("idempotency: with onConcurrent abort a duplicate in flight gets ABORTED, IDEMPOTENCY_KEY_IN_USE and a pushback", async () => {
     const { client, stats } = await setup({ onConcurrent: "abort", retryPushbackMs: 250 });
     stats.delayMs = 200;
@@ -339,6 +386,15 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     await client.createOrder(ORDER, keyed("open-key").options);
     expect(stats.executions).toBe(2);
     expect(events.filter((e) => e.type === "store-error")).toHaveLength(2);
+  });
+
+  it("idempotency: createMeshServer validates its idempotency options at construction", () => {
+    expect(() =>
+      createMeshServer({
+        routes: (r) => r.service(OrderService, countingOrderService("r1", createOrderStats())),
+        idempotency: { ttlMs: -1 },
+      }),
+    ).toThrow(RangeError);
   });
 
   it.each([

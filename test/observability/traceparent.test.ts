@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from "node:async_hooks";
-import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   type Context,
   type ContextManager,
@@ -14,9 +15,6 @@ import {
   type MeshServer,
   type MeshTransport,
 } from "../../src/index.js";
-import { createClientAttemptInterceptor } from "../../src/observability/client-attempt-interceptor.js";
-import { createClientObserveInterceptor } from "../../src/observability/client-observe-interceptor.js";
-import { createServerObserveInterceptor } from "../../src/observability/server-observe-interceptor.js";
 import {
   childOf,
   formatTraceparent,
@@ -195,7 +193,10 @@ describe("traceparent over the wire", () => {
   const logs = captureLogs();
   const seen: Array<{ traceparent: string | null; tracestate: string | null }> = [];
   let server: MeshServer;
-  let plain: MeshTransport;
+  // plain is a Connect gRPC transport with no observability: it sends the
+  // traceparent exactly as given, so the server sees the malformed values.
+  let plain: Transport;
+  // observed is a mesh transport, observed by default.
   let observed: MeshTransport;
 
   beforeAll(async () => {
@@ -211,18 +212,13 @@ describe("traceparent over the wire", () => {
             return {};
           },
         }),
-      interceptors: [createServerObserveInterceptor({ logger: logs.logger })],
+      logger: logs.logger,
     });
-    const { address } = await server.listen();
-    plain = createMeshTransport({ target: address });
-    const interceptors: Interceptor[] = [
-      createClientObserveInterceptor({ logger: logs.logger }),
-      createClientAttemptInterceptor({ logger: logs.logger }),
-    ];
-    observed = createMeshTransport({ target: address, interceptors });
+    const { address, url } = await server.listen();
+    plain = createGrpcTransport({ baseUrl: url });
+    observed = createMeshTransport({ target: address, logger: logs.logger });
   });
   afterAll(async () => {
-    await plain.close();
     await observed.close();
     await server.close({ graceMs: 0 });
   });
@@ -244,6 +240,7 @@ describe("traceparent over the wire", () => {
   it.each(sendable)("a server receiving %s starts a new trace", async (_name, value) => {
     const client = createClient(EchoService, plain);
     await client.echo({}, { headers: { traceparent: value, tracestate: "a=1" } });
+    expect(seen[0]?.traceparent).toBe(new Headers({ traceparent: value }).get("traceparent"));
     const [line] = logs.finished("server");
     expect(line?.["grpc.code"]).toBe("OK");
     expect(line?.trace_id).toMatch(/^[0-9a-f]{32}$/);
@@ -251,9 +248,28 @@ describe("traceparent over the wire", () => {
     expect(line?.parent_span_id).toBeUndefined();
   });
 
+  it.each(sendable)("a mesh client given %s starts a new trace and sends a valid one", async (_name, value) => {
+    const client = createClient(EchoService, observed);
+    await client.echo({}, { headers: { traceparent: value, tracestate: "a=1" } });
+    const [call] = logs.finished("client");
+    expect(call?.["grpc.code"]).toBe("OK");
+    expect(call?.trace_id).toMatch(/^[0-9a-f]{32}$/);
+    expect(call?.trace_id).not.toBe(TRACE_ID);
+    expect(call?.parent_span_id).toBeUndefined();
+    const sent = parseTraceparent(seen[0]?.traceparent);
+    expect(sent?.traceId).toBe(call?.trace_id);
+    // The malformed header's tracestate is not forwarded either.
+    expect(seen[0]?.tracestate).toBeNull();
+    expect(logs.finished("server")[0]).toMatchObject({
+      trace_id: call?.trace_id,
+      parent_span_id: sent?.spanId,
+    });
+  });
+
   it("a server continues a valid traceparent with a new span", async () => {
     const client = createClient(EchoService, plain);
     await client.echo({}, { headers: { traceparent: VALID, tracestate: "vendor=x" } });
+    expect(seen[0]).toEqual({ traceparent: VALID, tracestate: "vendor=x" });
     const [line] = logs.finished("server");
     expect(line).toMatchObject({ trace_id: TRACE_ID, parent_span_id: SPAN_ID, trace_flags: "01" });
     expect(line?.span_id).not.toBe(SPAN_ID);
@@ -268,9 +284,11 @@ describe("traceparent over the wire", () => {
     const sent = parseTraceparent(seen[0]?.traceparent);
     expect(sent?.traceId).toBe(TRACE_ID);
     const call = logs.finished("client")[0];
-    const attempt = logs.lines().find((l) => l.msg === "finished attempt");
+    const attempts = logs.lines().filter((l) => l.msg === "finished attempt");
+    expect(attempts).toHaveLength(2);
+    const attempt = attempts[0];
     // forwarded traceparent → logical call span → attempt span → server span
-    expect(call).toMatchObject({ trace_id: TRACE_ID, parent_span_id: SPAN_ID });
+    expect(call).toMatchObject({ trace_id: TRACE_ID, parent_span_id: SPAN_ID, "grpc.attempts": 1 });
     expect(attempt).toMatchObject({ parent_span_id: call?.span_id, attempt: 1 });
     expect(sent?.spanId).toBe(attempt?.span_id);
     expect(logs.finished("server")[0]?.parent_span_id).toBe(attempt?.span_id);

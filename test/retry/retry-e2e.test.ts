@@ -60,7 +60,9 @@ describe("retry end to end with real servers", () => {
 
   it("never retries a side-effecting call without an idempotency key once it reached a server", async () => {
     // Automatic keys are on by default; turn them off to send a keyless call.
-    const { orders, arrivals, events } = await setup(unavailableFirst(1), { idempotencyKeys: false });
+    const { orders, arrivals, events } = await setup(unavailableFirst(1), {
+      idempotencyKeys: false,
+    });
     await expect(
       orders.createOrder({ customerId: "c" }, { timeoutMs: 5_000 }),
     ).rejects.toMatchObject({
