@@ -1,11 +1,15 @@
 import type { Logger } from "pino";
 import type { BalancerEvent } from "../balancer/balancer.js";
 import type { BreakerEvent } from "../breaker/breaker-interceptor.js";
+import { currentCallScope } from "../call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { RetryEvent } from "../retry/retry-interceptor.js";
+import { traceFields } from "./call-outcome-fields.js";
+import { traceContextKey } from "./context-keys.js";
 import { codeName } from "./grpc-fields.js";
 import { type MeshEvent, meshEventKind } from "./mesh-event.js";
+import type { TraceContext } from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
 
 /**
@@ -58,14 +62,25 @@ const IDEMPOTENCY_LEVELS: Readonly<Record<IdempotencyEvent["type"], Level>> = {
  * `event` (`outlier.ejected`). Errors are logged under `err`, codes by name
  * under `grpc.code`, registrations flattened; clock readings (`at`, `until`)
  * are left out, they mean nothing outside the process.
+ *
+ * Idempotency events are about the incoming call being handled (the
+ * interceptor reports them from inside it): their lines carry that call's
+ * `trace_id`, `span_id` (and `parent_span_id`), like its `finished call` line.
  */
 export function createEventLogger(logger: Logger): EventLogger {
   validateLogger(logger, "createEventLogger");
 
-  const write = (level: Level, family: string, event: object) => {
+  const write = (level: Level, family: string, event: object, trace?: TraceContext) => {
     if (!logger.isLevelEnabled(level)) return;
     const type = (event as { type: string }).type;
-    logger[level]({ event: `${family}.${type}`, ...eventFields(event) }, `${family} ${type}`);
+    logger[level](
+      {
+        ...(trace === undefined ? {} : traceFields(trace)),
+        event: `${family}.${type}`,
+        ...eventFields(event),
+      },
+      `${family} ${type}`,
+    );
   };
 
   const handlers: EventLogger = {
@@ -98,7 +113,12 @@ export function createEventLogger(logger: Logger): EventLogger {
       write("debug", "retry", event);
     },
     onIdempotencyEvent(event) {
-      write(IDEMPOTENCY_LEVELS[event.type] ?? "info", "idempotency", event);
+      write(
+        IDEMPOTENCY_LEVELS[event.type] ?? "info",
+        "idempotency",
+        event,
+        currentCallScope()?.values.get(traceContextKey),
+      );
     },
   };
   return handlers;

@@ -1,4 +1,4 @@
-import { createContextValues, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   createIdempotencyKeyInterceptor,
@@ -6,7 +6,7 @@ import {
   idempotencyKeyKey,
 } from "../../src/idempotency/client-key-interceptor.js";
 import { IDEMPOTENCY_KEY_HEADER } from "../../src/idempotency/idempotency-key.js";
-import { createIdempotencyInterceptor } from "../../src/idempotency/server-interceptor.js";
+import type { RetryOptions } from "../../src/index.js";
 import {
   callOutcome,
   countingOrderService,
@@ -32,16 +32,27 @@ function keyRecorder(seen: { method: string; key: string | null }[]): Intercepto
   };
 }
 
-/** repeatAttempts stands in for the retry loop: it sends every unary call twice. */
+/** repeatAttempts stands in for a retry loop: it sends every unary call twice. */
 const repeatAttempts: Interceptor = (next) => async (req) => {
   if (req.stream) return next(req);
   await next(req);
   return next(req);
 };
 
+/**
+ * setup starts a replica that records the keys calls arrive with (server
+ * idempotency off unless asked for) and a client whose built-in key
+ * interceptor (the transport's `idempotencyKeys` slot) gets `options`, with
+ * one attempt per call unless `retry` is given.
+ */
 async function setup(
-  options: IdempotencyKeyInterceptorOptions,
-  extra: { clientAfter?: Interceptor[]; serverIdempotency?: boolean } = {},
+  options: IdempotencyKeyInterceptorOptions | false,
+  extra: {
+    clientInterceptors?: Interceptor[];
+    serverIdempotency?: boolean;
+    retry?: RetryOptions;
+    serverInterceptors?: Interceptor[];
+  } = {},
 ): Promise<{
   client: ReturnType<typeof ordersClient>["client"];
   seen: { method: string; key: string | null }[];
@@ -49,19 +60,30 @@ async function setup(
 }> {
   const seen: { method: string; key: string | null }[] = [];
   const stats = createOrderStats();
-  const replica = await startReplica(countingOrderService("r1", stats), [
-    keyRecorder(seen),
-    ...(extra.serverIdempotency === true ? [createIdempotencyInterceptor()] : []),
-  ]);
-  const { client, transport } = ordersClient(replica.bound.address, [
-    createIdempotencyKeyInterceptor(options),
-    ...(extra.clientAfter ?? []),
-  ]);
+  const replica = await startReplica(countingOrderService("r1", stats), {
+    interceptors: [keyRecorder(seen), ...(extra.serverInterceptors ?? [])],
+    idempotency: extra.serverIdempotency === true ? {} : false,
+  });
+  const { client, transport } = ordersClient(replica.bound.address, {
+    idempotencyKeys: options,
+    retry: extra.retry ?? false,
+    interceptors: extra.clientInterceptors ?? [],
+  });
   cleanups.push(async () => {
     await transport.close();
     await replica.server.close({ graceMs: 0 });
   });
   return { client, seen, stats };
+}
+
+/** loseFirstResponse lets the handler run, then fails the first call with UNAVAILABLE. */
+function loseFirstResponse(): Interceptor {
+  let arrivals = 0;
+  return (next) => async (req) => {
+    const res = await next(req);
+    if (++arrivals === 1) throw new ConnectError("response lost", Code.Unavailable);
+    return res;
+  };
 }
 
 describe("idempotency key client interceptor", () => {
@@ -123,11 +145,39 @@ describe("idempotency key client interceptor", () => {
     expect(seen[1]?.key).toMatch(UUID_V4);
   });
 
+  it("idempotency: the default key mode is auto", async () => {
+    const { client, seen } = await setup({});
+    await client.createOrder(ORDER);
+    await callOutcome(client.getOrder({ id: "x" }));
+    expect(seen[0]?.key).toMatch(UUID_V4);
+    expect(seen[1]).toEqual({ method: "GetOrder", key: null });
+  });
+
+  it("idempotency: idempotencyKeys false sends no key", async () => {
+    const { client, seen } = await setup(false);
+    await client.createOrder(ORDER);
+    expect(seen).toEqual([{ method: "CreateOrder", key: null }]);
+  });
+
   it("idempotency: every attempt of one logical call carries the same key, so the handler runs once", async () => {
+    // The transport's own retry loop; the server answers the first attempt
+    // with UNAVAILABLE after its handler ran (a lost response).
     const { client, seen, stats } = await setup(
       { mode: "auto" },
-      { clientAfter: [repeatAttempts], serverIdempotency: true },
+      { serverIdempotency: true, retry: {}, serverInterceptors: [loseFirstResponse()] },
     );
+    await client.createOrder(ORDER);
+    expect(seen).toHaveLength(2);
+    expect(seen[0]?.key).toMatch(UUID_V4);
+    expect(seen[1]?.key).toBe(seen[0]?.key);
+    expect(stats.executions).toBe(1);
+  });
+
+  it("idempotency: installed by hand (idempotencyKeys false), it keys every attempt alike too", async () => {
+    const { client, seen, stats } = await setup(false, {
+      clientInterceptors: [createIdempotencyKeyInterceptor({ mode: "auto" }), repeatAttempts],
+      serverIdempotency: true,
+    });
     await client.createOrder(ORDER);
     expect(seen).toHaveLength(2);
     expect(seen[0]?.key).toMatch(UUID_V4);

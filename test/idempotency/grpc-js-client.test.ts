@@ -7,7 +7,6 @@ import type {
 } from "../../gen/example/orders/v1/orders_pb.js";
 import { ErrorInfoSchema } from "../../src/idempotency/error-info.js";
 import { IDEMPOTENCY_REPLAYED_HEADER } from "../../src/idempotency/idempotency-key.js";
-import { createIdempotencyInterceptor } from "../../src/idempotency/server-interceptor.js";
 import { grpcMethodDefinition } from "../support/grpc-js-echo.js";
 import { decodeRpcStatus, findDetail } from "../support/grpc-js-rpc-status.js";
 import {
@@ -74,9 +73,8 @@ describe("idempotency with a grpc-js client", () => {
   let client: grpc.Client;
   beforeAll(async () => {
     stats = createOrderStats();
-    replica = await startReplica(countingOrderService("r1", stats), [
-      createIdempotencyInterceptor(),
-    ]);
+    // The mesh server's built-in idempotency interceptor, defaults only.
+    replica = await startReplica(countingOrderService("r1", stats));
     client = new Client(replica.bound.address, grpc.credentials.createInsecure());
   });
   afterAll(async () => {

@@ -8,7 +8,6 @@ import {
   createRedisIdempotencyStore,
   type RedisIdempotencyStore,
 } from "../../src/idempotency/redis-store.js";
-import { createIdempotencyInterceptor } from "../../src/idempotency/server-interceptor.js";
 import { formatRecordKey } from "../../src/idempotency/store.js";
 import {
   createTestRedis,
@@ -49,9 +48,9 @@ describe.skipIf(!hasRedis)("idempotency across 3 replicas sharing Redis", () => 
         keyPrefix: t.keyPrefix,
       });
       stores.push(store);
-      const replica = await startReplica(countingOrderService(name, stats), [
-        createIdempotencyInterceptor({ store, onEvent: (e) => events.push(e) }),
-      ]);
+      const replica = await startReplica(countingOrderService(name, stats), {
+        idempotency: { store, onEvent: (e) => events.push(e) },
+      });
       replicas.push(replica);
       clients.push(ordersClient(replica.bound.address));
     }

@@ -82,9 +82,8 @@ describe("idempotency replays over gRPC, gRPC-Web and Connect, small and compres
     let replica: Replica;
     beforeAll(async () => {
       stats = createOrderStats();
-      replica = await startReplica(countingOrderService("r1", stats), [
-        createIdempotencyInterceptor(),
-      ]);
+      // The mesh server's built-in idempotency interceptor, defaults only.
+      replica = await startReplica(countingOrderService("r1", stats));
     });
     afterAll(() => replica.server.close({ graceMs: 0 }));
 

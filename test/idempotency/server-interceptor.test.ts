@@ -51,7 +51,10 @@ interface Setup {
  */
 async function setup(
   options: IdempotencyInterceptorOptions = {},
-  more: { server?: Omit<MeshServerOptions, "routes">; client?: Omit<MeshTransportOptions, "target"> } = {},
+  more: {
+    server?: Omit<MeshServerOptions, "routes">;
+    client?: Omit<MeshTransportOptions, "target">;
+  } = {},
 ): Promise<Setup> {
   const stats = createOrderStats();
   const events: IdempotencyEvent[] = [];
@@ -276,7 +279,13 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     expect(bob1.order?.id).not.toBe(alice1.order?.id);
     expect((await client.createOrder(ORDER, as("bob"))).order?.id).toBe(bob1.order?.id);
     expect(stats.executions).toBe(2);
-    expect(outer.map((e) => e.type)).toEqual(["claimed", "completed", "claimed", "completed", "replayed"]);
+    expect(outer.map((e) => e.type)).toEqual([
+      "claimed",
+      "completed",
+      "claimed",
+      "completed",
+      "replayed",
+    ]);
     expect(events).toEqual([]);
   });
 

@@ -1,6 +1,13 @@
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createClient,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type CallScope, runInCallScope } from "../../src/call-scope.js";
 import {
   createMeshServer,
   createMeshTransport,
@@ -13,6 +20,7 @@ import { loggerKey, traceContextKey } from "../../src/observability/context-keys
 import { currentLogger, currentTraceContext } from "../../src/observability/current-call.js";
 import { createEventLogger } from "../../src/observability/event-logger.js";
 import { levelForCode } from "../../src/observability/grpc-fields.js";
+import { hashForLog } from "../../src/observability/redact-headers.js";
 import { createServerObserveInterceptor } from "../../src/observability/server-observe-interceptor.js";
 import { formatTraceparent } from "../../src/observability/trace-context.js";
 import { createEchoImpl, EchoService } from "../support/echo-service.js";
@@ -25,30 +33,28 @@ describe("logging", () => {
   const logs = captureLogs();
   const closers: Array<() => Promise<void>> = [];
   const grpcClients: EchoGrpcClient[] = [];
-  const observe = () => createServerObserveInterceptor({ logger: logs.logger });
-  const clientInterceptors = (): Interceptor[] => [
-    createClientObserveInterceptor({ logger: logs.logger }),
-    createClientAttemptInterceptor({ logger: logs.logger }),
-  ];
   const tracestateSeenByB: Array<string | null> = [];
   let a: string;
   let b: string;
   let c: string;
 
+  // Servers and transports are observed by default: the tests only hand
+  // them the capturing logger.
   async function serve(
     impl: Partial<ReturnType<typeof createEchoImpl>>,
-    interceptors: Interceptor[] = [observe()],
+    interceptors: Interceptor[] = [],
   ): Promise<string> {
     const server: MeshServer = createMeshServer({
       routes: (r) => r.service(EchoService, { ...createEchoImpl(), ...impl }),
       interceptors,
+      logger: logs.logger,
     });
     const { address } = await server.listen();
     closers.push(() => server.close({ graceMs: 0 }));
     return address;
   }
   function transport(target: string): MeshTransport {
-    const t = createMeshTransport({ target, interceptors: clientInterceptors() });
+    const t = createMeshTransport({ target, logger: logs.logger });
     closers.push(() => t.close());
     return t;
   }
@@ -108,12 +114,35 @@ describe("logging", () => {
     );
   }
 
+  /** callLines are the lines about calls; the rest are mesh events (no call, no trace). */
+  function callLines(): { calls: LogLine[]; events: LogLine[] } {
+    const lines = logs.lines();
+    return {
+      calls: lines.filter((l) => l.event === undefined),
+      events: lines.filter((l) => l.event !== undefined),
+    };
+  }
+
   it("client → A → B → C: one trace; parent and child span ids form the chain", async () => {
     const client = createClient(EchoService, transport(a));
     const res = await client.echo({ payload: new Uint8Array([1]) }, { timeoutMs: 3000 });
     expect(res.servedBy).toBe("A>B>C");
-    const lines = logs.lines();
-    const traceIds = new Set(lines.map((l) => l.trace_id));
+    const { calls: lines, events } = callLines();
+    // The transports' and servers' events share the logger: endpoint sets
+    // (no call, no trace), and A's and B's idempotency (C was called without
+    // a key), which carry the span of the call they are about.
+    expect(events).toContainEqual(expect.objectContaining({ target: a, added: [a], size: 1 }));
+    const idempotency = events.filter((e) => e.event !== "balancer.endpoints");
+    expect(idempotency.map((e) => e.event).sort()).toEqual([
+      "idempotency.claimed",
+      "idempotency.claimed",
+      "idempotency.completed",
+      "idempotency.completed",
+    ]);
+    for (const e of events) {
+      if (e.event === "balancer.endpoints") expect(e.trace_id).toBeUndefined();
+    }
+    const traceIds = new Set([...lines, ...idempotency].map((l) => l.trace_id));
     expect(traceIds.size).toBe(1);
     expect([...traceIds][0]).toMatch(/^[0-9a-f]{32}$/);
 
@@ -147,6 +176,11 @@ describe("logging", () => {
       expect(servers.map((s) => s.span_id)).toContain(handlerLine?.span_id);
       expect(handlerLine).toMatchObject({ "grpc.component": "server", "grpc.method": "Echo" });
     }
+    // A's and B's idempotency events carry their server spans.
+    const spanOf = (name: string) => lines.find((l) => l.msg === name)?.span_id;
+    expect(idempotency.map((e) => e.span_id).sort()).toEqual(
+      [spanOf("in A"), spanOf("in A"), spanOf("in B"), spanOf("in B")].sort(),
+    );
   });
 
   it("a server call line has go-grpc-middleware's fields", async () => {
@@ -277,24 +311,10 @@ describe("logging", () => {
         return {};
       },
     });
-    // A minimal retry loop standing in for the mesh's, between observe and attempt.
-    const retryOnce: Interceptor = (next) => async (req) => {
-      try {
-        return await next({ ...req, header: new Headers(req.header) });
-      } catch {
-        return next({ ...req, header: new Headers(req.header) });
-      }
-    };
-    const t = createMeshTransport({
-      target: flaky,
-      interceptors: [
-        createClientObserveInterceptor({ logger: logs.logger }),
-        retryOnce,
-        createClientAttemptInterceptor({ logger: logs.logger }),
-      ],
-    });
-    closers.push(() => t.close());
-    await createClient(EchoService, t).echo({});
+    // The mesh's own retry (on by default) retries the UNAVAILABLE: the
+    // automatic idempotency key makes Echo safe to retry.
+    await createClient(EchoService, transport(flaky)).echo({});
+    expect(calls).toBe(2);
     const [call] = logs.finished("client");
     const attempts = logs.lines().filter((l) => l.msg === "finished attempt");
     const servers = logs.finished("server");
@@ -308,18 +328,69 @@ describe("logging", () => {
       [attempts[0]?.span_id, "Unavailable"],
       [attempts[1]?.span_id, "OK"],
     ]);
+    // The retry is reported through the transport's events, into the same logger.
+    const retries = logs.lines().filter((l) => l.event === "retry.retry");
+    expect(retries).toHaveLength(1);
+    expect(retries[0]).toMatchObject({
+      level: PINO.debug,
+      msg: "retry retry",
+      target: flaky,
+      method: "test.v1.EchoService/Echo",
+      attempt: 2,
+      "grpc.code": "Unavailable",
+      transparent: false,
+    });
+  });
+
+  it("with retry: false a call makes exactly one attempt", async () => {
+    const failing = await serve({
+      echo: () => {
+        throw new ConnectError("down", Code.Unavailable);
+      },
+    });
+    const t = createMeshTransport({ target: failing, logger: logs.logger, retry: false });
+    closers.push(() => t.close());
+    await expect(createClient(EchoService, t).echo({})).rejects.toThrow(/down/);
+    expect(logs.finished("client")).toMatchObject([
+      { "grpc.code": "Unavailable", "grpc.attempts": 1 },
+    ]);
+    expect(logs.lines().filter((l) => l.msg === "finished attempt")).toHaveLength(1);
+    expect(logs.finished("server")).toHaveLength(1);
+    expect(logs.lines().filter((l) => l.event?.toString().startsWith("retry."))).toEqual([]);
   });
 
   it("a replayed response is marked idempotency.replayed", async () => {
-    const markReplayed: Interceptor = (next) => async (req) => {
-      const res = await next(req);
-      res.header.set("idempotency-replayed", "true");
-      return res;
-    };
-    const replaying = await serve({}, [observe(), markReplayed]);
-    await createClient(EchoService, transport(replaying)).echo({});
-    expect(logs.finished("server")[0]).toMatchObject({ "idempotency.replayed": true });
-    expect(logs.finished("client")[0]).toMatchObject({ "idempotency.replayed": true });
+    let runs = 0;
+    const replaying = await serve({
+      echo: () => {
+        runs++;
+        return { servedBy: `run ${runs}` };
+      },
+    });
+    const client = createClient(EchoService, transport(replaying));
+    // The same key twice: the server's idempotency (on by default) replays
+    // the first outcome.
+    const headers = { "idempotency-key": "replay-k3y-1" };
+    const first = await client.echo({ payload: new Uint8Array([7]) }, { headers });
+    const second = await client.echo({ payload: new Uint8Array([7]) }, { headers });
+    expect([runs, first.servedBy, second.servedBy]).toEqual([1, "run 1", "run 1"]);
+    const servers = logs.finished("server");
+    const clients = logs.finished("client");
+    expect(servers).toHaveLength(2);
+    expect(servers[0]).not.toHaveProperty("idempotency.replayed");
+    expect(servers[1]).toMatchObject({ "grpc.code": "OK", "idempotency.replayed": true });
+    expect(clients[0]).not.toHaveProperty("idempotency.replayed");
+    expect(clients[1]).toMatchObject({ "grpc.code": "OK", "idempotency.replayed": true });
+    // The server's idempotency events are logged too, with the key's digest only.
+    const replayed = logs.lines().filter((l) => l.event === "idempotency.replayed");
+    expect(replayed).toHaveLength(1);
+    expect(replayed[0]).toMatchObject({
+      level: PINO.info,
+      method: "test.v1.EchoService/Echo",
+      principal: "anonymous",
+      keyDigest: hashForLog("replay-k3y-1").slice("sha256:".length),
+    });
+    expect(logs.raw.join("")).not.toContain("replay-k3y-1");
   });
 
   it("handlers get the call's logger and span through ctx.values", async () => {
@@ -341,19 +412,32 @@ describe("logging", () => {
 
   it("attempt lines are debug: an info logger writes none", async () => {
     const info = captureLogs("info");
-    const t = createMeshTransport({
-      target: c,
-      interceptors: [createClientAttemptInterceptor({ logger: info.logger })],
-    });
+    const t = createMeshTransport({ target: c, logger: info.logger });
     closers.push(() => t.close());
     await createClient(EchoService, t).echo({});
-    expect(info.raw).toHaveLength(0);
+    expect(info.finished("client")).toMatchObject([{ "grpc.code": "OK", "grpc.attempts": 1 }]);
+    expect(info.lines().filter((l) => l.level < PINO.info)).toEqual([]);
+    expect(info.lines().filter((l) => l.msg === "finished attempt")).toHaveLength(0);
     expect(logs.lines().filter((l) => l.msg === "finished attempt")).toHaveLength(0);
+    // The attempt interceptor on its own, too.
+    const alone = captureLogs("info");
+    const bare = createMeshTransport({
+      target: c,
+      logger: false,
+      interceptors: [createClientAttemptInterceptor({ logger: alone.logger })],
+    });
+    closers.push(() => bare.close());
+    await createClient(EchoService, bare).echo({});
+    expect(alone.raw).toHaveLength(0);
   });
 
   it("rejects a logger that is not pino", () => {
     expect(() => createServerObserveInterceptor({ logger: {} as never })).toThrow(TypeError);
     expect(() => createClientObserveInterceptor({ logger: console as never })).toThrow(TypeError);
+    expect(() => createMeshServer({ routes: () => {}, logger: {} as never })).toThrow(TypeError);
+    expect(() => createMeshTransport({ target: "127.0.0.1:1", logger: console as never })).toThrow(
+      TypeError,
+    );
   });
 });
 
@@ -423,6 +507,31 @@ describe("event logger", () => {
       transparent: false,
     });
     events.onEvent({ type: "budget-exhausted", target: "t", method: "m", code: Code.Unavailable });
+    events.onEvent({
+      type: "give-up",
+      target: "t",
+      method: "m",
+      attempts: 3,
+      code: Code.Unavailable,
+      reason: "max-attempts",
+    });
+    events.onEvent({ type: "hedge", target: "t", method: "m", attempt: 2 });
+    const call = {
+      method: "test.v1.EchoService/Echo",
+      principal: "anonymous",
+      keyDigest: "0123456789ab",
+    };
+    events.onEvent({ type: "claimed", leaseMs: 1000, ...call });
+    events.onEvent({ type: "replayed", code: undefined, ...call });
+    events.onEvent({ type: "conflict", reason: "reused", ...call });
+    events.onEvent({
+      type: "store-error",
+      operation: "claim",
+      error: new Error("redis down"),
+      failOpen: false,
+      ...call,
+    });
+    events.onEvent({ source: "resolver", type: "stale", target: "dns:///x", sinceMs: 5 });
     const got = logs.lines().map((l) => [l.msg, l.level]);
     expect(got).toEqual([
       ["balancer endpoints", PINO.info],
@@ -434,6 +543,13 @@ describe("event logger", () => {
       ["registry lease-lost", PINO.warn],
       ["retry retry", PINO.debug],
       ["retry budget-exhausted", PINO.debug],
+      ["retry give-up", PINO.debug],
+      ["retry hedge", PINO.debug],
+      ["idempotency claimed", PINO.debug],
+      ["idempotency replayed", PINO.info],
+      ["idempotency conflict", PINO.info],
+      ["idempotency store-error", PINO.warn],
+      ["resolver stale", PINO.warn],
     ]);
     const lines = logs.lines();
     expect(lines[1]).toMatchObject({
@@ -450,5 +566,45 @@ describe("event logger", () => {
     });
     expect(lines[5]).toMatchObject({ service: "orders", instance_id: "i-1" });
     expect(lines[7]).toMatchObject({ "grpc.code": "Unavailable", attempt: 2, delayMs: 12 });
+    expect(lines[9]).toMatchObject({ attempts: 3, reason: "max-attempts" });
+    expect(lines[12]).toMatchObject({ event: "idempotency.replayed", ...call });
+    expect(lines[12]).not.toHaveProperty("code");
+    expect(lines[14]?.err).toMatchObject({ message: "redis down" });
+    // Outside an incoming call, idempotency lines carry no trace.
+    expect(lines[12]).not.toHaveProperty("trace_id");
+  });
+
+  it("logs idempotency events with the span of the call being handled", () => {
+    const logs = captureLogs();
+    const events = createEventLogger(logs.logger);
+    const span = {
+      traceId: "1".repeat(32),
+      spanId: "2".repeat(16),
+      parentSpanId: "3".repeat(16),
+      flags: 1,
+    };
+    const scope: CallScope = {
+      timeoutMs: () => undefined,
+      signal: new AbortController().signal,
+      service: "test.v1.EchoService",
+      method: "Echo",
+      values: createContextValues().set(traceContextKey, span),
+    };
+    const call = { method: "test.v1.EchoService/Echo", principal: "p", keyDigest: "0123456789ab" };
+    runInCallScope(scope, () => {
+      events.onEvent({ type: "replayed", code: Code.NotFound, ...call });
+      events.onEvent({ source: "outlier", target: "t", type: "restored", address: "a:1", at: 2 });
+    });
+    const [replayed, restored] = logs.lines();
+    expect(replayed).toMatchObject({
+      event: "idempotency.replayed",
+      trace_id: span.traceId,
+      span_id: span.spanId,
+      parent_span_id: span.parentSpanId,
+      trace_flags: "01",
+      "grpc.code": "NotFound",
+    });
+    // Other families are not about the incoming call.
+    expect(restored).not.toHaveProperty("trace_id");
   });
 });

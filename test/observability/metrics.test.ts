@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { Code, createClient, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -9,7 +9,6 @@ import {
   type MeshServer,
   type MeshTransport,
 } from "../../src/index.js";
-import { createClientObserveInterceptor } from "../../src/observability/client-observe-interceptor.js";
 import {
   createMetrics,
   loadPromClient,
@@ -18,7 +17,6 @@ import {
   metricsHandler,
   serveMetrics,
 } from "../../src/observability/metrics.js";
-import { createServerObserveInterceptor } from "../../src/observability/server-observe-interceptor.js";
 import { createEchoImpl, EchoService } from "../support/echo-service.js";
 import { captureLogs } from "./log-capture.js";
 
@@ -48,24 +46,15 @@ describe("metrics", () => {
   beforeAll(async () => {
     metrics = await createMetrics();
     admin = await serveMetrics({ metrics, port: 0 });
-    const markReplayed: Interceptor = (next) => async (req) => {
-      const res = await next(req);
-      if (req.header.get("x-replay") === "1") res.header.set("idempotency-replayed", "true");
-      return res;
-    };
+    // Observed by default: the metrics go in through the options, and the
+    // transport's events reach them without an onEvent of ours.
     server = createMeshServer({
       routes: (r) => r.service(EchoService, createEchoImpl()),
-      interceptors: [
-        createServerObserveInterceptor({ logger: logs.logger, metrics }),
-        markReplayed,
-      ],
+      logger: logs.logger,
+      metrics,
     });
     const { address } = await server.listen();
-    transport = createMeshTransport({
-      target: address,
-      interceptors: [createClientObserveInterceptor({ logger: logs.logger, metrics })],
-      onEvent: metrics.onEvent,
-    });
+    transport = createMeshTransport({ target: address, logger: logs.logger, metrics });
   });
   afterAll(async () => {
     await transport.close();
@@ -90,8 +79,11 @@ describe("metrics", () => {
     expect(sample(before, "grpc_server_handling_seconds_count", ECHO)).toBe(1);
     expect(sample(before, "grpc_client_handling_seconds_count", ECHO)).toBe(1);
 
-    await client.echo({});
-    await client.echo({}, { headers: { "x-replay": "1" } });
+    // The same idempotency key twice: the server (idempotency on by default)
+    // replays the first outcome.
+    const headers = { "idempotency-key": "metrics-k3y" };
+    await client.echo({}, { headers });
+    await client.echo({}, { headers });
     await expect(client.echo({ failCode: Code.NotFound })).rejects.toThrow();
     const after = await scrape();
     expect(sample(after, "grpc_server_started_total", ECHO)).toBe(4);
@@ -209,6 +201,47 @@ describe("metrics", () => {
     expect(
       sample(await registry.metrics(), "grpc_server_started_total", { grpc_service: "s" }),
     ).toBe(2);
+  });
+
+  it("a transport's own retries reach its metrics; a logical call is counted once", async () => {
+    let calls = 0;
+    const flaky = createMeshServer({
+      routes: (r) =>
+        r.service(EchoService, {
+          ...createEchoImpl(),
+          echo: () => {
+            calls++;
+            if (calls === 1) throw new ConnectError("try again", Code.Unavailable);
+            return {};
+          },
+        }),
+      logger: false,
+    });
+    const { address } = await flaky.listen();
+    const t = createMeshTransport({ target: address, logger: logs.logger, metrics });
+    const ECHO_RPC = { grpc_service: "test.v1.EchoService", grpc_method: "Echo" };
+    const OK = { ...ECHO, grpc_code: "OK" };
+    try {
+      const before = await scrape();
+      await createClient(EchoService, t).echo({});
+      const after = await scrape();
+      expect(calls).toBe(2);
+      expect(
+        sample(after, "mesh_client_retries_total", ECHO_RPC) -
+          sample(before, "mesh_client_retries_total", ECHO_RPC),
+      ).toBe(1);
+      expect(
+        sample(after, "grpc_client_handled_total", OK) -
+          sample(before, "grpc_client_handled_total", OK),
+      ).toBe(1);
+      expect(
+        sample(after, "grpc_client_handled_total", { ...ECHO, grpc_code: "Unavailable" }),
+      ).toBe(0);
+      expect(sample(after, "mesh_endpoints", { target: address })).toBe(1);
+    } finally {
+      await t.close();
+      await flaky.close({ graceMs: 0 });
+    }
   });
 
   it("rejects bad buckets and explains a missing prom-client", async () => {

@@ -1,16 +1,18 @@
 // The server observe interceptor in its own slot, outermost, outside the
-// deadline+scope interceptor (as the mesh server chain will place it): the
-// scope still carries the span and logger it put into the context values.
+// deadline+scope interceptor, where createMeshServer installs it by default:
+// the scope still carries the span and logger it put into the context values.
 
-import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createMeshTransport, type MeshTransport } from "../../src/index.js";
+import {
+  createMeshServer,
+  createMeshTransport,
+  type MeshServer,
+  type MeshTransport,
+  SERVER_INTERCEPTOR_ORDER,
+} from "../../src/index.js";
+import { traceContextKey } from "../../src/observability/context-keys.js";
 import { currentLogger, currentTraceContext } from "../../src/observability/current-call.js";
-import { createServerObserveInterceptor } from "../../src/observability/server-observe-interceptor.js";
-import { createServerDeadlineInterceptor } from "../../src/server/deadline-interceptor.js";
 import { createEchoImpl, EchoService, sleep } from "../support/echo-service.js";
 import { captureLogs } from "./log-capture.js";
 
@@ -18,11 +20,14 @@ describe("server observe interceptor outside the call scope", () => {
   const logs = captureLogs();
   const base = createEchoImpl();
   const spansSeen: Array<string | undefined> = [];
-  let h2: http2.Http2Server;
+  // userSaw: what a user interceptor (inside the observe slot) finds in the context values.
+  const userSaw: Array<string | undefined> = [];
+  let server: MeshServer;
   let transport: MeshTransport;
 
   beforeAll(async () => {
-    const handler = connectNodeAdapter({
+    expect(SERVER_INTERCEPTOR_ORDER.slice(0, 2)).toEqual(["observe", "deadline+scope"]);
+    server = createMeshServer({
       routes: (r) =>
         r.service(EchoService, {
           ...base,
@@ -42,23 +47,24 @@ describe("server observe interceptor outside the call scope", () => {
           },
         }),
       interceptors: [
-        createServerObserveInterceptor({ logger: logs.logger }),
-        createServerDeadlineInterceptor(),
+        (next) => (req) => {
+          userSaw.push(req.contextValues.get(traceContextKey)?.spanId);
+          return next(req);
+        },
       ],
+      logger: logs.logger,
     });
-    h2 = http2.createServer(handler);
-    await new Promise<void>((r) => h2.listen(0, "127.0.0.1", r));
-    transport = createMeshTransport({
-      target: `127.0.0.1:${(h2.address() as AddressInfo).port}`,
-    });
+    const { address } = await server.listen();
+    transport = createMeshTransport({ target: address, logger: false });
   });
   afterAll(async () => {
     await transport.close();
-    await new Promise((r) => h2.close(r));
+    await server.close({ graceMs: 0 });
   });
   afterEach(() => {
     logs.raw.length = 0;
     spansSeen.length = 0;
+    userSaw.length = 0;
   });
 
   it("handlers see the span and logger across awaits", async () => {
@@ -66,6 +72,7 @@ describe("server observe interceptor outside the call scope", () => {
     const [finished] = logs.finished("server");
     const handlerLine = logs.lines().find((l) => l.msg === "handler");
     expect(spansSeen).toEqual([finished?.span_id]);
+    expect(userSaw).toEqual([finished?.span_id]);
     expect(handlerLine?.span_id).toBe(finished?.span_id);
   });
 

@@ -248,23 +248,26 @@ describe("traceparent over the wire", () => {
     expect(line?.parent_span_id).toBeUndefined();
   });
 
-  it.each(sendable)("a mesh client given %s starts a new trace and sends a valid one", async (_name, value) => {
-    const client = createClient(EchoService, observed);
-    await client.echo({}, { headers: { traceparent: value, tracestate: "a=1" } });
-    const [call] = logs.finished("client");
-    expect(call?.["grpc.code"]).toBe("OK");
-    expect(call?.trace_id).toMatch(/^[0-9a-f]{32}$/);
-    expect(call?.trace_id).not.toBe(TRACE_ID);
-    expect(call?.parent_span_id).toBeUndefined();
-    const sent = parseTraceparent(seen[0]?.traceparent);
-    expect(sent?.traceId).toBe(call?.trace_id);
-    // The malformed header's tracestate is not forwarded either.
-    expect(seen[0]?.tracestate).toBeNull();
-    expect(logs.finished("server")[0]).toMatchObject({
-      trace_id: call?.trace_id,
-      parent_span_id: sent?.spanId,
-    });
-  });
+  it.each(sendable)(
+    "a mesh client given %s starts a new trace and sends a valid one",
+    async (_name, value) => {
+      const client = createClient(EchoService, observed);
+      await client.echo({}, { headers: { traceparent: value, tracestate: "a=1" } });
+      const [call] = logs.finished("client");
+      expect(call?.["grpc.code"]).toBe("OK");
+      expect(call?.trace_id).toMatch(/^[0-9a-f]{32}$/);
+      expect(call?.trace_id).not.toBe(TRACE_ID);
+      expect(call?.parent_span_id).toBeUndefined();
+      const sent = parseTraceparent(seen[0]?.traceparent);
+      expect(sent?.traceId).toBe(call?.trace_id);
+      // The malformed header's tracestate is not forwarded either.
+      expect(seen[0]?.tracestate).toBeNull();
+      expect(logs.finished("server")[0]).toMatchObject({
+        trace_id: call?.trace_id,
+        parent_span_id: sent?.spanId,
+      });
+    },
+  );
 
   it("a server continues a valid traceparent with a new span", async () => {
     const client = createClient(EchoService, plain);
