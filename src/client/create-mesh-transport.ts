@@ -1,9 +1,11 @@
 import { setMaxListeners } from "node:events";
-import type {
-  DescMessage,
-  DescMethodStreaming,
-  DescMethodUnary,
-  MessageInitShape,
+import {
+  create,
+  type DescMessage,
+  type DescMethodStreaming,
+  type DescMethodUnary,
+  isMessage,
+  type MessageInitShape,
 } from "@bufbuild/protobuf";
 import {
   Code,
@@ -17,7 +19,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import { createMethodUrl, runStreamingCall } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import {
   type BalancerEvent,
@@ -33,7 +35,7 @@ import {
   createBreakerInterceptor,
 } from "../breaker/breaker-interceptor.js";
 import { currentCallScope } from "../call-scope.js";
-import { type Clock, systemClock } from "../clock.js";
+import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
@@ -308,12 +310,21 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     }
   }
 
+  // The chain is composed once; Connect's applyInterceptors would do the same per call.
+  const unaryChain = [...interceptors]
+    .reverse()
+    .reduce<(req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>>(
+      (next, interceptor) => interceptor(next),
+      attempt,
+    );
+
   // prepare links the caller's signal, the transport's close, and (inside a
   // mesh handler) the incoming call's signal and deadline.
   function prepare(
     signal: AbortSignal | undefined,
     timeoutMs: number | undefined,
     contextValues: ContextValues | undefined,
+    ownDeadline = false,
   ) {
     if (closing.signal.aborted) {
       throw new ConnectError(`transport for ${opts.target} is closed`, Code.Unavailable);
@@ -327,7 +338,9 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         effectiveMs = Math.max(0, parentMs);
       }
     }
-    const link = linkSignals([signal, closing.signal, scope?.signal]);
+    const link = ownDeadline
+      ? deadlineSignal(clock, effectiveMs, [signal, closing.signal, scope?.signal])
+      : linkSignals([signal, closing.signal, scope?.signal]);
     const values = contextValues ?? createContextValues();
     const call: MeshCall = {
       target: opts.target,
@@ -350,24 +363,27 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       input: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const p = prepare(signal, timeoutMs, contextValues);
+      // Unary calls skip Connect's runUnaryCall: the endpoint transport runs
+      // it again per attempt, and one is enough. What it adds here is kept:
+      // a call signal that aborts at the deadline, a normalized message, and
+      // the signal's reason as the error once the call was aborted.
+      const p = prepare(signal, timeoutMs, contextValues, true);
       try {
-        return await runUnaryCall<I, O>({
-          interceptors,
+        return (await unaryChain({
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: createMethodUrl(baseUrl, method),
+          header: new Headers(header),
+          contextValues: p.values,
+          message: isMessage(input, method.input) ? input : create(method.input, input),
           signal: p.signal,
-          timeoutMs: p.timeoutMs,
-          req: {
-            stream: false,
-            service: method.parent,
-            method,
-            requestMethod: "POST",
-            url: createMethodUrl(baseUrl, method),
-            header: new Headers(header),
-            contextValues: p.values,
-            message: input,
-          },
-          next: attempt as unknown as (req: UnaryRequest<I, O>) => Promise<UnaryResponse<I, O>>,
-        });
+        } as UnaryRequest)) as UnaryResponse<I, O>;
+      } catch (e) {
+        throw p.signal.aborted
+          ? ConnectError.from(p.signal.reason, Code.Canceled)
+          : ConnectError.from(e);
       } finally {
         p.cleanup();
       }
@@ -427,6 +443,59 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   }
 }
 
+/**
+ * deadlineSignal is a call's own signal: it aborts when any input aborts, or
+ * with DEADLINE_EXCEEDED after `timeoutMs`; cleanup removes listeners and the
+ * timer. Unlike Connect's, it is not aborted when the call succeeds (an abort
+ * allocates a DOMException, which showed in profiles).
+ */
+function deadlineSignal(
+  clock: Clock,
+  timeoutMs: number | undefined,
+  signals: readonly (AbortSignal | undefined)[],
+): { signal: AbortSignal; cleanup: () => void } {
+  const controller = new AbortController();
+  const link = linkInto(controller, signals);
+  let timer: ClockTimer | undefined;
+  if (timeoutMs !== undefined && !controller.signal.aborted) {
+    const onTimeout = () =>
+      controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+    if (timeoutMs <= 0) onTimeout();
+    else timer = clock.setTimeout(onTimeout, timeoutMs);
+  }
+  return {
+    signal: controller.signal,
+    cleanup() {
+      link();
+      if (timer !== undefined) clock.clearTimeout(timer);
+    },
+  };
+}
+
+/** linkInto aborts `controller` when any signal aborts; returns a cleanup. */
+function linkInto(
+  controller: AbortController,
+  signals: readonly (AbortSignal | undefined)[],
+): () => void {
+  const present = signals.filter((s): s is AbortSignal => s !== undefined);
+  const onAbort = (event: Event) => {
+    controller.abort((event.target as AbortSignal).reason);
+    cleanup();
+  };
+  const cleanup = () => {
+    for (const s of present) s.removeEventListener("abort", onAbort);
+  };
+  for (const s of present) {
+    if (s.aborted) {
+      controller.abort(s.reason);
+      cleanup();
+      return cleanup;
+    }
+    s.addEventListener("abort", onAbort);
+  }
+  return cleanup;
+}
+
 /** linkSignals aborts one signal when any input aborts; cleanup removes the listeners. */
 function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
   signal: AbortSignal;
@@ -437,22 +506,5 @@ function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
     return { signal: present[0], cleanup: () => {} };
   }
   const controller = new AbortController();
-  const onAbort = (event: Event) => {
-    controller.abort((event.target as AbortSignal).reason);
-    cleanup();
-  };
-  const cleanup = () => {
-    for (const s of present) {
-      s.removeEventListener("abort", onAbort);
-    }
-  };
-  for (const s of present) {
-    if (s.aborted) {
-      controller.abort(s.reason);
-      cleanup();
-      break;
-    }
-    s.addEventListener("abort", onAbort);
-  }
-  return { signal: controller.signal, cleanup };
+  return { signal: controller.signal, cleanup: linkInto(controller, present) };
 }
