@@ -16,6 +16,46 @@ export {
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
 export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
+export {
+  createIdempotencyKeyInterceptor,
+  type IdempotencyKeyInterceptorOptions,
+  type IdempotencyKeyMode,
+  idempotencyKeyKey,
+} from "./idempotency/client-key-interceptor.js";
+export type { IdempotencyEvent } from "./idempotency/events.js";
+export {
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_REPLAYED_HEADER,
+} from "./idempotency/idempotency-key.js";
+export {
+  createMemoryIdempotencyStore,
+  type MemoryIdempotencyStore,
+  type MemoryIdempotencyStoreOptions,
+} from "./idempotency/memory-store.js";
+export {
+  createRedisIdempotencyStore,
+  type RedisIdempotencyStore,
+  type RedisIdempotencyStoreOptions,
+} from "./idempotency/redis-store.js";
+export {
+  createIdempotencyInterceptor,
+  IDEMPOTENCY_DEFAULTS,
+  type IdempotencyInterceptorOptions,
+  type IdempotencyMethodOptions,
+} from "./idempotency/server-interceptor.js";
+export { loggerKey, traceContextKey } from "./observability/context-keys.js";
+export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
+export { createEventLogger, type EventLogger } from "./observability/event-logger.js";
+export type { MeshEvent } from "./observability/mesh-event.js";
+export {
+  createMetrics,
+  type MeshMetrics,
+  type MetricsOptions,
+  metricsHandler,
+  serveMetrics,
+} from "./observability/metrics.js";
+export { redactHeaders } from "./observability/redact-headers.js";
+export type { TraceContext } from "./observability/trace-context.js";
 export type { RetryBudgetOptions } from "./retry/retry-budget.js";
 export {
   type GiveUpReason,
@@ -117,5 +157,33 @@ export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/reso
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
 export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
+export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
+export {
+  type ClaimResult,
+  formatRecordKey,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+  IdempotencyStoreError,
+} from "./idempotency/store.js";
+export {
+  type ClientAttemptOptions,
+  createClientAttemptInterceptor,
+} from "./observability/client-attempt-interceptor.js";
+export {
+  type ClientObserveOptions,
+  createClientObserveInterceptor,
+} from "./observability/client-observe-interceptor.js";
+export { clientTraceContextKey } from "./observability/context-keys.js";
+export {
+  createServerObserveInterceptor,
+  type ServerObserveOptions,
+} from "./observability/server-observe-interceptor.js";
+export {
+  childOf,
+  formatTraceparent,
+  newRootContext,
+  parseTraceparent,
+} from "./observability/trace-context.js";
+export { normalizeTracestate } from "./observability/tracestate.js";
 export { type ServerCall, serverCallKey } from "./server/server-call.js";
 export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";
