@@ -422,9 +422,11 @@ export function createRetryInterceptor(
       let settled = false;
       let started = 0;
       let hedgeTimer: ClockTimer | undefined;
+      const onAbort = () => finish(undefined, ConnectError.from(req.signal.reason, Code.Canceled));
       const finish = (res: UnaryResponse | undefined, error: ConnectError | undefined) => {
         if (settled) return;
         settled = true;
+        req.signal.removeEventListener("abort", onAbort);
         if (hedgeTimer !== undefined) clock.clearTimeout(hedgeTimer);
         for (const r of running) r.abort();
         if (res !== undefined) resolve(res);
@@ -493,7 +495,6 @@ export function createRetryInterceptor(
           launch();
         }, delayMs);
       };
-      const onAbort = () => finish(undefined, ConnectError.from(req.signal.reason, Code.Canceled));
       req.signal.addEventListener("abort", onAbort, { once: true });
       launch();
     });
