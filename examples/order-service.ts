@@ -9,12 +9,32 @@ import {
 } from "../gen/example/orders/v1/orders_pb.js";
 
 /**
- * createOrderService is the example OrderService: orders live in memory, and
- * every answer names the replica that served it. WatchOrders streams the
- * changes of one customer's orders until the call ends.
+ * OrderRepository keeps orders. The default is a Map in this process; the
+ * multi-process demo passes one shared by its replicas (examples/demo/), as a
+ * real service would use a database.
  */
-export function createOrderService(servedBy: string): ServiceImpl<typeof OrderService> {
-  const orders = new Map<string, Order>();
+export interface OrderRepository {
+  get(id: string): Order | undefined;
+  set(id: string, order: Order): void;
+}
+
+/** OrderServiceOptions configures createOrderService. */
+export interface OrderServiceOptions {
+  /** orders keeps the orders; default a Map in this process. */
+  readonly orders?: OrderRepository;
+}
+
+/**
+ * createOrderService is the example OrderService: orders live in memory (or
+ * in `options.orders`), and every answer names the replica that served it.
+ * WatchOrders streams the changes of one customer's orders until the call
+ * ends (changes made by this replica).
+ */
+export function createOrderService(
+  servedBy: string,
+  options: OrderServiceOptions = {},
+): ServiceImpl<typeof OrderService> {
+  const orders: OrderRepository = options.orders ?? new Map<string, Order>();
   const watchers = new Set<(o: Order) => void>();
   const publish = (o: Order) => {
     for (const w of watchers) w(o);
@@ -52,6 +72,7 @@ export function createOrderService(servedBy: string): ServiceImpl<typeof OrderSe
         throw new ConnectError(`order ${JSON.stringify(req.id)} not found`, Code.NotFound);
       }
       order.status = OrderStatus.CANCELLED;
+      orders.set(order.id, order);
       publish(order);
       return { order: { ...order, servedBy } };
     },

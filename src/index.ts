@@ -56,6 +56,41 @@ export {
 } from "./observability/metrics.js";
 export { redactHeaders } from "./observability/redact-headers.js";
 export type { TraceContext } from "./observability/trace-context.js";
+export { QUEUE_TRANSIENT_CODES } from "./queue/failure-policy.js";
+export { createMemoryQueue, type MemoryQueueOptions } from "./queue/memory-queue.js";
+export {
+  type DeadLetter,
+  type DeadLetterReason,
+  type DeadLettersOptions,
+  type Queue,
+  type QueueCounts,
+  type QueueError,
+  QueueJobNotFoundError,
+  type ReplayOptions,
+} from "./queue/queue.js";
+export {
+  createQueueWorker,
+  QUEUE_WORKER_DEFAULTS,
+  type QueueJobRef,
+  type QueueWorker,
+  type QueueWorkerCloseOptions,
+  type QueueWorkerEvent,
+  type QueueWorkerOptions,
+} from "./queue/queue-worker.js";
+export {
+  createQueuedClient,
+  QUEUED_CLIENT_DEFAULTS,
+  type QueuedCallOptions,
+  type QueuedCallReceipt,
+  type QueuedClient,
+  type QueuedClientOptions,
+} from "./queue/queued-client.js";
+export { type QueuedJobInfo, queuedJobKey } from "./queue/queued-job-key.js";
+export {
+  createRedisQueue,
+  REDIS_QUEUE_DEFAULTS,
+  type RedisQueueOptions,
+} from "./queue/redis-queue.js";
 export type { RetryBudgetOptions } from "./retry/retry-budget.js";
 export {
   type GiveUpReason,
@@ -185,5 +220,19 @@ export {
   parseTraceparent,
 } from "./observability/trace-context.js";
 export { normalizeTracestate } from "./observability/tracestate.js";
+export type {
+  ConsumeOptions,
+  Consumer,
+  JobOutcome,
+  JobProcessor,
+  QueuedJob,
+} from "./queue/queue.js";
+export {
+  decodeQueuedCall,
+  effectiveIdempotencyKey,
+  encodeQueuedCall,
+  type QueuedCall,
+  type QueuedCallJson,
+} from "./queue/queued-call.js";
 export { type ServerCall, serverCallKey } from "./server/server-call.js";
 export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

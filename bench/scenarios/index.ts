@@ -1,9 +1,19 @@
 import type { Scenario } from "../lib/scenario.js";
 import { balancing } from "./balancing.js";
+import { discovery } from "./discovery.js";
+import { idempotency } from "./idempotency.js";
+import { logging } from "./logging.js";
+import { queue } from "./queue.js";
+import { retries } from "./retries.js";
 import { transport } from "./transport.js";
 
 /** SCENARIOS lists the suites `npm run bench -- --suite <name>` can run. */
 export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [transport.name]: transport,
+  [idempotency.name]: idempotency,
+  [logging.name]: logging,
   [balancing.name]: balancing,
+  [queue.name]: queue,
+  [discovery.name]: discovery,
+  [retries.name]: retries,
 };

@@ -1,16 +1,18 @@
 import { createHash, randomUUID } from "node:crypto";
-import { constants as fsConstants } from "node:fs";
 import {
-  link,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  stat,
-  unlink,
-  writeFile,
-} from "node:fs/promises";
+  closeSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  type Stats,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { newClaimToken, tokenFingerprint } from "./claim-token.js";
@@ -121,6 +123,10 @@ const MAX_CLAIM_ROUNDS = 8;
  *   the next claim.
  * - Not durable across power loss (no fsync): it protects against duplicate
  *   execution while the host runs, which is what replicas need.
+ * - File calls are synchronous: each takes microseconds on a local disk,
+ *   while the same calls through the libuv thread pool made a claim plus a
+ *   completion ~7× slower (1.8 ms against 0.26 ms) and queued behind logging
+ *   and other I/O. Only waits for a busy lock yield the event loop.
  *
  * Every failure to read or write surfaces as IdempotencyStoreError (the
  * interceptor then fails the call closed with UNAVAILABLE).
@@ -143,16 +149,11 @@ export function createFileIdempotencyStore(
     if (!Number.isFinite(v) || v <= 0) throw new RangeError(`${name} ${v} must be a number > 0`);
   }
   const host = hostname();
-  let ready: Promise<void> | undefined;
+  let ready = false;
   const ensureDir = () => {
-    ready ??= mkdir(dir, { recursive: true, mode: 0o700 }).then(
-      () => undefined,
-      (e: unknown) => {
-        ready = undefined;
-        throw e;
-      },
-    );
-    return ready;
+    if (ready) return;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ready = true;
   };
 
   const pathFor = (recordKey: string) =>
@@ -161,7 +162,7 @@ export function createFileIdempotencyStore(
 
   const run = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
     try {
-      await ensureDir();
+      ensureDir();
       return await fn();
     } catch (e) {
       if (e instanceof IdempotencyStoreError) throw e;
@@ -171,10 +172,10 @@ export function createFileIdempotencyStore(
   };
 
   // readRecord returns the record at path, or undefined when there is none.
-  const readRecord = async (path: string): Promise<RecordFile | undefined> => {
+  const readRecord = (path: string): RecordFile | undefined => {
     let text: string;
     try {
-      text = await readFile(path, "utf8");
+      text = readFileSync(path, "utf8");
     } catch (e) {
       if (isCode(e, "ENOENT")) return undefined;
       throw e;
@@ -204,41 +205,41 @@ export function createFileIdempotencyStore(
   };
 
   // createExclusive puts `content` at path only if nothing is there: true if it did.
-  const createExclusive = async (path: string, content: string): Promise<boolean> => {
+  const createExclusive = (path: string, content: string): boolean => {
     const tmp = tempPath(path);
-    await writeFile(tmp, content, { mode: 0o600 });
+    writeFileSync(tmp, content, { mode: 0o600 });
     try {
-      await link(tmp, path);
+      linkSync(tmp, path);
       return true;
     } catch (e) {
       if (isCode(e, "EEXIST")) return false;
       throw e;
     } finally {
-      await unlink(tmp).catch(() => {});
+      unlinkQuietly(tmp);
     }
   };
 
   // replace swaps the record at path for `content` atomically (rename over it).
-  const replace = async (path: string, content: string): Promise<void> => {
+  const replace = (path: string, content: string): void => {
     const tmp = tempPath(path);
-    await writeFile(tmp, content, { mode: 0o600 });
+    writeFileSync(tmp, content, { mode: 0o600 });
     try {
-      await rename(tmp, path);
+      renameSync(tmp, path);
     } catch (e) {
-      await unlink(tmp).catch(() => {});
+      unlinkQuietly(tmp);
       throw e;
     }
   };
 
-  const withLock = async <T>(path: string, fn: () => Promise<T>): Promise<T> => {
+  const withLock = async <T>(path: string, fn: () => T): Promise<T> => {
     const lockPath = `${path}.lock`;
     const me = `${process.pid}\n${host}\n${randomUUID()}\n`;
     // Lock waits are real time, whatever `now` says.
     const started = performance.now();
     let waitMs = 1;
     for (;;) {
-      if (await tryLock(lockPath, me)) break;
-      if (await breakIfStale(lockPath)) continue;
+      if (tryLock(lockPath, me)) break;
+      if (breakIfStale(lockPath)) continue;
       if (performance.now() - started >= lockTimeoutMs) {
         throw new IdempotencyStoreError(
           `file store: lock ${lockPath} still held after ${lockTimeoutMs} ms`,
@@ -248,43 +249,45 @@ export function createFileIdempotencyStore(
       waitMs = Math.min(waitMs * 2, 20);
     }
     try {
-      return await fn();
+      return fn();
     } finally {
       // Remove our own lock only: if it was broken as stale and taken by
       // someone else meanwhile, theirs must stay.
-      const held = await readFile(lockPath, "utf8").catch(() => undefined);
-      if (held === me) await unlink(lockPath).catch(() => {});
+      let held: string | undefined;
+      try {
+        held = readFileSync(lockPath, "utf8");
+      } catch {
+        held = undefined;
+      }
+      if (held === me) unlinkQuietly(lockPath);
     }
   };
 
-  const tryLock = async (lockPath: string, me: string): Promise<boolean> => {
-    let fh: Awaited<ReturnType<typeof open>>;
+  // tryLock creates the lock file exclusively (open "wx"): true if we hold it now.
+  const tryLock = (lockPath: string, me: string): boolean => {
+    let fd: number;
     try {
-      fh = await open(
-        lockPath,
-        fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_WRONLY,
-        0o600,
-      );
+      fd = openSync(lockPath, "wx", 0o600);
     } catch (e) {
       if (isCode(e, "EEXIST")) return false;
       throw e;
     }
     try {
-      await fh.writeFile(me);
+      writeSync(fd, me);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
     return true;
   };
 
   // breakIfStale removes the lock at lockPath if its holder is dead or it is
-  // older than lockStaleMs; true if it removed one (or the lock is gone).
-  const breakIfStale = async (lockPath: string, staleMs = lockStaleMs): Promise<boolean> => {
-    let st: Awaited<ReturnType<typeof stat>>;
+  // older than staleMs; true if it removed one (or the lock is gone).
+  const breakIfStale = (lockPath: string, staleMs = lockStaleMs): boolean => {
+    let st: Stats;
     let content: string;
     try {
-      st = await stat(lockPath);
-      content = await readFile(lockPath, "utf8");
+      st = statSync(lockPath);
+      content = readFileSync(lockPath, "utf8");
     } catch (e) {
       if (isCode(e, "ENOENT")) return true;
       throw e;
@@ -295,17 +298,21 @@ export function createFileIdempotencyStore(
     if (!holderGone && Date.now() - st.mtimeMs < staleMs) return false;
     const aside = `${lockPath}.${randomUUID()}.stale`;
     try {
-      await rename(lockPath, aside);
+      renameSync(lockPath, aside);
     } catch (e) {
       if (isCode(e, "ENOENT")) return true;
       throw e;
     }
-    const moved = await stat(aside);
+    const moved = statSync(aside);
     if (moved.ino !== st.ino || moved.dev !== st.dev || moved.mtimeMs !== st.mtimeMs) {
       // We moved a fresh lock taken after our look: put it back.
-      await link(aside, lockPath).catch(() => {});
+      try {
+        linkSync(aside, lockPath);
+      } catch {
+        // Taken again meanwhile; the fresh holder keeps it.
+      }
     }
-    await unlink(aside).catch(() => {});
+    unlinkQuietly(aside);
     return true;
   };
 
@@ -326,23 +333,21 @@ export function createFileIdempotencyStore(
         const path = pathFor(recordKey);
         for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
           const token = newClaimToken(fingerprint);
-          if (await createExclusive(path, inProgress(token, fingerprint, leaseMs))) {
+          if (createExclusive(path, inProgress(token, fingerprint, leaseMs))) {
             return { state: "claimed", token };
           }
-          const found = live(await readRecord(path));
+          const found = live(readRecord(path));
           if (found !== undefined) return found;
           // Gone (released) or expired: take it over under the lock.
-          const taken = await withLock(path, async (): Promise<ClaimResult | undefined> => {
-            const current = await readRecord(path);
+          const taken = await withLock(path, (): ClaimResult | undefined => {
+            const current = readRecord(path);
             const state = live(current);
             if (state !== undefined) return state;
             const content = inProgress(token, fingerprint, leaseMs);
             if (current === undefined) {
-              return (await createExclusive(path, content))
-                ? { state: "claimed", token }
-                : undefined;
+              return createExclusive(path, content) ? { state: "claimed", token } : undefined;
             }
-            await replace(path, content);
+            replace(path, content);
             return { state: "claimed", token };
           });
           if (taken !== undefined) return taken;
@@ -362,8 +367,8 @@ export function createFileIdempotencyStore(
           outcome: encodeOutcome(outcome),
           exp: now() + ttlMs,
         } satisfies CompletedFile);
-        return withLock(path, async () => {
-          const current = await readRecord(path);
+        return withLock(path, () => {
+          const current = readRecord(path);
           if (current === undefined) {
             // Absent: the outcome is still the truth, unless a claim slips in first.
             return createExclusive(path, content);
@@ -371,7 +376,7 @@ export function createFileIdempotencyStore(
           const expired = current.exp <= now();
           if (current.s === "c" && !expired) return false;
           if (current.s === "p" && current.token !== token && !expired) return false;
-          await replace(path, content);
+          replace(path, content);
           return true;
         });
       });
@@ -379,41 +384,47 @@ export function createFileIdempotencyStore(
     release(recordKey, token) {
       return run("release", async () => {
         const path = pathFor(recordKey);
-        return withLock(path, async () => {
-          const current = await readRecord(path);
+        return withLock(path, () => {
+          const current = readRecord(path);
           if (current?.s !== "p" || current.token !== token) return false;
-          await unlink(path);
+          unlinkSync(path);
           return true;
         });
       });
     },
     get(recordKey) {
-      return run("get", async () => live(await readRecord(pathFor(recordKey))));
+      return run("get", async () => live(readRecord(pathFor(recordKey))));
     },
     sweep() {
       return run("sweep", async () => {
         let deleted = 0;
         const wall = Date.now();
-        for (const name of await readdir(dir)) {
+        for (const name of readdirSync(dir)) {
           const path = join(dir, name);
           if (name.endsWith(".json")) {
-            const expired = await withLock(path, async () => {
-              const r = await readRecord(path).catch(() => undefined);
+            const expired = await withLock(path, () => {
+              const r = readRecord(path);
               if (r === undefined || r.exp > now()) return false;
-              await unlink(path);
+              unlinkSync(path);
               return true;
             }).catch(() => false);
             if (expired) deleted++;
           } else if (name.endsWith(".tmp") || name.endsWith(".stale")) {
-            const st = await stat(path).catch(() => undefined);
-            if (st !== undefined && wall - st.mtimeMs > LEFTOVER_MS) {
-              await unlink(path).then(
-                () => deleted++,
-                () => {},
-              );
+            let st: Stats | undefined;
+            try {
+              st = statSync(path);
+            } catch {
+              st = undefined;
+            }
+            if (st !== undefined && wall - st.mtimeMs > LEFTOVER_MS && unlinkQuietly(path)) {
+              deleted++;
             }
           } else if (name.endsWith(".lock")) {
-            if (await breakIfStale(path, LEFTOVER_MS).catch(() => false)) deleted++;
+            try {
+              if (breakIfStale(path, LEFTOVER_MS)) deleted++;
+            } catch {
+              // Someone else's business now.
+            }
           }
         }
         return deleted;
@@ -450,6 +461,15 @@ function processAlive(pid: number): boolean {
   } catch (e) {
     // EPERM: it exists but belongs to someone else.
     return !isCode(e, "ESRCH");
+  }
+}
+
+function unlinkQuietly(path: string): boolean {
+  try {
+    unlinkSync(path);
+    return true;
+  } catch {
+    return false;
   }
 }
 

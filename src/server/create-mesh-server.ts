@@ -15,23 +15,17 @@ import type { Logger } from "pino";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
-import {
-  createIdempotencyInterceptor,
-  type IdempotencyInterceptorOptions,
-} from "../idempotency/server-interceptor.js";
+import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
-import {
-  createServerObserveInterceptor,
-  type ServerObserveOptions,
-} from "../observability/server-observe-interceptor.js";
-import { type ConcurrencyLimitOptions, createConcurrencyLimit } from "./concurrency-limit.js";
+import type { ServerObserveOptions } from "../observability/server-observe-interceptor.js";
+import type { ConcurrencyLimitOptions } from "./concurrency-limit.js";
 import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
-import { peerKey, serverCallKey } from "./server-call.js";
-import { buildServerChain } from "./server-chain.js";
+import { peerKey } from "./server-call.js";
+import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
 
 /** MeshServerTlsOptions turns on TLS (h2 over ALPN) instead of cleartext h2c. */
 export interface MeshServerTlsOptions {
@@ -214,29 +208,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         router.service(Health, createHealthService(health, healthStop.signal));
       }
     },
-    interceptors: buildServerChain({
-      observe: createServerObserveInterceptor({
-        ...opts.logging,
-        logger,
-        ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
-      }),
-      idempotency:
-        opts.idempotency === false
-          ? undefined
-          : createIdempotencyInterceptor({
-              ...opts.idempotency,
-              onEvent: (e) => {
-                onEvent(e);
-                if (opts.idempotency !== false) opts.idempotency?.onEvent?.(e);
-              },
-            }),
-      user: opts.interceptors ?? [],
-      limit:
-        opts.concurrencyLimit === undefined
-          ? undefined
-          : createConcurrencyLimit(opts.concurrencyLimit).interceptor,
-      faults: opts.faults?.interceptor,
-    }),
+    interceptors: createServerInterceptors(opts, logger, onEvent),
     ...(opts.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: opts.maxTimeoutMs }),
     shutdownSignal: shutdown.signal,
     contextValues(req) {
@@ -247,15 +219,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
       return values;
     },
-    requestGate(ctx) {
-      ctx.values.set(serverCallKey, {
-        peerAddress: ctx.values.get(peerKey),
-        timeoutMs: ctx.timeoutMs,
-        signal: ctx.signal,
-        responseHeader: ctx.responseHeader,
-        responseTrailer: ctx.responseTrailer,
-      });
-    },
+    requestGate: serverCallGate(),
   });
 
   const h2 =

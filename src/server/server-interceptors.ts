@@ -1,0 +1,81 @@
+import type { HandlerContext, Interceptor } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { IdempotencyEvent } from "../idempotency/events.js";
+import {
+  createIdempotencyInterceptor,
+  type IdempotencyInterceptorOptions,
+} from "../idempotency/server-interceptor.js";
+import type { MeshMetrics } from "../observability/metrics.js";
+import {
+  createServerObserveInterceptor,
+  type ServerObserveOptions,
+} from "../observability/server-observe-interceptor.js";
+import { type ConcurrencyLimitOptions, createConcurrencyLimit } from "./concurrency-limit.js";
+import type { FaultInjector } from "./fault-injection.js";
+import { peerKey, serverCallKey } from "./server-call.js";
+import { buildServerChain } from "./server-chain.js";
+
+/** ServerInterceptorOptions are the options every server-side runner shares (server, queue worker). */
+export interface ServerInterceptorOptions {
+  readonly interceptors?: readonly Interceptor[] | undefined;
+  readonly idempotency?: IdempotencyInterceptorOptions | false | undefined;
+  readonly metrics?: MeshMetrics | undefined;
+  readonly logging?:
+    | Pick<ServerObserveOptions, "redact" | "redactHeaders" | "logHeaders" | "logPayloads">
+    | undefined;
+  readonly concurrencyLimit?: ConcurrencyLimitOptions | undefined;
+  readonly faults?: FaultInjector | undefined;
+}
+
+/**
+ * createServerInterceptors builds the server chain (SERVER_INTERCEPTOR_ORDER)
+ * from options, so the mesh server and the queue worker run calls through the
+ * same interceptors. `onEvent` receives the idempotency events.
+ */
+export function createServerInterceptors(
+  opts: ServerInterceptorOptions,
+  logger: Logger,
+  onEvent: (e: IdempotencyEvent) => void,
+): Interceptor[] {
+  const idempotency = opts.idempotency;
+  return buildServerChain({
+    observe: createServerObserveInterceptor({
+      ...opts.logging,
+      logger,
+      ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+    }),
+    idempotency:
+      idempotency === false
+        ? undefined
+        : createIdempotencyInterceptor({
+            ...idempotency,
+            onEvent: (e) => {
+              onEvent(e);
+              idempotency?.onEvent?.(e);
+            },
+          }),
+    user: opts.interceptors ?? [],
+    limit:
+      opts.concurrencyLimit === undefined
+        ? undefined
+        : createConcurrencyLimit(opts.concurrencyLimit).interceptor,
+    faults: opts.faults?.interceptor,
+  });
+}
+
+/**
+ * serverCallGate is the router's request gate: it records the ServerCall
+ * (peer, deadline, signal, response header objects) before any interceptor
+ * runs. `defaultPeer` names callers that have no socket (a queue).
+ */
+export function serverCallGate(defaultPeer?: string): (ctx: HandlerContext) => void {
+  return (ctx) => {
+    ctx.values.set(serverCallKey, {
+      peerAddress: ctx.values.get(peerKey) ?? defaultPeer ?? "unknown",
+      timeoutMs: ctx.timeoutMs,
+      signal: ctx.signal,
+      responseHeader: ctx.responseHeader,
+      responseTrailer: ctx.responseTrailer,
+    });
+  };
+}
