@@ -52,7 +52,7 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly policy?: LoadBalancingPolicy;
   /** outlierDetection ejects failing endpoints; `false` turns it off. Default on. */
   readonly outlierDetection?: OutlierDetectorOptions | false;
-  /** slowStart ramps a new endpoint's share over a window (p2c-ewma only); default 10 s. */
+  /** slowStart ramps a new endpoint's share over a window (p2c-ewma only); default off. */
   readonly slowStart?: SlowStartOptions | false;
   /** ewma tunes the peak-EWMA estimator (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
@@ -120,7 +120,9 @@ export interface Balancer<S extends Subchannel> {
   close(): Promise<void>;
 }
 
-const DEFAULT_SLOW_START: SlowStartOptions = { windowMs: 10_000 };
+// Slow start is off by default, as in Envoy: with a seed taken from the other
+// endpoints a new endpoint already starts at an average share.
+const DEFAULT_SLOW_START: SlowStartOptions = { windowMs: 0 };
 
 interface SubchannelEntry<S> {
   subchannel: S | undefined;
@@ -176,7 +178,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     if (set === undefined || closed) return;
     const now = clock.now();
     ready = detector === undefined ? set.endpoints : detector.filter(set.endpoints, now);
-    loads = syncEndpointLoads(loads, ready, now, options.ewma);
+    loads = syncEndpointLoads(loads, ready, now, { ...options.ewma, ...seedFor(now) });
     picker =
       policy === "p2c-ewma"
         ? createP2cEwmaPicker(ready, {
@@ -193,6 +195,17 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           : createPickFirstPicker(ready);
     scheduleChange();
     for (const w of [...waiters]) w();
+  }
+
+  // A new endpoint starts at the median RTT estimate of the known ones, so it
+  // gets an average share at once: a fixed seed far above the fleet's real
+  // latency would keep it idle for seconds (p2c never prefers it), and a zero
+  // seed would send it a burst.
+  function seedFor(now: number): { seedRttMs?: number } {
+    if (options.ewma?.seedRttMs !== undefined || loads.size === 0) return {};
+    const rtts = [...loads.values()].map((l) => l.ewma.rttMs(now)).sort((a, b) => a - b);
+    const median = rtts[Math.floor(rtts.length / 2)];
+    return median === undefined ? {} : { seedRttMs: median };
   }
 
   // One timer: the next moment an ejection ends, when the picker must change.

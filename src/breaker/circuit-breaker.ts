@@ -67,7 +67,7 @@ export type Admission =
 /**
  * CircuitBreakerOptions configures createCircuitBreaker. Defaults
  * (CIRCUIT_BREAKER_DEFAULTS): failureRateThreshold 0.5, minimumCalls 20,
- * consecutiveFailures 0 (off), slowCallMs undefined (off),
+ * consecutiveFailures 10, slowCallMs undefined (off),
  * slowCallRateThreshold 0.5, window time 10_000 ms in 10 buckets, openMs
  * 5_000, openMultiplier 2, maxOpenMs 60_000, halfOpenProbes 3, failureCodes
  * UNAVAILABLE/INTERNAL/UNKNOWN/DEADLINE_EXCEEDED.
@@ -104,7 +104,9 @@ export const CIRCUIT_BREAKER_DEFAULTS = Object.freeze({
   // Half the calls failing is past "a bad replica" and into "the target is down".
   failureRateThreshold: 0.5,
   minimumCalls: 20,
-  consecutiveFailures: 0,
+  // A sudden total outage must open the breaker in well under a second; the
+  // rate over a 10 s window of earlier successes takes seconds to get there.
+  consecutiveFailures: 10,
   slowCallMs: undefined,
   slowCallRateThreshold: 0.5,
   window: Object.freeze({ type: "time", windowMs: 10_000, buckets: 10 } as const),

@@ -63,7 +63,7 @@ import {
   type EndpointTransportOptions,
 } from "./endpoint-transport.js";
 import { attemptDeadline, type MeshCall, meshCallKey } from "./mesh-call.js";
-import { onStreamEnd } from "./stream-end.js";
+import { mapStreamErrors, onStreamEnd } from "./stream-end.js";
 import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
@@ -78,7 +78,7 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   readonly policy?: LoadBalancingPolicy;
   /** outlierDetection ejects failing endpoints (defaults in OUTLIER_DETECTOR_DEFAULTS); false turns it off. */
   readonly outlierDetection?: OutlierDetectorOptions | false;
-  /** slowStart ramps a new endpoint's share (p2c-ewma); default a 10 s window; false turns it off. */
+  /** slowStart ramps a new endpoint's share (p2c-ewma), e.g. `{ windowMs: 30_000 }`; default off. */
   readonly slowStart?: SlowStartOptions | false;
   /** ewma tunes peak-EWMA (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
@@ -295,16 +295,21 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       const latencyMs = clock.now() - started;
       return {
         ...res,
-        message: onStreamEnd(res.message, (error) => {
-          if (error === undefined) {
-            pick.done({ ok: true, latencyMs });
-          } else {
-            pick.done({ ok: false, code: classifyTransportError(error, address).code, latencyMs });
-          }
-        }),
+        message: onStreamEnd(
+          mapStreamErrors(res.message, (e) =>
+            classifyTransportError(e, address, req.signal.aborted),
+          ),
+          (error) => {
+            pick.done(
+              error === undefined
+                ? { ok: true, latencyMs }
+                : { ok: false, code: ConnectError.from(error).code, latencyMs },
+            );
+          },
+        ),
       };
     } catch (e) {
-      const error = classifyTransportError(e, address);
+      const error = classifyTransportError(e, address, req.signal.aborted);
       pick.done({ ok: false, code: error.code, latencyMs: clock.now() - started });
       throw error;
     }

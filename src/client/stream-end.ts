@@ -65,3 +65,27 @@ export function prependFirst<T>(first: IteratorResult<T>, it: AsyncIterator<T>):
     },
   };
 }
+
+/** mapStreamErrors passes every error a stream throws through `map` (to classify it). */
+export function mapStreamErrors<T>(
+  iterable: AsyncIterable<T>,
+  map: (error: unknown) => unknown,
+): AsyncIterable<T> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = iterable[Symbol.asyncIterator]();
+      return {
+        async next() {
+          try {
+            return await it.next();
+          } catch (e) {
+            throw map(e);
+          }
+        },
+        async return(value?: unknown) {
+          return (await it.return?.(value)) ?? { done: true, value: undefined };
+        },
+      };
+    },
+  };
+}

@@ -22,13 +22,45 @@ function causeCode(e: ConnectError): string | undefined {
   return typeof cause?.code === "string" ? cause.code : undefined;
 }
 
+// Connection losses that connect-node reports as ABORTED (ECONNRESET) or,
+// when the peer resets the stream, CANCELED: in gRPC both are UNAVAILABLE
+// (grpc-go: "transport is closing"), which is what retry policies expect.
+const CONNECTION_LOST_CODES = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_HTTP2_SESSION_ERROR",
+]);
+
 /**
- * classifyTransportError gives connection-level failures their gRPC code: a
- * failed TLS handshake becomes UNAVAILABLE naming the endpoint, with the
- * original error kept as `cause`. Other errors pass through unchanged.
+ * classifyTransportError gives connection-level failures their gRPC code, as
+ * grpc-go does: a failed TLS handshake, and a connection or stream lost
+ * mid-call (server killed, connection reset), become UNAVAILABLE naming the
+ * endpoint, with the original error kept as `cause`. `callerAborted` says the
+ * caller (or the deadline) ended the attempt: then CANCELED stays CANCELED.
+ * Other errors pass through unchanged.
  */
-export function classifyTransportError(error: unknown, address: string): ConnectError {
+export function classifyTransportError(
+  error: unknown,
+  address: string,
+  callerAborted = false,
+): ConnectError {
   const e = ConnectError.from(error);
+  if (!e.isWireError && !callerAborted && (e.code === Code.Aborted || e.code === Code.Canceled)) {
+    const lost = causeCode(e);
+    if (
+      (lost !== undefined && CONNECTION_LOST_CODES.has(lost)) ||
+      /stream closed with error code|ECONNRESET|socket hang up/.test(e.rawMessage)
+    ) {
+      return new ConnectError(
+        `connection to ${address} lost: ${e.rawMessage}`,
+        Code.Unavailable,
+        e.metadata,
+        undefined,
+        e.cause,
+      );
+    }
+  }
   if (e.code !== Code.Internal) {
     return e;
   }

@@ -32,8 +32,10 @@ describe("circuit breaker", () => {
   describe("closed", () => {
     it("admits calls and opens on failure rate >= 0.5 after 20 calls (defaults)", () => {
       const { b, transitions, call } = breaker();
-      for (let i = 0; i < 10; i++) call(OK, i);
-      for (let i = 0; i < 9; i++) call(FAIL, 10 + i);
+      // Failures first, then successes: never 10 in a row (the default
+      // consecutive-failure trip), so only the rate can open it.
+      for (let i = 0; i < 9; i++) call(FAIL, i);
+      for (let i = 0; i < 10; i++) call(OK, 9 + i);
       expect(b.state(19).type).toBe("closed");
       call(FAIL, 19); // 10/20
       expect(b.state(19)).toEqual({ type: "open", until: 19 + 5_000, openCount: 1 });
@@ -46,6 +48,19 @@ describe("circuit breaker", () => {
           state: { type: "open", until: 5_019, openCount: 1 },
         },
       ]);
+    });
+
+    it("opens on 10 consecutive failures by default, before the rate has enough calls", () => {
+      const { b, transitions, call } = breaker();
+      for (let i = 0; i < 9; i++) call(FAIL, i);
+      expect(b.state(9).type).toBe("closed");
+      call(FAIL, 9);
+      expect(b.state(9).type).toBe("open");
+      expect(transitions[0]).toMatchObject({
+        from: "closed",
+        to: "open",
+        reason: "consecutive-failures",
+      });
     });
 
     it("does not open below minimumCalls however bad the rate", () => {
