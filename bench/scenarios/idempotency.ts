@@ -55,14 +55,28 @@ const IN_FLIGHT = 32;
 const TTL_MS = 10 * 60_000;
 const REPLICAS = 3;
 const COPIES = 3;
-const SOAK_KEYS_IN_FLIGHT = 32;
+const SOAK_KEYS_IN_FLIGHT = 16;
 /** SOAK_HANDLER_MS keeps a key's first copy in progress while the others arrive. */
 const SOAK_HANDLER_MS = 2;
 const SOAK_TIMEOUT_MS = 10_000;
 
 const TIMING: { full: PairedTiming; quick: PairedTiming } = {
-  full: { warmupMs: 2_000, prerollMs: 300, windowMs: 3_000, reps: 5, inFlight: IN_FLIGHT },
-  quick: { warmupMs: 400, prerollMs: 100, windowMs: 500, reps: 2, inFlight: IN_FLIGHT },
+  full: {
+    warmupCalls: 2_000,
+    warmupMs: 5_000,
+    prerollMs: 300,
+    windowMs: 1_500,
+    reps: 8,
+    inFlight: IN_FLIGHT,
+  },
+  quick: {
+    warmupCalls: 300,
+    warmupMs: 600,
+    prerollMs: 100,
+    windowMs: 500,
+    reps: 2,
+    inFlight: IN_FLIGHT,
+  },
 };
 const SOAK_KEYS = { full: 10_000, quick: 500 };
 const SOAK_WARMUP_KEYS = { full: 300, quick: 60 };
@@ -307,7 +321,7 @@ function cpuTable(rows: readonly PairedRow[]): string {
       "CPU µs/call client",
       "server",
       "total",
-      "**total CPU ratio to off** (min–max over reps)",
+      "**total CPU ratio to off**: median of per-rep ratios (min–max; ratio of medians)",
       "client ratio",
       "server ratio",
       "Redis CPU µs/call",
@@ -380,8 +394,8 @@ export const idempotency: LabSuite = {
   title: "Idempotency: CPU cost per call, and exactly-once across replicas",
   notes: [
     `- (a) Unary \`example.orders.v1.OrderService/CreateOrder\` (side-effecting: no idempotency level, so the client's auto mode sends a UUIDv4 \`idempotency-key\` with every call), trivial handler, ${IN_FLIGHT} calls in flight (closed loop), one mesh transport → one mesh server, client and server in separate processes, \`logger: false\` on both sides, compression off. Baseline: \`idempotency: false\` server + \`idempotencyKeys: false\` client. Every key is new, so each call claims, runs and stores (no replays).`,
-    "- Each configuration has its own server and client process (quick runs: all configurations share one server and one client process); the processes stay up and configurations are loaded one at a time, rotating the order every repetition. A configuration's first window follows a warm-up, later ones a short pre-roll.",
-    "- CPU µs/call is process CPU (user + system) over the window divided by successful calls; the ratio is computed per repetition against the baseline window of the same repetition, and the median (min–max) is shown. Redis CPU µs/call is the Redis server's CPU (INFO cpu) over the window per call: it is not in the totals, and includes anything else using that Redis.",
+    "- Each configuration has its own server and client process (quick runs: all configurations share one server and one client process); the processes stay up and configurations are loaded one at a time, rotating the order every repetition. A configuration's first window follows a warm-up (2000 calls, at most 5 s; quick: 300 calls, at most 0.6 s), later ones a 0.3 s pre-roll (quick: 0.1 s).",
+    "- CPU µs/call is process CPU (user + system) over the window divided by successful calls; the ratio is computed per repetition against the baseline window of the same repetition, and the median (min–max) is shown, with the ratio of the medians next to it. On a machine whose other load (last column) is well above 0, CPU per call swings with contention: trust the ratios more than the absolute figures, and neither much when the two ratio figures disagree. Redis CPU µs/call is the Redis server's CPU (INFO cpu) over the window per call: it is not in the totals, and includes anything else using that Redis.",
     `- Memory store: \`createMemoryIdempotencyStore()\` defaults (10k entries LRU, evicting at this rate); Redis store: \`createRedisIdempotencyStore({ connection })\` on ${REDIS_HOST}:${REDIS_PORT}, ttlMs ${TTL_MS / 60_000} min, the run's keys deleted at the end.`,
     `- (b) Soak: ${REPLICAS} mesh servers (own processes; quick runs: own servers in one process) sharing one Redis store; ${COPIES} transports, each to one replica; every key is sent ${COPIES}× at once with an explicit \`idempotency-key\` and the same payload, copy i to replica (key + i) mod ${REPLICAS}, ${SOAK_KEYS_IN_FLIGHT} keys in flight; the handler counts executions per key and waits ${SOAK_HANDLER_MS} ms so that copies overlap (defaults: onConcurrent "wait", client retries on). A warm-up soak with other keys runs first. Exactly-once holds when handler executions == keys with none run twice.`,
   ],

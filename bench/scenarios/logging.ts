@@ -28,8 +28,22 @@ const IN_FLIGHT = 32;
 const PAYLOAD_BYTES = 128;
 
 const TIMING: { full: PairedTiming; quick: PairedTiming } = {
-  full: { warmupMs: 2_000, prerollMs: 300, windowMs: 3_000, reps: 5, inFlight: IN_FLIGHT },
-  quick: { warmupMs: 400, prerollMs: 100, windowMs: 500, reps: 2, inFlight: IN_FLIGHT },
+  full: {
+    warmupCalls: 2_000,
+    warmupMs: 5_000,
+    prerollMs: 300,
+    windowMs: 1_500,
+    reps: 8,
+    inFlight: IN_FLIGHT,
+  },
+  quick: {
+    warmupCalls: 300,
+    warmupMs: 600,
+    prerollMs: 100,
+    windowMs: 500,
+    reps: 2,
+    inFlight: IN_FLIGHT,
+  },
 };
 
 function configs(dir: string, run: string): PairedConfig[] {
@@ -75,7 +89,7 @@ function cpuTable(rows: readonly PairedRow[]): string {
       "CPU µs/call client",
       "server",
       "total",
-      "**total CPU ratio to off** (min–max over reps)",
+      "**total CPU ratio to off**: median of per-rep ratios (min–max; ratio of medians)",
       "client ratio",
       "server ratio",
       "log bytes/call client / server",
@@ -107,8 +121,8 @@ export const logging: LabSuite = {
   notes: [
     `- Unary \`test.v1.EchoService/Echo\`, ${PAYLOAD_BYTES} B payload, trivial handler, ${IN_FLIGHT} calls in flight (closed loop), one mesh transport → one mesh server, client and server in separate processes, compression off; otherwise the mesh defaults (idempotency keys + memory store, retries, breakers), as in the transport suite.`,
     "- Baseline `logger: false` on both sides. Logging: both sides get `pino({ level: \"info\" }, pino.destination({ dest, sync: false }))`, i.e. the server's one line per finished call and the client's one line per finished call, written asynchronously (SonicBoom) to a file in the temp directory, or to /dev/null (formatting and write(2) without the disk). Files are deleted after the run.",
-    "- Each configuration has its own server and client process (quick runs: all configurations share one server and one client process); the processes stay up and configurations are loaded one at a time, rotating the order every repetition. A configuration's first window follows a warm-up, later ones a short pre-roll.",
-    "- CPU µs/call is process CPU (user + system) over the window divided by successful calls; the ratio is computed per repetition against the baseline window of the same repetition, and the median (min–max) is shown. Log bytes/call: growth of the log file over the window per call; lines/call: whole file over the process's calls.",
+    "- Each configuration has its own server and client process (quick runs: all configurations share one server and one client process); the processes stay up and configurations are loaded one at a time, rotating the order every repetition. A configuration's first window follows a warm-up (2000 calls, at most 5 s; quick: 300 calls, at most 0.6 s), later ones a 0.3 s pre-roll (quick: 0.1 s).",
+    "- CPU µs/call is process CPU (user + system) over the window divided by successful calls; the ratio is computed per repetition against the baseline window of the same repetition, and the median (min–max) is shown, with the ratio of the medians next to it. On a machine whose other load (last column) is well above 0, CPU per call swings with contention: trust the ratios more than the absolute figures, and neither much when the two ratio figures disagree. Log bytes/call: bytes the loggers wrote over the window (counted in pino's `streamWrite` hook, so the asynchronous write backlog does not skew it) per call; the log volume table reads the whole files after a flush.",
   ],
   configs: () => [],
   budgetMs: (quick) => (quick ? 60_000 : 300_000),

@@ -19,7 +19,7 @@ import {
 } from "../../../src/index.js";
 import { errorMessage, serveCommands, WindowMeter } from "../child.js";
 import { Samples } from "../stats.js";
-import { type FileLog, fileBytes, openFileLog, summarizeLog } from "./file-log.js";
+import { type FileLog, openFileLog, summarizeLog } from "./file-log.js";
 import {
   type ClientChildInit,
   type ClientWindow,
@@ -274,7 +274,7 @@ serveCommands({
     latencies.clear();
     w = { calls: 0, errors: 0, replayed: 0, firstError: undefined };
     recording = true;
-    logBytesBegin = fileBytes(loaded?.log?.path);
+    logBytesBegin = loaded?.log?.written() ?? 0;
     meter.begin();
   },
   "mark-end"(): ClientWindow {
@@ -292,8 +292,11 @@ serveCommands({
       replayed: w.replayed,
       latencyMs: { p50: s.p50, p99: s.p99, p999: s.p999 },
       logBytesBegin,
-      logBytesEnd: fileBytes(loaded?.log?.path),
+      logBytesEnd: loaded?.log?.written() ?? 0,
     };
+  },
+  progress(): LoadStopped {
+    return { calls: total.calls, errors: total.errors };
   },
   async "stop-load"(): Promise<LoadStopped> {
     running = false;

@@ -2,7 +2,7 @@
 // `pino.destination({ dest, sync: false })` (SonicBoom, asynchronous writes),
 // and the size / line count of such a file.
 
-import { createReadStream, statSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { type Logger, pino } from "pino";
 import type { LogSink, LogSummary } from "./protocol.js";
 
@@ -10,6 +10,8 @@ import type { LogSink, LogSummary } from "./protocol.js";
 export interface FileLog {
   readonly logger: Logger;
   readonly path: string;
+  /** written counts the characters pino handed to the destination (ASCII JSON: bytes), flushed or not. */
+  written(): number;
   flush(): Promise<void>;
 }
 
@@ -19,10 +21,23 @@ export function openFileLog(sink: LogSink): FileLog | undefined {
     return undefined;
   }
   const dest = pino.destination({ dest: sink.path, sync: false, mkdir: true });
-  const logger = pino({ level: "info" }, dest);
+  let written = 0;
+  const logger = pino(
+    {
+      level: "info",
+      hooks: {
+        streamWrite(line) {
+          written += line.length;
+          return line;
+        },
+      },
+    },
+    dest,
+  );
   return {
     logger,
     path: sink.path,
+    written: () => written,
     flush: () =>
       new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 2_000);
@@ -38,18 +53,6 @@ export function openFileLog(sink: LogSink): FileLog | undefined {
         }
       }),
   };
-}
-
-/** fileBytes is a file's size, or 0 when it does not exist (yet). */
-export function fileBytes(path: string | undefined): number {
-  if (path === undefined) {
-    return 0;
-  }
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
 }
 
 /** summarizeLog counts a log file's bytes and lines, and keeps its last complete line. */

@@ -63,8 +63,14 @@ export interface PairedConfig {
   readonly client: Omit<PairedClientSpec, "name" | "target">;
 }
 
-/** PairedTiming: warm-up before a configuration's first window, a short pre-roll before every later one. */
+/**
+ * PairedTiming: warm-up before a configuration's first window (until
+ * `warmupCalls` calls are done, at least `prerollMs` and at most `warmupMs`:
+ * on a busy machine a fixed time may be only a few hundred calls, too few for
+ * the JIT), a short pre-roll before every later one.
+ */
 export interface PairedTiming {
+  readonly warmupCalls: number;
   readonly warmupMs: number;
   readonly prerollMs: number;
   readonly windowMs: number;
@@ -181,13 +187,23 @@ function sleep(ms: number): Promise<void> {
 async function measureWindow(
   b: Bound,
   timing: PairedTiming,
-  prerollMs: number,
+  warmup: boolean,
   redis: Redis | undefined,
 ): Promise<Omit<PairedSample, "rep" | "position">> {
   await b.client.call("start-load", { name: b.name, inFlight: timing.inFlight });
   let stopped = false;
   try {
-    await sleep(prerollMs);
+    const t0 = performance.now();
+    await sleep(timing.prerollMs);
+    if (warmup) {
+      while (performance.now() - t0 < timing.warmupMs) {
+        const p = await b.client.call<LoadStopped>("progress");
+        if (p.calls >= timing.warmupCalls) {
+          break;
+        }
+        await sleep(100);
+      }
+    }
     const redis0 = redis === undefined ? undefined : await redisCpuUs(redis);
     const sys0 = readCpuTimes();
     const own0 = process.cpuUsage();
@@ -277,12 +293,7 @@ export async function runInterleaved(
       k++;
       const prefix = `[${suite} ${k}/${n * timing.reps}] ${b.config.label} rep ${rep + 1}`;
       try {
-        const s = await measureWindow(
-          b,
-          timing,
-          warmed[i] ? timing.prerollMs : timing.warmupMs,
-          opts.redis,
-        );
+        const s = await measureWindow(b, timing, !warmed[i], opts.redis);
         warmed[i] = true;
         run.samples[i]?.push({ rep, position, ...s });
         opts.log(
@@ -322,6 +333,8 @@ export interface PairedRow {
   readonly ratio_to_baseline: number | null;
   readonly ratio_min: number | null;
   readonly ratio_max: number | null;
+  /** ratio_of_medians: cpu_us_per_call / the baseline's (medians over repetitions, unpaired). */
+  readonly ratio_of_medians: number | null;
   readonly client_ratio_to_baseline: number | null;
   readonly server_ratio_to_baseline: number | null;
   readonly rps_ratio_to_baseline: number | null;
@@ -387,6 +400,7 @@ export function aggregate(
       ratio_to_baseline: rnd(median(ratios), 3),
       ratio_min: rnd(min(ratios), 3),
       ratio_max: rnd(max(ratios), 3),
+      ratio_of_medians: rnd(median(pick(total)) / median(base.map(total)), 3),
       client_ratio_to_baseline: rnd(median(paired(list, (s) => s.clientCpuUsPerCall)), 3),
       server_ratio_to_baseline: rnd(median(paired(list, (s) => s.serverCpuUsPerCall)), 3),
       rps_ratio_to_baseline: rnd(median(paired(list, (s) => s.rps)), 3),
@@ -438,7 +452,7 @@ export function ratioCell(row: PairedRow): string {
   if (row.ratio_to_baseline === null) {
     return "–";
   }
-  return `${f(row.ratio_to_baseline, 2)} (${f(row.ratio_min, 2)}–${f(row.ratio_max, 2)})`;
+  return `${f(row.ratio_to_baseline, 2)} (${f(row.ratio_min, 2)}–${f(row.ratio_max, 2)}; of medians ${f(row.ratio_of_medians, 2)})`;
 }
 
 /** otherLoadCell shows the median other load, and the worst when it is high. */

@@ -54,7 +54,7 @@ export interface ServerCounters {
   readonly executions: number;
   /** events counts idempotency events by type (claimed, waiting, replayed, conflict, ...). */
   readonly events: Readonly<Record<string, number>>;
-  /** logBytes is the size of the server's log file (0 without one). */
+  /** logBytes counts the log bytes the server's logger wrote so far (0 without one). */
   readonly logBytes: number;
 }
 
@@ -126,12 +126,12 @@ export interface ClientWindow {
   /** replayed counts answers carrying `idempotency-replayed: true` (should be 0 with fresh keys). */
   readonly replayed: number;
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly p999: number };
-  /** logBytesBegin and logBytesEnd are the loaded client's log file size at the marks (0 without one). */
+  /** logBytesBegin and logBytesEnd count the loaded client's log bytes written at the marks (0 without one). */
   readonly logBytesBegin: number;
   readonly logBytesEnd: number;
 }
 
-/** LoadStopped answers `stop-load`: totals of the load since `start-load`. */
+/** LoadStopped answers `progress` and `stop-load`: totals of the load since `start-load`. */
 export interface LoadStopped {
   readonly calls: number;
   readonly errors: number;

@@ -15,7 +15,7 @@ import {
   type RedisIdempotencyStore,
 } from "../../../src/index.js";
 import { serveCommands, WindowMeter } from "../child.js";
-import { type FileLog, fileBytes, openFileLog, summarizeLog } from "./file-log.js";
+import { type FileLog, openFileLog, summarizeLog } from "./file-log.js";
 import type {
   KeyCounts,
   LogSummary,
@@ -119,7 +119,7 @@ function counters(): ServerCounters[] {
     name: h.spec.name,
     executions: h.executions,
     events: Object.fromEntries(h.events),
-    logBytes: fileBytes(h.log?.path),
+    logBytes: h.log?.written() ?? 0,
   }));
 }
 
