@@ -22,6 +22,8 @@ export interface Incarnation {
    * process still starting), `exited` on its own: a crash.
    */
   state: "starting" | "serving" | "stopping" | "stopped" | "exited" | "killed";
+  /** readyAt is when it began serving (performance.now()), once it has. */
+  readyAt: number | undefined;
   /** stats are the latest counters the process reported. */
   stats: ReplicaStats | undefined;
   readonly exited: Promise<void>;
@@ -88,6 +90,7 @@ export function createFleet(options: FleetOptions): Fleet {
       child,
       pid: child.pid,
       address: undefined,
+      readyAt: undefined,
       state: "starting",
       stats: undefined,
       exited: new Promise<void>((resolve) => {
@@ -108,6 +111,7 @@ export function createFleet(options: FleetOptions): Fleet {
       child.on("message", (m: ReplicaMessage) => {
         if (m.type === "ready") {
           inc.address = m.address;
+          inc.readyAt = performance.now();
           inc.state = "serving";
           owners.set(m.address, number === 1 ? name : `${name}#${number}`);
           clearTimeout(timer);

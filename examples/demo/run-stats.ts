@@ -5,7 +5,8 @@ import type { MeshTransportEvent } from "../../src/index.js";
 export interface NotableEvent {
   /** atS is seconds since the load started. */
   readonly atS: number;
-  readonly text: string;
+  /** text renders the event; late, so that addresses learnt meanwhile get their replica's name. */
+  readonly text: () => string;
 }
 
 /** MethodStats counts one method's calls. */
@@ -75,8 +76,8 @@ export class RunStats {
     return (performance.now() - this.startedAt) / 1_000;
   }
 
-  note(text: string): void {
-    const e = { atS: this.elapsedS(), text };
+  note(text: string | (() => string)): void {
+    const e = { atS: this.elapsedS(), text: typeof text === "string" ? () => text : text };
     this.notable.push(e);
     this.onNotable(e);
   }
@@ -109,21 +110,22 @@ export class RunStats {
       if (e.source === "balancer" && e.type === "endpoints") {
         this.endpoints = e.size;
         this.endpointChanges++;
-        const parts = [
+        const parts = () => [
           ...e.added.map((a) => `+${this.nameOf(a)} (${a})`),
           ...e.removed.map((a) => `-${this.nameOf(a)} (${a})`),
         ];
-        this.note(`endpoints ${parts.join(" ")} → ${e.size} in the balancer`);
+        this.note(() => `endpoints ${parts().join(" ")} → ${e.size} in the balancer`);
       } else if (e.source === "outlier" && e.type === "ejected") {
         this.ejections++;
         this.ejected.add(e.address);
         this.note(
-          `outlier ejected ${this.nameOf(e.address)} for ${(e.ejectionMs / 1_000).toFixed(0)} s (${e.reason})`,
+          () =>
+            `outlier ejected ${this.nameOf(e.address)} for ${(e.ejectionMs / 1_000).toFixed(0)} s (${e.reason})`,
         );
       } else if (e.source === "outlier" && e.type === "restored") {
         this.restores++;
         this.ejected.delete(e.address);
-        this.note(`outlier restored ${this.nameOf(e.address)}`);
+        this.note(() => `outlier restored ${this.nameOf(e.address)}`);
       }
       return;
     }

@@ -1,6 +1,6 @@
 import type { Fleet } from "./fleet.js";
 import { ROLE_TEXT } from "./protocol.js";
-import { percentile, type RunStats, shortMethod } from "./run-stats.js";
+import { type NotableEvent, percentile, type RunStats, shortMethod } from "./run-stats.js";
 
 /** Snapshot is what one status line or screen shows. */
 interface Snapshot {
@@ -36,6 +36,14 @@ export function createStatus(options: {
   let lastPlain = 0;
   let drawnLines = 0;
   let timer: NodeJS.Timeout | undefined;
+  // Plain mode prints events on the next tick, when the names of new
+  // addresses are known (a replica's "ready" can trail its registration).
+  const pending: NotableEvent[] = [];
+  const flushEvents = () => {
+    for (const e of pending.splice(0)) {
+      out.write(`${e.atS.toFixed(1).padStart(5)} s  * ${e.text()}\n`);
+    }
+  };
 
   function requestsBy(): Map<string, number> {
     const m = new Map<string, number>();
@@ -145,7 +153,9 @@ export function createStatus(options: {
     const recent = stats.notable.slice(-5);
     for (let i = 0; i < 5; i++) {
       const e = recent[i];
-      lines.push(e === undefined ? "" : dim(`  ${e.atS.toFixed(1).padStart(5)} s  ${e.text}`, tty));
+      lines.push(
+        e === undefined ? "" : dim(`  ${e.atS.toFixed(1).padStart(5)} s  ${e.text()}`, tty),
+      );
     }
     let text = drawnLines > 0 ? `${ESC}${drawnLines}F` : "";
     for (const l of lines) text += `${ESC}2K${truncate(l, width)}\n`;
@@ -174,9 +184,16 @@ export function createStatus(options: {
         out.write(`${ESC}?25l`);
         stats.onNotable = () => {};
       } else {
-        stats.onNotable = (e) => out.write(`${e.atS.toFixed(1).padStart(5)} s  * ${e.text}\n`);
+        stats.onNotable = (e) => pending.push(e);
       }
-      timer = setInterval(() => (tty ? drawTty() : drawPlain()), tty ? 500 : 250);
+      timer = setInterval(
+        () => {
+          if (tty) return drawTty();
+          flushEvents();
+          drawPlain();
+        },
+        tty ? 500 : 250,
+      );
     },
     /** note prints a line of the demo's own (kills, restarts) as an event. */
     note(text: string) {
@@ -188,6 +205,7 @@ export function createStatus(options: {
         drawTty();
         out.write(`${ESC}?25h`);
       } else {
+        flushEvents();
         drawPlain(true);
       }
       stats.onNotable = () => {};

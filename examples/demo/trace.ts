@@ -99,7 +99,8 @@ export function orderTrace(lines: readonly LogLine[]): LogLine[] {
         : 2;
   // The call line first: it is the whole call, its attempts start inside it.
   return [...lines].sort(
-    (a, b) => Number(rank(a) !== 0) - Number(rank(b) !== 0) || startOf(a) - startOf(b) || rank(a) - rank(b),
+    (a, b) =>
+      Number(rank(a) !== 0) - Number(rank(b) !== 0) || startOf(a) - startOf(b) || rank(a) - rank(b),
   );
 }
 
