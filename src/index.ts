@@ -24,6 +24,12 @@ export {
 } from "./idempotency/client-key-interceptor.js";
 export type { IdempotencyEvent } from "./idempotency/events.js";
 export {
+  createFileIdempotencyStore,
+  FILE_STORE_DEFAULTS,
+  type FileIdempotencyStore,
+  type FileIdempotencyStoreOptions,
+} from "./idempotency/file-store.js";
+export {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_REPLAYED_HEADER,
 } from "./idempotency/idempotency-key.js";

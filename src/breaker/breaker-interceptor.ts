@@ -6,6 +6,7 @@ import {
   type StreamResponse,
 } from "@connectrpc/connect";
 import { onStreamEnd } from "../client/stream-end.js";
+import { isEndpointLocalFailure } from "../client/transport-error.js";
 import { type Clock, systemClock } from "../clock.js";
 import { BreakerOpenError } from "./breaker-open-error.js";
 import {
@@ -94,10 +95,16 @@ export function createBreakerInterceptor(
     req.contextValues.set(breakerStateKey, registry.peek(key)?.state(started).type);
     const release = (error: unknown) => {
       const now = clock.now();
+      const latencyMs = now - started;
       admission.release(
         error === undefined
-          ? { ok: true, latencyMs: now - started }
-          : { ok: false, code: ConnectError.from(error).code, latencyMs: now - started },
+          ? { ok: true, latencyMs }
+          : isEndpointLocalFailure(error)
+            ? // One endpoint's broken connection (a killed replica fails all its
+              // calls at once) is outlier ejection's business; the breaker
+              // judges the method, so it does not count it (CANCELED is ignored).
+              { ok: false, code: Code.Canceled, latencyMs }
+            : { ok: false, code: ConnectError.from(error).code, latencyMs },
         now,
       );
     };

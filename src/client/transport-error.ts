@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { wasNotSent } from "./not-sent.js";
 
 // OpenSSL verification failures that node reports as the error's `code`. A
 // peer we cannot authenticate is, like one we cannot reach, UNAVAILABLE in
@@ -33,6 +34,27 @@ const CONNECTION_LOST_CODES = new Set([
 ]);
 
 /**
+ * ConnectionLostError is the cause of an UNAVAILABLE raised because the
+ * connection or stream to one endpoint broke mid-call. It says something about
+ * that endpoint (outlier ejection counts it), not about the method (breakers
+ * ignore it).
+ */
+export class ConnectionLostError extends Error {
+  override readonly name = "ConnectionLostError";
+}
+
+/**
+ * isEndpointLocalFailure says whether a failed attempt failed because of its
+ * endpoint's connection: it never reached a server, or the connection was lost.
+ */
+export function isEndpointLocalFailure(error: unknown): boolean {
+  return (
+    error instanceof ConnectError &&
+    (error.cause instanceof ConnectionLostError || wasNotSent(error))
+  );
+}
+
+/**
  * classifyTransportError gives connection-level failures their gRPC code, as
  * grpc-go does: a failed TLS handshake, and a connection or stream lost
  * mid-call (server killed, connection reset), become UNAVAILABLE naming the
@@ -52,12 +74,13 @@ export function classifyTransportError(
       (lost !== undefined && CONNECTION_LOST_CODES.has(lost)) ||
       /stream closed with error code|ECONNRESET|socket hang up/.test(e.rawMessage)
     ) {
+      const message = `connection to ${address} lost: ${e.rawMessage}`;
       return new ConnectError(
-        `connection to ${address} lost: ${e.rawMessage}`,
+        message,
         Code.Unavailable,
         e.metadata,
         undefined,
-        e.cause,
+        new ConnectionLostError(message, { cause: e.cause }),
       );
     }
   }

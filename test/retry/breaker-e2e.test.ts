@@ -87,6 +87,36 @@ describe("circuit breaker end to end with a real server", () => {
     expect(events.filter((e) => e.type === "breaker")).toEqual([]);
   });
 
+  it("one endpoint's refused connections eject that endpoint but do not open the method breaker", async () => {
+    const live = await startScriptedOrders("live", () => ({ ok: true }));
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: `static:///127.0.0.1:1,${live.address}`,
+      // The dead endpoint takes every call until ejected: 15 failures in a row,
+      // more than the breaker's 10 consecutive failures.
+      policy: "pick-first",
+      outlierDetection: { consecutiveFailures: 15 },
+      retry: false,
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => live.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    let failed = 0;
+    for (let i = 0; i < 40; i++) {
+      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => failed++);
+    }
+    expect(failed).toBe(15);
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "ejected", address: "127.0.0.1:1" }),
+    );
+    expect(events.filter((e) => e.type === "breaker")).toEqual([]);
+    // After the ejection every call reaches the live endpoint.
+    await orders.getOrder({ id: "y" });
+  });
+
   it("a retry is not burned on an open breaker", async () => {
     const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
     const events: MeshTransportEvent[] = [];
