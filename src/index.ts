@@ -49,6 +49,7 @@ export {
   type IdempotencyInterceptorOptions,
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
+export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";

@@ -1,5 +1,6 @@
 import type { Scenario } from "../lib/scenario.js";
 import { balancing } from "./balancing.js";
+import { breakers } from "./breakers.js";
 import { discovery } from "./discovery.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
@@ -16,4 +17,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [queue.name]: queue,
   [discovery.name]: discovery,
   [retries.name]: retries,
+  [breakers.name]: breakers,
 };

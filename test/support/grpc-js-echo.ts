@@ -59,28 +59,10 @@ export { EchoService };
 type Shape<D extends DescMessage> = MessageShape<D>;
 type Init<D extends DescMessage> = MessageInitShape<D>;
 
-/**
- * grpcMethodDefinition turns a protobuf-es method descriptor into a grpc-js
- * method definition. Serializers accept a message or an init object (`create`
- * returns a message of the right type unchanged).
- */
-export function grpcMethodDefinition<I extends DescMessage, O extends DescMessage>(
-  method: DescMethod & { readonly input: I; readonly output: O },
-): grpc.MethodDefinition<Shape<I>, Shape<O>> {
-  const kind = method.methodKind;
-  return {
-    path: `/${method.parent.typeName}/${method.name}`,
-    requestStream: kind === "client_streaming" || kind === "bidi_streaming",
-    responseStream: kind === "server_streaming" || kind === "bidi_streaming",
-    requestSerialize: (m) =>
-      Buffer.from(toBinary(method.input, create(method.input, m as Init<I>))),
-    requestDeserialize: (b) => fromBinary(method.input, b),
-    responseSerialize: (m) =>
-      Buffer.from(toBinary(method.output, create(method.output, m as Init<O>))),
-    responseDeserialize: (b) => fromBinary(method.output, b),
-    originalName: method.localName,
-  };
-}
+// The definitions come from the library's public interop helper.
+import { grpcMethodDefinition } from "../../src/interop/grpc-js-definition.js";
+
+export { grpcMethodDefinition };
 
 /** echoServiceDefinition is test.v1.EchoService for grpc-js, keyed by local method name. */
 export const echoServiceDefinition = {
