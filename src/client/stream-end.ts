@@ -34,6 +34,13 @@ export function onStreamEnd<T>(
           once(new ConnectError("stream abandoned by the caller", Code.Canceled));
           return (await it.return?.(value)) ?? { done: true, value: undefined };
         },
+        async throw(e?: unknown) {
+          once(e);
+          if (it.throw !== undefined) {
+            return it.throw(e);
+          }
+          throw e;
+        },
       };
     },
   };

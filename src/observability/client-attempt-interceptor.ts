@@ -1,12 +1,12 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { meshCallKey } from "../client/mesh-call.js";
+import { onStreamEnd } from "../client/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
 import { codeName } from "./grpc-fields.js";
-import { observeEnd } from "./observe-end.js";
 import { childOf, newRootContext, writeTraceHeaders } from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
 
@@ -79,6 +79,6 @@ export function createClientAttemptInterceptor(options: ClientAttemptOptions): I
       finish(undefined);
       return res;
     }
-    return { ...res, message: observeEnd(res.message, finish) };
+    return { ...res, message: onStreamEnd(res.message, finish) };
   };
 }

@@ -2,6 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { breakerStateKey } from "../breaker/breaker-interceptor.js";
 import { meshCallKey } from "../client/mesh-call.js";
+import { onStreamEnd } from "../client/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { parseGrpcTimeout } from "../grpc-timeout.js";
 import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
@@ -9,7 +10,6 @@ import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
 import { codeName, levelForCode, methodType } from "./grpc-fields.js";
 import type { MeshMetrics, RpcLabels } from "./metrics.js";
-import { observeEnd } from "./observe-end.js";
 import { createHeaderRedactor } from "./redact-headers.js";
 import { childOf, newRootContext, writeTraceHeaders } from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
@@ -119,7 +119,7 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
       return res;
     }
     const header = res.header;
-    return { ...res, message: observeEnd(res.message, (e) => finish(e, header)) };
+    return { ...res, message: onStreamEnd(res.message, (e) => finish(e, header)) };
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { onStreamEnd } from "../client/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { parseGrpcTimeout } from "../grpc-timeout.js";
 import { peerKey, serverCallKey } from "../server/server-call.js";
@@ -13,7 +14,6 @@ import {
 import { loggerKey, traceContextKey } from "./context-keys.js";
 import { codeName, levelForCode, methodType } from "./grpc-fields.js";
 import type { MeshMetrics, RpcLabels } from "./metrics.js";
-import { observeEnd } from "./observe-end.js";
 import { activeOtelContext } from "./otel.js";
 import { createHeaderRedactor } from "./redact-headers.js";
 import {
@@ -147,7 +147,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       return res;
     }
     const header = res.header;
-    return { ...res, message: observeEnd(res.message, (e) => finish(e, header)) };
+    return { ...res, message: onStreamEnd(res.message, (e) => finish(e, header)) };
   };
 }
 

@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { onStreamEnd } from "../client/stream-end.js";
 import { stripUndefined } from "../strip-undefined.js";
 
 /** ConcurrencyLimitOptions configures createConcurrencyLimit. */
@@ -102,7 +103,7 @@ export function createConcurrencyLimit(options: ConcurrencyLimitOptions): Concur
       release();
       throw e;
     }
-    return { ...res, message: releasingIterable(res.message, release) };
+    return { ...res, message: onStreamEnd(res.message, release) };
   };
 
   return {
@@ -156,37 +157,5 @@ function once(fn: () => void): () => void {
       done = true;
       fn();
     }
-  };
-}
-
-/** releasingIterable calls `release` once the stream ends, fails or is abandoned. */
-function releasingIterable<T>(iterable: AsyncIterable<T>, release: () => void): AsyncIterable<T> {
-  return {
-    [Symbol.asyncIterator]() {
-      const it = iterable[Symbol.asyncIterator]();
-      return {
-        async next() {
-          try {
-            const r = await it.next();
-            if (r.done === true) release();
-            return r;
-          } catch (e) {
-            release();
-            throw e;
-          }
-        },
-        async return(value?: unknown) {
-          release();
-          return (await it.return?.(value)) ?? { done: true, value: undefined };
-        },
-        async throw(e?: unknown) {
-          release();
-          if (it.throw !== undefined) {
-            return it.throw(e);
-          }
-          throw e;
-        },
-      };
-    },
   };
 }
