@@ -72,7 +72,9 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
         if (ended) return;
         ended = true;
         ewma.end();
-        if (info.code !== Code.Canceled) ewma.observe(info.latencyMs, clock.now());
+        if (info.code !== Code.Canceled && info.latencySample !== false) {
+          ewma.observe(info.latencyMs, clock.now());
+        }
       },
     };
   };

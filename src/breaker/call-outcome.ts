@@ -12,6 +12,12 @@ export interface CallOutcome {
   readonly code?: number;
   /** latencyMs is the time from pick (or admission) to completion. */
   readonly latencyMs: number;
+  /**
+   * latencySample false says the latency includes a one-off cost (the first
+   * call on a new connection pays its handshake) and must not feed load
+   * estimates; default true.
+   */
+  readonly latencySample?: boolean;
 }
 
 /**

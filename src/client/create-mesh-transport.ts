@@ -267,6 +267,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       call.endpoint = address;
     }
     const { transport: inner } = pick.subchannel;
+    // The first call on a new connection pays the handshake: not a latency
+    // sample for p2c (it would make a new endpoint look slow for seconds).
+    const connState = pick.subchannel.state();
+    const latencySample = connState !== "closed" && connState !== "connecting";
     try {
       // timeoutMs stays undefined below: the deadline is enforced by the outer
       // call's signal and announced by the header written above.
@@ -279,7 +283,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           req.message,
           req.contextValues,
         );
-        pick.done({ ok: true, latencyMs: clock.now() - started });
+        pick.done({ ok: true, latencyMs: clock.now() - started, latencySample });
         return res;
       }
       const res = await inner.stream(
@@ -302,7 +306,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           (error) => {
             pick.done(
               error === undefined
-                ? { ok: true, latencyMs }
+                ? { ok: true, latencyMs, latencySample }
                 : { ok: false, code: ConnectError.from(error).code, latencyMs },
             );
           },

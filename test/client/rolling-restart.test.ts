@@ -10,6 +10,7 @@ import {
   createMeshTransport,
   type MeshServer,
 } from "../../src/index.js";
+import { waitFor } from "../support/wait-for.js";
 
 describe("rolling restart through the embedded mesh registry", () => {
   it("restarting 3 replicas one by one under load fails 0 calls", async () => {
@@ -63,7 +64,8 @@ describe("rolling restart through the embedded mesh registry", () => {
       // Stop the old process first (the other two keep serving), then start its successor.
       await (replicas[i] as MeshServer).close({ graceMs: 2_000 });
       replicas[i] = await start(`r${i}-v2`);
-      await new Promise((r) => setTimeout(r, 300));
+      // The successor must take traffic before the next replica goes.
+      await waitFor(() => (served.get(`r${i}-v2`) ?? 0) > 0, 10_000);
     }
     stop = true;
     await load;

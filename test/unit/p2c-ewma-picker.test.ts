@@ -71,6 +71,17 @@ describe("p2c-ewma picker", () => {
     expect(load.ewma.rttMs(clock.now())).toBeCloseTo(30 * Math.exp(-0.5), 9);
   });
 
+  it("does not feed a latency marked latencySample false (a new connection's handshake)", () => {
+    const eps = fleet(2);
+    const { picker, loads, clock } = setup(eps, () => 0);
+    const r = picker.pick()!;
+    const load = loads.get(r.endpoint.address)!;
+    clock.advance(5_000);
+    r.done({ ok: true, latencyMs: 900, latencySample: false });
+    expect(load.ewma.pending).toBe(0);
+    expect(load.ewma.rttMs(clock.now())).toBeCloseTo(30 * Math.exp(-0.5), 9);
+  });
+
   it("feeds done latencies to the endpoint's EWMA at the clock's time", () => {
     const eps = fleet(2);
     const { picker, loads, clock } = setup(eps, () => 0);
