@@ -13,15 +13,7 @@
 //   timeout_ms is the remaining deadline the handler saw (0 for none);
 // - the `x-test-id` request header names the call in the CallLog.
 
-import {
-  create,
-  type DescMessage,
-  type DescMethod,
-  fromBinary,
-  type MessageInitShape,
-  type MessageShape,
-  toBinary,
-} from "@bufbuild/protobuf";
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { StringValueSchema } from "@bufbuild/protobuf/wkt";
 import {
   Code,
@@ -56,7 +48,6 @@ export { EchoService };
 
 // --- grpc-js service definition from protobuf-es descriptors ----------------
 
-type Shape<D extends DescMessage> = MessageShape<D>;
 type Init<D extends DescMessage> = MessageInitShape<D>;
 
 // The definitions come from the library's public interop helper.
