@@ -67,8 +67,8 @@ export type Admission =
 /**
  * CircuitBreakerOptions configures createCircuitBreaker. Defaults
  * (CIRCUIT_BREAKER_DEFAULTS): failureRateThreshold 0.5, minimumCalls 20,
- * consecutiveFailures 10, slowCallMs undefined (off),
- * slowCallRateThreshold 0.5, window time 10_000 ms in 10 buckets, openMs
+ * consecutiveFailures 0 (off), slowCallMs undefined (off),
+ * slowCallRateThreshold 0.5, window count 100 (the last 100 calls), openMs
  * 5_000, openMultiplier 2, maxOpenMs 60_000, halfOpenProbes 3, failureCodes
  * UNAVAILABLE/INTERNAL/UNKNOWN/DEADLINE_EXCEEDED.
  */
@@ -104,12 +104,17 @@ export const CIRCUIT_BREAKER_DEFAULTS = Object.freeze({
   // Half the calls failing is past "a bad replica" and into "the target is down".
   failureRateThreshold: 0.5,
   minimumCalls: 20,
-  // A sudden total outage must open the breaker in well under a second; the
-  // rate over a 10 s window of earlier successes takes seconds to get there.
-  consecutiveFailures: 10,
+  // Off: one replica failing fast (a start-up burst of its errors, or all of
+  // its calls in flight when it dies) can make 10 failures in a row although
+  // the service is fine; the count window below catches a real outage fast.
+  consecutiveFailures: 0,
   slowCallMs: undefined,
   slowCallRateThreshold: 0.5,
-  window: Object.freeze({ type: "time", windowMs: 10_000, buckets: 10 } as const),
+  // The last 100 attempts, as Resilience4j's default: after a healthy period a
+  // sudden total outage opens the breaker after ~50 failures (well under a
+  // second at 100 calls/s), where a 10 s time window full of earlier
+  // successes would take seconds.
+  window: Object.freeze({ type: "count", size: 100 } as const),
   // 5 s, doubling to 60 s: quick to retry a blip, gentle on a long outage.
   openMs: 5_000,
   openMultiplier: 2,

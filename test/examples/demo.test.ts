@@ -37,7 +37,10 @@ describe("examples: the npm start demo", () => {
       process.execPath,
       [...DEMO, "--duration", "4", "--log-file", logFile],
       { timeout: 60_000 },
-    );
+    ).catch((e: { code?: number; stdout?: string; stderr?: string }) => {
+      // Show why the demo failed its expectations, not only that it did.
+      throw new Error(`demo exited ${e.code}\n${e.stdout ?? ""}\n${e.stderr ?? ""}`);
+    });
     // Not a terminal: plain status lines, no escape sequences.
     expect(stdout).not.toContain("\x1b[");
     expect(stdout).toMatch(/replica-1 +pid \d+ +127\.0\.0\.1:\d+ +slow/);

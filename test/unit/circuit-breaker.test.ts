@@ -50,17 +50,15 @@ describe("circuit breaker", () => {
       ]);
     });
 
-    it("opens on 10 consecutive failures by default, before the rate has enough calls", () => {
+    it("does not trip on failures in a row by default (only the rate over the last 100 calls counts)", () => {
       const { b, transitions, call } = breaker();
-      for (let i = 0; i < 9; i++) call(FAIL, i);
-      expect(b.state(9).type).toBe("closed");
-      call(FAIL, 9);
-      expect(b.state(9).type).toBe("open");
-      expect(transitions[0]).toMatchObject({
-        from: "closed",
-        to: "open",
-        reason: "consecutive-failures",
-      });
+      for (let i = 0; i < 30; i++) call(OK, i);
+      // 29 failures after 30 successes: a burst from one fast-failing replica.
+      for (let i = 0; i < 29; i++) call(FAIL, 30 + i);
+      expect(b.state(59).type).toBe("closed");
+      call(FAIL, 59); // 30 of 60 failed: the rate reaches 0.5
+      expect(b.state(59).type).toBe("open");
+      expect(transitions[0]).toMatchObject({ from: "closed", to: "open", reason: "failure-rate" });
     });
 
     it("does not open below minimumCalls however bad the rate", () => {
@@ -129,7 +127,10 @@ describe("circuit breaker", () => {
     });
 
     it("forgets failures that left the time window", () => {
-      const { b, call } = breaker({ minimumCalls: 2 });
+      const { b, call } = breaker({
+        minimumCalls: 2,
+        window: { type: "time", windowMs: 10_000, buckets: 10 },
+      });
       call(FAIL, 0);
       call(FAIL, 10_000);
       expect(b.state(10_000).type).toBe("closed");
