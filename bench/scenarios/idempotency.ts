@@ -21,13 +21,12 @@ import {
   Children,
   f,
   INIT_TIMEOUT_MS,
-  otherLoadCell,
   type PairedConfig,
   type PairedRow,
   type PairedTiming,
-  ratioCell,
   rnd,
   runInterleaved,
+  cpuTable as sharedCpuTable,
   startConfigs,
 } from "../lib/paired/paired.js";
 import type {
@@ -312,40 +311,15 @@ async function runSoak(
 }
 
 function cpuTable(rows: readonly PairedRow[]): string {
-  return mdTable(
-    [
-      "configuration",
-      "req/s (min–max)",
-      "p50 ms",
-      "p99 ms",
-      "CPU µs/call client",
-      "server",
-      "total",
-      "**total CPU ratio to off**: median of per-rep ratios (min–max; ratio of medians)",
-      "client ratio",
-      "server ratio",
-      "Redis CPU µs/call",
-      "store events/call",
-      "other load (cores)",
-    ],
-    rows.map((r) => [
-      `${r.config}${r.errors > 0 ? ` ⚠ ${r.errors} errors` : ""}${r.reps === 0 ? " (failed)" : ""}`,
-      `${f(r.rps)} (${f(r.rps_min)}–${f(r.rps_max)})`,
-      f(r.p50_ms, 2),
-      f(r.p99_ms, 2),
-      f(r.client_cpu_us_per_call),
-      f(r.server_cpu_us_per_call),
-      f(r.cpu_us_per_call),
-      ratioCell(r),
-      r.baseline ? "1" : f(r.client_ratio_to_baseline, 2),
-      r.baseline ? "1" : f(r.server_ratio_to_baseline, 2),
+  return sharedCpuTable(rows, {
+    headers: ["Redis CPU µs/call", "store events/call"],
+    cells: (r) => [
       f(r.redis_cpu_us_per_call, 1),
       Object.entries(r.events_per_call)
         .map(([k, v]) => `${k} ${f(v, 2)}`)
         .join(", ") || "–",
-      otherLoadCell(r),
-    ]),
-  );
+    ],
+  });
 }
 
 function soakTable(s: SoakRow): string {

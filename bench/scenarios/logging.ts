@@ -13,13 +13,12 @@ import {
   aggregate,
   Children,
   f,
-  otherLoadCell,
   type PairedConfig,
   type PairedRow,
   type PairedTiming,
-  ratioCell,
   rnd,
   runInterleaved,
+  cpuTable as sharedCpuTable,
   startConfigs,
 } from "../lib/paired/paired.js";
 import type { LogSink, LogSummary } from "../lib/paired/protocol.js";
@@ -80,38 +79,14 @@ interface LogFileRow {
 }
 
 function cpuTable(rows: readonly PairedRow[]): string {
-  return mdTable(
-    [
-      "configuration",
-      "req/s (min–max)",
-      "p50 ms",
-      "p99 ms",
-      "CPU µs/call client",
-      "server",
-      "total",
-      "**total CPU ratio to off**: median of per-rep ratios (min–max; ratio of medians)",
-      "client ratio",
-      "server ratio",
-      "log bytes/call client / server",
-      "other load (cores)",
-    ],
-    rows.map((r) => [
-      `${r.config}${r.errors > 0 ? ` ⚠ ${r.errors} errors` : ""}${r.reps === 0 ? " (failed)" : ""}`,
-      `${f(r.rps)} (${f(r.rps_min)}–${f(r.rps_max)})`,
-      f(r.p50_ms, 2),
-      f(r.p99_ms, 2),
-      f(r.client_cpu_us_per_call),
-      f(r.server_cpu_us_per_call),
-      f(r.cpu_us_per_call),
-      ratioCell(r),
-      r.baseline ? "1" : f(r.client_ratio_to_baseline, 2),
-      r.baseline ? "1" : f(r.server_ratio_to_baseline, 2),
+  return sharedCpuTable(rows, {
+    headers: ["log bytes/call client / server"],
+    cells: (r) => [
       r.client_log_bytes_per_call === 0 && r.server_log_bytes_per_call === 0
         ? "–"
         : `${f(r.client_log_bytes_per_call)} / ${f(r.server_log_bytes_per_call)}`,
-      otherLoadCell(r),
-    ]),
-  );
+    ],
+  });
 }
 
 export const logging: LabSuite = {

@@ -10,6 +10,7 @@
 
 import { fileURLToPath } from "node:url";
 import type { Redis } from "ioredis";
+import { mdTable } from "../lab/lab.js";
 import { type ChildHandle, spawnChild } from "../process.js";
 import { max, median, min } from "../stats.js";
 import { otherCores, readCpuTimes } from "../sysload.js";
@@ -459,4 +460,44 @@ export function ratioCell(row: PairedRow): string {
 export function otherLoadCell(row: PairedRow): string {
   const worst = row.other_load_max_cores ?? 0;
   return `${f(row.other_load_cores, 2)}${worst > 0.3 ? ` (max ${f(worst, 2)})` : ""}`;
+}
+
+/**
+ * cpuTable renders the CPU comparison every paired suite prints: the shared
+ * columns, then the suite's own (`extra`), then the other load.
+ */
+export function cpuTable<R extends PairedRow>(
+  rows: readonly R[],
+  extra: { readonly headers: readonly string[]; readonly cells: (row: R) => string[] },
+): string {
+  return mdTable(
+    [
+      "configuration",
+      "req/s (min–max)",
+      "p50 ms",
+      "p99 ms",
+      "CPU µs/call client",
+      "server",
+      "total",
+      "**total CPU ratio to off**: median of per-rep ratios (min–max; ratio of medians)",
+      "client ratio",
+      "server ratio",
+      ...extra.headers,
+      "other load (cores)",
+    ],
+    rows.map((r) => [
+      `${r.config}${r.errors > 0 ? ` ⚠ ${r.errors} errors` : ""}${r.reps === 0 ? " (failed)" : ""}`,
+      `${f(r.rps)} (${f(r.rps_min)}–${f(r.rps_max)})`,
+      f(r.p50_ms, 2),
+      f(r.p99_ms, 2),
+      f(r.client_cpu_us_per_call),
+      f(r.server_cpu_us_per_call),
+      f(r.cpu_us_per_call),
+      ratioCell(r),
+      r.baseline ? "1" : f(r.client_ratio_to_baseline, 2),
+      r.baseline ? "1" : f(r.server_ratio_to_baseline, 2),
+      ...extra.cells(r),
+      otherLoadCell(r),
+    ]),
+  );
 }
