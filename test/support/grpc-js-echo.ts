@@ -51,6 +51,7 @@ export { EchoService };
 type Init<D extends DescMessage> = MessageInitShape<D>;
 
 // The definitions come from the library's public interop helper.
+import { createRequestQueue, type RequestQueue } from "../../src/discovery/etcd-client.js";
 import { grpcMethodDefinition } from "../../src/interop/grpc-js-definition.js";
 
 export { grpcMethodDefinition };
@@ -611,43 +612,11 @@ export function createMeshEchoImpl(
 // --- client-side helpers ------------------------------------------------------
 
 /** Pushable is an async iterable fed by push() and ended by end(), for bidi ping-pong. */
-export interface Pushable<T> extends AsyncIterable<T> {
-  push(value: T): void;
-  end(): void;
-}
+/** Pushable is a single-consumer queue usable as a streaming request (the library's own). */
+export type Pushable<T> = RequestQueue<T>;
 
 /** createPushable returns a single-consumer queue usable as a streaming request. */
-export function createPushable<T>(): Pushable<T> {
-  const queue: T[] = [];
-  let ended = false;
-  let wake: (() => void) | undefined;
-  return {
-    push(value) {
-      queue.push(value);
-      wake?.();
-    },
-    end() {
-      ended = true;
-      wake?.();
-    },
-    async *[Symbol.asyncIterator]() {
-      for (;;) {
-        const next = queue.shift();
-        if (next !== undefined) {
-          yield next;
-          continue;
-        }
-        if (ended) {
-          return;
-        }
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
-        wake = undefined;
-      }
-    },
-  };
-}
+export const createPushable: <T>() => Pushable<T> = createRequestQueue;
 
 /** CODES lists gRPC codes 1..16 with their canonical names, for it.each tables. */
 export const CODES: ReadonlyArray<{ readonly code: number; readonly name: string }> =
