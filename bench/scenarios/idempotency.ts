@@ -23,7 +23,7 @@ import {
   INIT_TIMEOUT_MS,
   type PairedConfig,
   type PairedRow,
-  type PairedTiming,
+  pairedTiming,
   rnd,
   runInterleaved,
   cpuTable as sharedCpuTable,
@@ -59,24 +59,7 @@ const SOAK_KEYS_IN_FLIGHT = 16;
 const SOAK_HANDLER_MS = 2;
 const SOAK_TIMEOUT_MS = 10_000;
 
-const TIMING: { full: PairedTiming; quick: PairedTiming } = {
-  full: {
-    warmupCalls: 2_000,
-    warmupMs: 5_000,
-    prerollMs: 300,
-    windowMs: 1_500,
-    reps: 8,
-    inFlight: IN_FLIGHT,
-  },
-  quick: {
-    warmupCalls: 300,
-    warmupMs: 600,
-    prerollMs: 100,
-    windowMs: 500,
-    reps: 2,
-    inFlight: IN_FLIGHT,
-  },
-};
+const TIMING = pairedTiming(IN_FLIGHT);
 const SOAK_KEYS = { full: 10_000, quick: 500 };
 const SOAK_WARMUP_KEYS = { full: 300, quick: 60 };
 

@@ -15,7 +15,7 @@ import {
   f,
   type PairedConfig,
   type PairedRow,
-  type PairedTiming,
+  pairedTiming,
   rnd,
   runInterleaved,
   cpuTable as sharedCpuTable,
@@ -26,24 +26,7 @@ import type { LogSink, LogSummary } from "../lib/paired/protocol.js";
 const IN_FLIGHT = 32;
 const PAYLOAD_BYTES = 128;
 
-const TIMING: { full: PairedTiming; quick: PairedTiming } = {
-  full: {
-    warmupCalls: 2_000,
-    warmupMs: 5_000,
-    prerollMs: 300,
-    windowMs: 1_500,
-    reps: 8,
-    inFlight: IN_FLIGHT,
-  },
-  quick: {
-    warmupCalls: 300,
-    warmupMs: 600,
-    prerollMs: 100,
-    windowMs: 500,
-    reps: 2,
-    inFlight: IN_FLIGHT,
-  },
-};
+const TIMING = pairedTiming(IN_FLIGHT);
 
 function configs(dir: string, run: string): PairedConfig[] {
   const variant = (label: string, server: LogSink, client: LogSink): PairedConfig => ({

@@ -96,7 +96,7 @@ export const retries: LabSuite = {
     "- Outage: all three replicas fail 100% with UNAVAILABLE. Time to open = from the fault's start to the client's breaker `open` event; fail-fast p99 = latency of calls the open breaker failed without sending; time to recover = from the end of the outage to the first successful call completed after it.",
     "- The mesh client keeps the state that (a) left (EWMA, ejections, budget) when (b) starts, as a long-running client would.",
     "- grpc-js retries nothing here: gRFC A6 lets a client retry only a Trailers-Only response, and connect-mesh (Connect) servers send errors as response headers followed by separate trailers, which grpc-js treats as a committed call (against a grpc-js server the same client makes 3 attempts). Its row therefore shows grpc-js without effective retries, not the retry policy at work.",
-    "- The mesh breaker's default window is 10 s of calls (open at ≥ 50% failures, ≥ 20 calls): after a healthy period the window is full of successes, so a sudden total outage opens it only once failures outweigh the last seconds of successes; meanwhile the retry budget (20% of the last 10 s of calls + 10/s) pays for retries.",
+    "- The mesh breaker's default window is the last 100 attempts (open at ≥ 50% failures, ≥ 20 calls): after a healthy period a sudden total outage opens it after about 50 failed attempts; until then the retry budget (20% of the last 10 s of calls + 10/s) pays for retries.",
   ],
   budgetMs: (quick) => (quick ? 60_000 : 240_000),
   async run(ctx: LabContext): Promise<LabResult> {

@@ -15,23 +15,14 @@ const NOT_SENT_CODES = new Set([
 ]);
 
 /**
- * NotSentError marks an attempt that failed before its request left the
- * client (no endpoint admitted it, or the connection was never made). Such an
- * attempt may be retried whatever the method's idempotency.
- */
-export class NotSentError extends Error {
-  override readonly name = "NotSentError";
-}
-
-/**
  * wasNotSent says whether a failed attempt provably never reached a server:
- * a NotSentError anywhere in the cause chain, a connection that was refused or
- * never established, or a stream the server refused (REFUSED_STREAM).
+ * a connection that was refused or never established anywhere in the cause
+ * chain, or a stream the server refused (REFUSED_STREAM). Such an attempt may
+ * be retried whatever the method's idempotency.
  */
 export function wasNotSent(error: unknown): boolean {
   let e: unknown = error;
   for (let depth = 0; depth < 5 && e !== undefined && e !== null; depth++) {
-    if (e instanceof NotSentError) return true;
     const code = (e as { code?: unknown }).code;
     if (typeof code === "string" && NOT_SENT_CODES.has(code)) return true;
     const message = e instanceof ConnectError ? e.rawMessage : (e as { message?: unknown }).message;

@@ -501,3 +501,21 @@ export function cpuTable<R extends PairedRow>(
     ]),
   );
 }
+
+/**
+ * pairedTiming is the timing both paired suites use: counted warm-up calls
+ * (a fixed time gave too few calls under load), then interleaved windows.
+ */
+export function pairedTiming(inFlight: number): { full: PairedTiming; quick: PairedTiming } {
+  return {
+    full: {
+      warmupCalls: 2_000,
+      warmupMs: 5_000,
+      prerollMs: 300,
+      windowMs: 1_500,
+      reps: 8,
+      inFlight,
+    },
+    quick: { warmupCalls: 300, warmupMs: 600, prerollMs: 100, windowMs: 500, reps: 2, inFlight },
+  };
+}
