@@ -3,20 +3,20 @@ import type { Interceptor } from "@connectrpc/connect";
 /**
  * CLIENT_INTERCEPTOR_ORDER documents the fixed order of the client chain,
  * outermost first. The mesh transport runs the chain once per logical call;
- * everything at or below the `attempt` line runs once per attempt. Later
- * features (tracing, idempotency keys, breakers, retries) take the slots named
- * here, so their order is decided in this one place.
+ * everything below the `retry` slot runs once per attempt. Every feature
+ * (tracing, idempotency keys, retries, breakers) has its slot here, so their
+ * order is decided in this one place.
  *
  * User interceptors run first, once per logical call, so they see the call as
  * the application made it and the final outcome after all retries.
  */
 export const CLIENT_INTERCEPTOR_ORDER = [
   "user", // MeshTransportOptions.interceptors, in the order given
-  "observe", // trace context and one log line + metrics per logical call (planned)
-  "idempotency-key", // one key per logical call, kept on every attempt (planned)
+  "observe", // trace context and one log line + metrics per logical call
+  "idempotency-key", // one key per logical call, kept on every attempt
   "retry", // deadline-aware retries and hedging; loops over what follows
   // --- per attempt from here on ---
-  "attempt-observe", // one span per attempt: traceparent with a new span id (planned)
+  "attempt-observe", // one span per attempt: traceparent with a new span id
   "breaker", // per-method circuit breaker: fail fast while open
   "attempt", // rewrite grpc-timeout to the time left, pick an endpoint, send
 ] as const;

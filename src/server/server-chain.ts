@@ -3,16 +3,16 @@ import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 
 /**
  * SERVER_INTERCEPTOR_ORDER documents the fixed order of the server chain,
- * outermost first. Later features take the slots named here; user interceptors
+ * outermost first. Every feature has its slot here; user interceptors
  * always sit right around the handler, so they see the call after deadlines are
  * enforced and the call scope is open.
  */
 export const SERVER_INTERCEPTOR_ORDER = [
-  "observe", // continue the W3C trace, child logger, one log line + metrics per call (planned)
+  "observe", // continue the W3C trace, child logger, one log line + metrics per call
   "deadline+scope", // enforce grpc-timeout, open the call scope (carries the context values)
   "limit", // per-method max in flight: RESOURCE_EXHAUSTED with pushback
   "user", // MeshServerOptions.interceptors, in the order given (auth sets the principal here)
-  "idempotency", // de-duplicate keyed unary calls, replay stored outcomes (planned)
+  "idempotency", // de-duplicate keyed unary calls, replay stored outcomes
   "faults", // fault injection for tests and demos, right before the handler
 ] as const;
 
