@@ -3,9 +3,9 @@ import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 
 /**
  * SERVER_INTERCEPTOR_ORDER documents the fixed order of the server chain,
- * outermost first. Every feature has its slot here; user interceptors
- * always sit right around the handler, so they see the call after deadlines are
- * enforced and the call scope is open.
+ * outermost first. Every feature has its slot here. User interceptors run
+ * after deadlines are enforced and the call scope is open, and before
+ * idempotency, so an auth interceptor can set the principal that scopes keys.
  */
 export const SERVER_INTERCEPTOR_ORDER = [
   "observe", // continue the W3C trace, child logger, one log line + metrics per call
