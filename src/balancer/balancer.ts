@@ -64,6 +64,15 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly onEvent?: (event: BalancerEvent) => void;
 }
 
+/**
+ * NoEndpointError is the cause of the UNAVAILABLE a call gets when no endpoint
+ * became ready in time: callers keep it even when the call's deadline fires at
+ * the same moment, since it says why the deadline was missed.
+ */
+export class NoEndpointError extends Error {
+  override readonly name = "NoEndpointError";
+}
+
 /** BalancerPickInfo is PickInfo plus the endpoints to avoid when others are ready. */
 export interface BalancerPickInfo extends PickInfo {
   readonly avoid?: readonly string[];
@@ -350,14 +359,16 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           if (error !== undefined) reject(error);
           else resolve(pick as BalancerPick<S>);
         };
-        const unavailable = (why: string, cause?: unknown) =>
-          new ConnectError(
-            `no endpoint of target ${JSON.stringify(options.target)} is ready: ${why}`,
+        const unavailable = (why: string, cause?: unknown) => {
+          const message = `no endpoint of target ${JSON.stringify(options.target)} is ready: ${why}`;
+          return new ConnectError(
+            message,
             Code.Unavailable,
             undefined,
             undefined,
-            cause,
+            new NoEndpointError(message, { cause }),
           );
+        };
         const onAbort = () => {
           const reason = signal.reason as unknown;
           finish(

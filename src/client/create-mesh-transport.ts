@@ -25,6 +25,7 @@ import {
   type BalancerEvent,
   createBalancer,
   type LoadBalancingPolicy,
+  NoEndpointError,
 } from "../balancer/balancer.js";
 import type { OutlierDetectorOptions } from "../balancer/outlier-detector.js";
 import type { PeakEwmaOptions } from "../balancer/peak-ewma.js";
@@ -390,7 +391,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           signal: p.signal,
         } as UnaryRequest)) as UnaryResponse<I, O>;
       } catch (e) {
-        throw p.signal.aborted
+        // "No endpoint became ready" explains a deadline better than the
+        // deadline itself, when both happen at once.
+        const why = e instanceof ConnectError && e.cause instanceof NoEndpointError;
+        throw p.signal.aborted && !why
           ? ConnectError.from(p.signal.reason, Code.Canceled)
           : ConnectError.from(e);
       } finally {
