@@ -20,14 +20,39 @@ import {
 import { measureWindow, type Window } from "../lib/lab/measure.js";
 import type { LoadShape } from "../lib/lab/protocol.js";
 
-const FAST_MS = 2;
-const SLOW_MS = 20;
 const NAMES = ["r0", "r1", "r2"] as const;
 const SLOW = "r2";
+
+/**
+ * Scale is one way to make a replica 10x slower. "64 in flight" (the goal
+ * rows) is the brief's closed loop of 64 callers; its service times (100 ms,
+ * the slow replica 1,000 ms) are long enough that 64 callers keep the client
+ * well under its CPU capacity (about 640 calls/s), so what is measured is the
+ * balancing and not the client's CPU queue (64 in flight at 2 ms would be
+ * 32,000 calls/s, beyond any Node client on two cores). The slow replica is
+ * slow but not short of capacity (a slow dependency, not a busy CPU).
+ * "2 ms, queued" (reference rows) is the brief's example of 2 ms vs 20 ms as
+ * a replica with a capacity: one call at a time, the rest queued, under
+ * 120 calls/s of Poisson arrivals; there only a few calls are in flight, and
+ * p2c's `rtt * (pending + 1)` sends the slow replica the calls it predicts
+ * it can finish sooner than a busy fast one.
+ */
+interface Scale {
+  readonly name: string;
+  readonly fastMs: number;
+  readonly slowMs: number;
+  /** workers: calls each replica serves at a time (unset: no queue, every call just waits its service time). */
+  readonly workers?: number;
+  readonly load: LoadShape;
+  readonly deadlineMs: number;
+}
+
+const FAST_MS = 2;
 
 const delay = (ms: number): FaultConfig => ({ default: { delayMs: ms } });
 
 interface Row {
+  readonly scale: string;
   readonly config: string;
   readonly policy: string;
   readonly service_time_ms: string;
@@ -51,16 +76,24 @@ interface Row {
 function loadLabel(load: LoadShape): string {
   return load.mode === "closed"
     ? `closed loop, ${load.inFlight} in flight`
-    : `${load.rps} calls/s open loop (≤ ${load.maxInFlight} in flight)`;
+    : `${load.rps} calls/s open loop${load.arrivals === "poisson" ? ", Poisson arrivals" : ""} (≤ ${load.maxInFlight} in flight)`;
 }
 
-function toRow(config: string, policy: string, service: string, load: LoadShape, w: Window): Row {
+function toRow(
+  scale: string,
+  config: string,
+  policy: string,
+  service: string,
+  load: LoadShape,
+  w: Window,
+): Row {
   const s = w.stats;
   const share: Record<string, number | null> = {};
   for (const p of w.perReplica) {
     share[p.name] = w.attempts > 0 ? r(p.attempts / w.attempts, 4) : null;
   }
   return {
+    scale,
     config,
     policy,
     service_time_ms: service,
@@ -86,9 +119,10 @@ export const balancing: LabSuite = {
   name: "balancing",
   title: "Balancing: a slow replica and a failing replica among three",
   notes: [
-    `- Three connect-mesh servers (one process, loopback) serve example.orders.v1.OrderService/GetOrder; the service time is a fault-injected delay (${FAST_MS} ms, the slow replica ${SLOW_MS} ms), so replica CPU is not what is measured.`,
-    "- Load: 200 GetOrder calls/s started on a fixed schedule (open loop, at most 64 in flight), not a closed loop of 64: connect-mesh spends about 1 ms of CPU per call on each side on this 2-core machine, so 64 in flight saturates the client's CPU (a few hundred calls/s, p50 in the hundreds of ms) and measures CPU queueing instead of balancing. The full run adds the 64-in-flight rows as a reference.",
-    '- One client process: createMeshTransport({ target: "static:///r0,r1,r2" }) with the policy shown, default retries, breakers and outlier detection; calls have a 1 s deadline. Each configuration gets a fresh client process (fresh EWMA and ejection state).',
+    "- Three connect-mesh servers (one process per scale, loopback) serve example.orders.v1.OrderService/GetOrder; service time is a fault-injected delay, so replica CPU is not what is measured.",
+    "- Goal rows (\"64 in flight\"): the brief's closed loop of 64 callers, service time 100 ms and 1,000 ms for the slow replica, 5 s deadline. The brief's example (2 ms vs 20 ms) at 64 in flight would be 32,000 calls/s; connect-mesh spends about 1 ms of CPU per call on each side on this 2-core machine, so the client would saturate near 1,000 calls/s and the rows would measure its CPU queue (p50 in the tens of ms for every policy) instead of balancing. Scaling both service times by 50 keeps the 10x ratio and the 64 callers, and keeps the client near 640 calls/s.",
+    "- Reference rows (\"2 ms, queued\"): 2 ms vs 20 ms with a capacity: each replica serves one call at a time, first come first served (a worker queue ahead of the delay; 500 calls/s, the slow one 50), under 120 calls/s of Poisson arrivals (open loop, at most 64 in flight), 1 s deadline. Round robin then gives the slow replica 40 calls/s, 80% of its capacity. With a fraction of a call in flight per replica, p2c's `rtt * (pending + 1)` rates a fast replica with one or two calls pending (and an RTT estimate held up by this machine's 5-15 ms GC pauses) near the slow one, so the slow replica keeps a few percent of the calls: p2c's p99 is then the slow replica's latency.",
+    '- One client process: createMeshTransport({ target: "static:///r0,r1,r2" }) with the policy shown, default retries, breakers and outlier detection. Each configuration gets a fresh client process (fresh EWMA and ejection state).',
     "- Share is each replica's fraction of the attempts the servers counted in the window; amplification is attempts / client calls.",
     '- Failing replica: the fault (50% UNAVAILABLE on r2, after the warm-up) is set while the load runs; time to eject is from that moment to the client\'s outlier `ejected` event for r2 (`source: "outlier"`). GetOrder is NO_SIDE_EFFECTS, so the default retry policy retries it.',
     "- Client CPU is the load generator's CPU in cores over the window; other load is CPU used by processes outside the benchmark (the machine is shared).",
@@ -97,87 +131,126 @@ export const balancing: LabSuite = {
   async run(ctx: LabContext): Promise<LabResult> {
     const { quick, lab, log } = ctx;
     const durationMs = quick ? 3_000 : 20_000;
-    const warmupMs = quick ? 500 : 2_000;
+    const warmupMs = quick ? 1_000 : 2_000;
     const failMs = quick ? 3_000 : 20_000;
     const rate = balancingLoad();
-    const closed: LoadShape = { mode: "closed", inFlight: 64 };
     const failures: string[] = [];
 
+    const primary: Scale = {
+      name: "64 in flight",
+      fastMs: 100,
+      slowMs: 1_000,
+      load: { mode: "closed", inFlight: 64 },
+      deadlineMs: 5_000,
+    };
+    const queued: Scale = {
+      name: "2 ms, queued",
+      fastMs: FAST_MS,
+      slowMs: 20,
+      workers: 1,
+      load: rate,
+      deadlineMs: 1_000,
+    };
+
     type Config = {
+      scale: Scale;
       config: string;
       policy: "p2c-ewma" | "round-robin";
       slow: boolean;
-      load: LoadShape;
     };
     const configs: Config[] = [
-      { config: "all healthy", policy: "p2c-ewma", slow: false, load: rate },
+      { scale: primary, config: "all healthy", policy: "p2c-ewma", slow: false },
       ...(quick
         ? []
-        : [{ config: "all healthy", policy: "round-robin" as const, slow: false, load: rate }]),
-      { config: "slow replica", policy: "round-robin", slow: true, load: rate },
-      { config: "slow replica", policy: "p2c-ewma", slow: true, load: rate },
-      // The brief's 64 in flight, kept as a reference: on a small machine it
-      // saturates the client's CPU, so it measures CPU queueing more than balancing.
+        : [{ scale: primary, config: "all healthy", policy: "round-robin" as const, slow: false }]),
+      { scale: primary, config: "slow replica", policy: "round-robin", slow: true },
+      { scale: primary, config: "slow replica", policy: "p2c-ewma", slow: true },
       ...(quick
         ? []
         : [
-            { config: "all healthy", policy: "p2c-ewma" as const, slow: false, load: closed },
-            { config: "slow replica", policy: "round-robin" as const, slow: true, load: closed },
-            { config: "slow replica", policy: "p2c-ewma" as const, slow: true, load: closed },
+            { scale: queued, config: "all healthy", policy: "p2c-ewma" as const, slow: false },
+            { scale: queued, config: "slow replica", policy: "round-robin" as const, slow: true },
+            { scale: queued, config: "slow replica", policy: "p2c-ewma" as const, slow: true },
           ]),
     ];
 
     // Fork everything at once: tsx start-up overlaps.
-    const replicaChild = lab.forkReplica();
+    const primaryChild = lab.forkReplica();
+    const queuedChild = lab.forkReplica();
     const lgChildren = [...configs.map(() => lab.forkLoadgen()), lab.forkLoadgen()];
-    const group = await lab.initReplica(replicaChild, {
-      replicas: NAMES.map((name) => ({ name, faults: delay(FAST_MS) })),
-    });
-    const target = `static:///${group.addresses.join(",")}`;
-    const addressOf = Object.fromEntries(group.ready.replicas.map((x) => [x.name, x.address]));
+    const initGroup = (child: typeof primaryChild, scale: Scale) =>
+      lab.initReplica(child, {
+        replicas: NAMES.map((name) => ({
+          name,
+          faults: delay(scale.fastMs),
+          ...(scale.workers === undefined ? {} : { workers: scale.workers }),
+        })),
+      });
+    const [primaryGroup, queuedGroup] = await Promise.all([
+      initGroup(primaryChild, primary),
+      initGroup(queuedChild, queued),
+    ]);
+    const groupOf = (scale: Scale) => (scale === primary ? primaryGroup : queuedGroup);
+    const targetOf = (scale: Scale) => `static:///${groupOf(scale).addresses.join(",")}`;
+    const addressOf = Object.fromEntries(
+      queuedGroup.ready.replicas.map((x) => [x.name, x.address]),
+    );
     const lgs: Loadgen[] = await Promise.all(
-      lgChildren.map((child, i) =>
-        lab.initLoadgen(child, {
+      lgChildren.map((child, i) => {
+        const c = configs[i];
+        return lab.initLoadgen(child, {
           client: {
             kind: "mesh",
-            target,
-            options: { policy: configs[i]?.policy ?? "p2c-ewma" },
+            // The last load generator is the failing-replica run's (2 ms replicas).
+            target: targetOf(c?.scale ?? queued),
+            options: { policy: c?.policy ?? "p2c-ewma" },
           },
-          load: configs[i]?.load ?? rate,
-          timeoutMs: 1_000,
+          load: c?.scale.load ?? rate,
+          timeoutMs: c?.scale.deadlineMs ?? queued.deadlineMs,
           tag: `lg${i}`,
-        }),
-      ),
+        });
+      }),
     );
 
     const rows: Row[] = [];
     for (const [i, c] of configs.entries()) {
       const lg = lgs[i] as Loadgen;
-      await group.setFaults(delay(FAST_MS));
+      const group = groupOf(c.scale);
+      await group.setFaults(delay(c.scale.fastMs));
       if (c.slow) {
-        await group.setFaults(delay(SLOW_MS), [SLOW]);
+        await group.setFaults(delay(c.scale.slowMs), [SLOW]);
       }
       await lg.start();
       await sleep(warmupMs);
-      const w = await measureWindow(lab, lg, [group], `${c.config} ${c.policy}`, durationMs);
+      const w = await measureWindow(
+        lab,
+        lg,
+        [group],
+        `${c.scale.name} ${c.config} ${c.policy}`,
+        durationMs,
+      );
       await lg.stop();
       const row = toRow(
+        c.scale.name,
         c.config,
         c.policy,
-        c.slow ? `${FAST_MS}/${FAST_MS}/${SLOW_MS}` : `${FAST_MS}/${FAST_MS}/${FAST_MS}`,
-        c.load,
+        `${c.scale.fastMs}/${c.scale.fastMs}/${c.slow ? c.scale.slowMs : c.scale.fastMs}${c.scale.workers === undefined ? "" : " (queued)"}`,
+        c.scale.load,
         w,
       );
       rows.push(row);
       log(
-        `[balancing] ${c.config}, ${c.policy}, ${row.load}: ${fmt(row.rps, 0)} calls/s, p50 ${fmt(row.p50_ms, 2)} p99 ${fmt(row.p99_ms, 2)} p99.9 ${fmt(row.p999_ms, 2)} ms, share ${JSON.stringify(row.share)}, CPU ${fmt(row.client_cpu_cores, 2)}/${fmt(row.server_cpu_cores, 2)}, other load ${fmt(row.other_load_cores, 2)}`,
+        `[balancing] ${c.scale.name}: ${c.config}, ${c.policy}, ${row.load}: ${fmt(row.rps, 0)} calls/s, p50 ${fmt(row.p50_ms, 2)} p99 ${fmt(row.p99_ms, 2)} p99.9 ${fmt(row.p999_ms, 2)} ms, success ${fmt((row.success_rate ?? Number.NaN) * 100, 2)}%, share ${JSON.stringify(row.share)}, CPU ${fmt(row.client_cpu_cores, 2)}/${fmt(row.server_cpu_cores, 2)}, other load ${fmt(row.other_load_cores, 2)}`,
       );
       if (w.stats.ok === 0) {
-        failures.push(`${c.config} ${c.policy}: no successful call (${w.stats.firstError ?? "?"})`);
+        failures.push(
+          `${c.scale.name} ${c.config} ${c.policy}: no successful call (${w.stats.firstError ?? "?"})`,
+        );
       }
     }
 
-    // Failing replica.
+    // Failing replica (2 ms replicas, the primary open-loop rate).
+    const group = queuedGroup;
     await group.setFaults(delay(FAST_MS));
     const lg = lgs[configs.length] as Loadgen;
     await lg.start();
@@ -224,10 +297,10 @@ export const balancing: LabSuite = {
       failures.push(`failing replica: no successful call (${w.stats.firstError ?? "?"})`);
     }
 
-    const primary = rows.filter((x) => x.load === loadLabel(rate));
-    const healthy = primary.find((x) => x.config === "all healthy" && x.policy === "p2c-ewma");
-    const rr = primary.find((x) => x.config === "slow replica" && x.policy === "round-robin");
-    const p2c = primary.find((x) => x.config === "slow replica" && x.policy === "p2c-ewma");
+    const goalRows = rows.filter((x) => x.scale === primary.name);
+    const healthy = goalRows.find((x) => x.config === "all healthy" && x.policy === "p2c-ewma");
+    const rr = goalRows.find((x) => x.config === "slow replica" && x.policy === "round-robin");
+    const p2c = goalRows.find((x) => x.config === "slow replica" && x.policy === "p2c-ewma");
     const ratio = (a: number | null | undefined, b: number | null | undefined) =>
       a == null || b == null || b === 0 ? null : a / b;
     const goals: Goal[] = [
@@ -264,10 +337,11 @@ export const balancing: LabSuite = {
     const shareCell = (s: Readonly<Record<string, number | null>>) =>
       NAMES.map((n) => fmt((s[n] ?? Number.NaN) * 100, 1)).join(" / ");
     const markdown = [
-      `Load: ${loadLabel(rate)}${quick ? "" : `, and (reference rows) ${loadLabel(closed)}`}; GetOrder with a 1 s deadline; ${durationMs / 1000} s per configuration after ${warmupMs / 1000} s warm-up, one repetition. Goals use the ${rate.mode === "rate" ? `${rate.rps} calls/s` : "primary"} rows.`,
+      `Goal rows: ${loadLabel(primary.load)}, service time ${primary.fastMs} ms (slow replica ${primary.slowMs} ms), ${primary.deadlineMs / 1000} s deadline.${quick ? "" : ` Reference rows: ${loadLabel(queued.load)}, service time ${queued.fastMs} ms (slow replica ${queued.slowMs} ms), one call at a time per replica, ${queued.deadlineMs / 1000} s deadline.`} ${durationMs / 1000} s per configuration after ${warmupMs / 1000} s warm-up, one repetition.`,
       "",
       mdTable(
         [
+          "scale",
           "configuration",
           "policy",
           "load",
@@ -283,6 +357,7 @@ export const balancing: LabSuite = {
           "other load (cores)",
         ],
         rows.map((x) => [
+          x.scale,
           x.config,
           x.policy,
           x.load.startsWith("closed") ? "64 in flight" : x.load.replace(/ open loop.*/, ""),
@@ -339,13 +414,13 @@ export const balancing: LabSuite = {
 
     return {
       method: {
-        load: loadLabel(rate),
-        reference_load: quick ? null : loadLabel(closed),
+        scales: [primary, ...(quick ? [] : [queued])],
+        failing_replica_load: loadLabel(rate),
         warmup_ms: warmupMs,
         duration_ms: durationMs,
         failing_duration_ms: failMs,
-        deadline_ms: 1_000,
-        replicas: "3 mesh servers in one process, service time by fault-injected delay",
+        replicas:
+          "3 mesh servers per scale in one process, service time by fault-injected delay (queued: one call at a time)",
       },
       results: { slow_replica: rows, failing_replica: failRow },
       goals,
@@ -357,10 +432,13 @@ export const balancing: LabSuite = {
 };
 
 /**
- * balancingLoad is the primary load: 200 calls/s, open loop, at most 64 in
- * flight. A closed loop of 64 saturates a small machine's CPU (connect-mesh
- * spends ~1 ms of CPU per call on each side here), which then measures CPU
- * queueing, not balancing. BENCH_BALANCING_LOAD=closed:64 or rate:500:64 overrides it.
+ * balancingLoad is the load of the 2 ms rows (queued reference, failing
+ * replica): 120 calls/s, open loop with Poisson arrivals, at most 64 in
+ * flight. The replicas there serve one call at a time, so the fast ones can
+ * take 500 calls/s and the slow one 50: round robin sends the slow one 40
+ * calls/s (80% busy, a queue that comes and goes) and the fleet stays far
+ * from its capacity. BENCH_BALANCING_LOAD=closed:64, rate:200:64 (even gaps)
+ * or poisson:200:64 overrides it.
  */
 function balancingLoad(): LoadShape {
   const env = process.env.BENCH_BALANCING_LOAD;
@@ -369,7 +447,12 @@ function balancingLoad(): LoadShape {
     if (mode === "closed") {
       return { mode: "closed", inFlight: Number(a) };
     }
-    return { mode: "rate", rps: Number(a), maxInFlight: Number(b ?? 64) };
+    return {
+      mode: "rate",
+      rps: Number(a),
+      maxInFlight: Number(b ?? 64),
+      arrivals: mode === "poisson" ? "poisson" : "uniform",
+    };
   }
-  return { mode: "rate", rps: 200, maxInFlight: 64 };
+  return { mode: "rate", rps: 120, maxInFlight: 64, arrivals: "poisson" };
 }

@@ -283,13 +283,16 @@ async function closedLoop(c: Client): Promise<void> {
   }
 }
 
-function startRate(c: Client, rps: number, maxInFlight: number): void {
+function startRate(c: Client, rps: number, maxInFlight: number, poisson: boolean): void {
   const t0 = performance.now();
-  let launched = 0;
+  const gapMs = 1000 / rps;
+  // Exponential gaps (a Poisson process) or even ones; 1 - random() is in (0, 1].
+  const nextGap = poisson ? () => -Math.log(1 - Math.random()) * gapMs : () => gapMs;
+  let nextAt = t0 + nextGap();
   const tick = () => {
-    const due = Math.floor(((performance.now() - t0) * rps) / 1000) - launched;
-    for (let i = 0; i < due; i++) {
-      launched++;
+    const now = performance.now();
+    while (nextAt <= now) {
+      nextAt += nextGap();
       if (inFlight >= maxInFlight) {
         phase.skipped++;
         continue;
@@ -336,7 +339,7 @@ serveCommands({
         loops.push(closedLoop(c));
       }
     } else {
-      startRate(c, i.load.rps, i.load.maxInFlight);
+      startRate(c, i.load.rps, i.load.maxInFlight, i.load.arrivals === "poisson");
     }
   },
   /**

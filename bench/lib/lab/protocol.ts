@@ -20,6 +20,14 @@ export interface ReplicaSpec {
   readonly name: string;
   /** faults is the fault injector's initial config (service time: `default.delayMs`). */
   readonly faults?: FaultConfig;
+  /**
+   * workers makes the injected delay a service time with a capacity: the
+   * replica serves at most `workers` calls at a time, first come first
+   * served, and the others wait in its queue (as a single-threaded Node
+   * server doing CPU work does with workers = 1). Unset: every call is
+   * delayed independently, whatever the load (no queueing).
+   */
+  readonly workers?: number;
 }
 
 export interface ReplicaInit {
@@ -88,10 +96,20 @@ export type LabClientSpec =
       readonly serviceConfig?: unknown;
     };
 
-/** LoadShape: a closed loop of `inFlight` callers, or `rps` calls started per second (open loop). */
+/**
+ * LoadShape: a closed loop of `inFlight` callers, or `rps` calls started per
+ * second (open loop). Open-loop arrivals are evenly spaced by default, or a
+ * Poisson process (exponential gaps, as independent users make) with
+ * `arrivals: "poisson"`.
+ */
 export type LoadShape =
   | { readonly mode: "closed"; readonly inFlight: number }
-  | { readonly mode: "rate"; readonly rps: number; readonly maxInFlight: number };
+  | {
+      readonly mode: "rate";
+      readonly rps: number;
+      readonly maxInFlight: number;
+      readonly arrivals?: "uniform" | "poisson";
+    };
 
 export interface LoadgenInit {
   readonly client: LabClientSpec;

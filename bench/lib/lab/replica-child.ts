@@ -1,8 +1,9 @@
 // Lab replica child: one or more connect-mesh servers serving
 // example.orders.v1.OrderService/GetOrder in one process, each with its own
 // fault injector (service time = injected delay, so the process's CPU is not
-// what is measured) and server-side attempt counters, optionally registered in
-// etcd or the embedded mesh registry. Driven over IPC (see protocol.ts).
+// what is measured), optionally a worker queue that gives that service time a
+// capacity, and server-side attempt counters, optionally registered in etcd or
+// the embedded mesh registry. Driven over IPC (see protocol.ts).
 
 import type { Interceptor } from "@connectrpc/connect";
 import { OrderService } from "../../../gen/example/orders/v1/orders_pb.js";
@@ -42,6 +43,53 @@ interface Replica {
 }
 
 const replicas: Replica[] = [];
+
+/**
+ * workerQueue lets at most `workers` calls through at a time, first come
+ * first served; the rest wait. Placed ahead of the fault injector, it turns
+ * the injected delay into a service time with a capacity of
+ * workers / delay: past it, calls queue and latency grows with the queue, as
+ * on a real server. A call whose signal aborts while it waits leaves the queue.
+ */
+function workerQueue(workers: number): Interceptor {
+  if (!Number.isInteger(workers) || workers < 1) {
+    throw new RangeError(`workers ${workers} must be an integer >= 1`);
+  }
+  let busy = 0;
+  const waiting: Array<() => void> = [];
+  const acquire = (signal: AbortSignal): Promise<void> => {
+    if (busy < workers) {
+      busy++;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const grant = () => {
+        signal.removeEventListener("abort", onAbort);
+        busy++;
+        resolve();
+      };
+      const onAbort = () => {
+        const i = waiting.indexOf(grant);
+        if (i >= 0) waiting.splice(i, 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      waiting.push(grant);
+    });
+  };
+  const release = () => {
+    busy--;
+    waiting.shift()?.();
+  };
+  return (next) => async (req) => {
+    await acquire(req.signal);
+    try {
+      return await next(req);
+    } finally {
+      release();
+    }
+  };
+}
 let registry: ServiceRegistry | undefined;
 
 function countingInterceptor(counts: Replica["counts"]): Interceptor {
@@ -84,7 +132,10 @@ serveCommands({
             router.service(OrderService, {
               getOrder: (req) => ({ order: { id: req.id, servedBy: name } }),
             }),
-          interceptors: [countingInterceptor(counts)],
+          interceptors: [
+            countingInterceptor(counts),
+            ...(spec.workers === undefined ? [] : [workerQueue(spec.workers)]),
+          ],
           faults,
           connect: { acceptCompression: [] },
           ...(init.registration === undefined || registry === undefined
