@@ -73,6 +73,7 @@ function summary(w: Window) {
     error_p50_ms: r(s.errorLatency.p50, 3),
     error_p99_ms: r(s.errorLatency.p99, 3),
     breaker_open_calls: s.breakerOpen,
+    breaker_refused_retry_calls: s.breakerOpenAfterAttempts,
     breaker_open_p50_ms: r(s.breakerOpenLatency.p50, 3),
     breaker_open_p99_ms: r(s.breakerOpenLatency.p99, 3),
     retry_events: s.retryEvents,
@@ -91,9 +92,9 @@ export const retries: LabSuite = {
   title: "Retries: a flaky replica, then a total outage and recovery (connect-mesh vs grpc-js)",
   notes: [
     `- Three connect-mesh servers (one process, loopback) serve example.orders.v1.OrderService/GetOrder (NO_SIDE_EFFECTS) with a ${SERVICE_MS} ms fault-injected service time; faults change at run time through the servers' fault injectors (FaultInjector.set over IPC).`,
-    `- Two client processes run at the same time, each starting ${RATE} calls/s on a fixed schedule (open loop; ${DEADLINE_MS} ms deadline per call): connect-mesh with createMeshTransport({ target: "static:///r0,r1,r2" }) and every default (p2c-ewma, retries: 3 attempts, 50 ms → 1 s backoff, UNAVAILABLE, budget 20% + 10/s; per-method circuit breaker; outlier detection), and grpc-js with one channel to \`ipv4:r0,r1,r2\` and \`grpc.service_config\` = round_robin + retryPolicy { maxAttempts 3, initialBackoff 0.05s, maxBackoff 1s, backoffMultiplier 2, retryableStatusCodes [UNAVAILABLE] } + retryThrottling { maxTokens 10, tokenRatio 0.1 }.`,
+    `- Two client processes run at the same time, each starting ${RATE} calls/s with Poisson arrivals (open loop; ${DEADLINE_MS} ms deadline per call; evenly spaced starts would put both clients' calls, and the servers' work for them, on the same instants of the 2 CPUs and time that contention): connect-mesh with createMeshTransport({ target: "static:///r0,r1,r2" }) and every default (p2c-ewma, retries: 3 attempts, 50 ms → 1 s backoff, UNAVAILABLE, budget 20% + 10/s; per-method circuit breaker; outlier detection), and grpc-js with one channel to \`ipv4:r0,r1,r2\` and \`grpc.service_config\` = round_robin + retryPolicy { maxAttempts 3, initialBackoff 0.05s, maxBackoff 1s, backoffMultiplier 2, retryableStatusCodes [UNAVAILABLE] } + retryThrottling { maxTokens 10, tokenRatio 0.1 }.`,
     "- Server attempts are counted by the servers (an interceptor ahead of fault injection) per client and phase: every call carries `x-bench-client` and the phase it started in (`x-bench-phase`), retries included. Calls count in the phase they started in; amplification = server attempts caused by the calls started in a phase / those calls, read after the load has drained, so it does not depend on when each process saw a phase change.",
-    "- Outage: all three replicas fail 100% with UNAVAILABLE. Time to open = from the fault's start to the client's breaker `open` event; fail-fast p99 = latency of calls the open breaker failed without sending; time to recover = from the end of the outage to the first successful call completed after it.",
+    "- Outage: all three replicas fail 100% with UNAVAILABLE. Time to open = from the fault's start to the client's breaker `open` event; fail-fast p99 = latency of calls the open breaker refused at their first attempt, so nothing was sent (calls whose first attempt failed on the network and whose retry the breaker, opened meanwhile, refused are counted apart: they waited for an answer and a backoff); time to recover = from the end of the outage to the first successful call completed after it.",
     "- The mesh client keeps the state that (a) left (EWMA, ejections, budget) when (b) starts, as a long-running client would.",
     "- grpc-js retries nothing here: gRFC A6 lets a client retry only a Trailers-Only response, and connect-mesh (Connect) servers send errors as response headers followed by separate trailers, which grpc-js treats as a committed call (against a grpc-js server the same client makes 3 attempts). Its row therefore shows grpc-js without effective retries, not the retry policy at work.",
     "- The mesh breaker's default window is the last 100 attempts (open at ≥ 50% failures, ≥ 20 calls): after a healthy period a sudden total outage opens it after about 50 failed attempts; until then the retry budget (20% of the last 10 s of calls + 10/s) pays for retries.",
@@ -107,7 +108,7 @@ export const retries: LabSuite = {
     const outageMs = quick ? 2_000 : 10_000;
     const recoveryWaitMs = quick ? 8_000 : 25_000;
     const afterMs = quick ? 500 : 2_000;
-    const load: LoadShape = { mode: "rate", rps: RATE, maxInFlight: 512 };
+    const load: LoadShape = { mode: "rate", rps: RATE, maxInFlight: 512, arrivals: "poisson" };
     const failures: string[] = [];
 
     const replicaChild = lab.forkReplica();
@@ -281,7 +282,7 @@ export const retries: LabSuite = {
         .map(([k, v]) => `${k} ${v}`)
         .join(", ") || "–";
     const markdown = [
-      `Load: each client starts ${RATE} calls/s (open loop), both at once; ${DEADLINE_MS} ms deadline. (a) ${flakyMs / 1000} s window after a ${fmt(warm.waitedMs / 1000, 1)} s warm-up (${warm.clean ? "ended with a clean 0.5 s window" : "**still failing calls at its end**"}); (b) ${outageMs / 1000} s outage${calm.clean ? "" : " (**calls were still failing just before it**)"}, then up to ${recoveryWaitMs / 1000} s for the first success.`,
+      `Load: each client starts ${RATE} calls/s (open loop, Poisson arrivals), both at once; ${DEADLINE_MS} ms deadline. (a) ${flakyMs / 1000} s window after a ${fmt(warm.waitedMs / 1000, 1)} s warm-up (${warm.clean ? "ended with a clean 0.5 s window" : "**still failing calls at its end**"}); (b) ${outageMs / 1000} s outage${calm.clean ? "" : " (**calls were still failing just before it**)"}, then up to ${recoveryWaitMs / 1000} s for the first success.`,
       "",
       "(a) r2 fails 20% of calls with UNAVAILABLE:",
       "",
@@ -350,7 +351,9 @@ export const retries: LabSuite = {
                 ? "never"
                 : `${fmt(x.time_to_open_ms, 0)} ms`
               : "n/a (no breaker)",
-            c === "mesh" ? String(x.breaker_open_calls) : "n/a",
+            c === "mesh"
+              ? `${x.breaker_open_calls} (+${x.breaker_refused_retry_calls} retries refused)`
+              : "n/a",
             c === "mesh"
               ? `${fmt(x.breaker_open_p50_ms, 3)} / ${fmt(x.breaker_open_p99_ms, 3)}`
               : "n/a",
@@ -370,7 +373,7 @@ export const retries: LabSuite = {
 
     return {
       method: {
-        load: `${RATE} calls/s per client, open loop (at most ${load.mode === "rate" ? load.maxInFlight : 0} in flight), mesh and grpc-js clients at the same time`,
+        load: `${RATE} calls/s per client, open loop with Poisson arrivals (at most ${load.mode === "rate" ? load.maxInFlight : 0} in flight), mesh and grpc-js clients at the same time`,
         deadline_ms: DEADLINE_MS,
         warmup_ms: warmupMs,
         warmup_waited_ms: r(warm.waitedMs, 0),

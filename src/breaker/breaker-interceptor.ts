@@ -1,20 +1,28 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
   createContextKey,
   type Interceptor,
+  type StreamRequest,
   type StreamResponse,
+  type UnaryRequest,
 } from "@connectrpc/connect";
 import { onStreamEnd } from "../client/stream-end.js";
 import { isEndpointLocalFailure } from "../client/transport-error.js";
 import { type Clock, systemClock } from "../clock.js";
-import { BreakerOpenError } from "./breaker-open-error.js";
+import { BreakerOpenError, withoutStack } from "./breaker-open-error.js";
 import {
   type BreakerRegistry,
   type BreakerRegistryOptions,
   createBreakerRegistry,
 } from "./breaker-registry.js";
-import type { CircuitBreakerOptions, CircuitState, CircuitTransition } from "./circuit-breaker.js";
+import type {
+  Admission,
+  CircuitBreakerOptions,
+  CircuitState,
+  CircuitTransition,
+} from "./circuit-breaker.js";
 
 /** BreakerOptions configures the client's per-method (or per-service) circuit breakers. */
 export interface BreakerOptions extends Omit<CircuitBreakerOptions, "onTransition"> {
@@ -51,7 +59,18 @@ export const breakerStateKey = createContextKey<CircuitState["type"] | undefined
 export function createBreakerInterceptor(
   options: BreakerOptions,
   deps: { target: string; clock?: Clock; onEvent?: (event: BreakerEvent) => void },
-): { interceptor: Interceptor; registry: BreakerRegistry } {
+): {
+  interceptor: Interceptor;
+  registry: BreakerRegistry;
+  /**
+   * gate answers the refusal the breaker would give the request's next
+   * attempt (with breakerStateKey set), or undefined when it would admit it,
+   * without acquiring anything. The retry interceptor asks it before building
+   * an attempt, so a call refused by an open breaker costs no attempt: no
+   * signal, no headers, no attempt span. The interceptor still decides.
+   */
+  gate: (req: UnaryRequest | StreamRequest) => ConnectError | undefined;
+} {
   const clock = deps.clock ?? systemClock;
   const { scope = "method", idleMs, ...breaker } = options;
   if (scope !== "method" && scope !== "service") {
@@ -67,30 +86,53 @@ export function createBreakerInterceptor(
   };
   const registry = createBreakerRegistry(registryOptions);
   const keys = new WeakMap<object, string>();
-  const interceptor: Interceptor = (next) => async (req) => {
-    let key = keys.get(req.method);
+  const keyOf = (method: DescMethod): string => {
+    let key = keys.get(method);
     if (key === undefined) {
       key =
         scope === "method"
-          ? `${deps.target} ${req.method.parent.typeName}/${req.method.name}`
-          : `${deps.target} ${req.method.parent.typeName}`;
-      keys.set(req.method, key);
+          ? `${deps.target} ${method.parent.typeName}/${method.name}`
+          : `${deps.target} ${method.parent.typeName}`;
+      keys.set(method, key);
     }
+    return key;
+  };
+  const refuse = (
+    req: UnaryRequest | StreamRequest,
+    key: string,
+    refusal: Extract<Admission, { admitted: false }>,
+    now: number,
+  ): ConnectError => {
+    req.contextValues.set(breakerStateKey, refusal.state);
+    const when =
+      refusal.retryAtMs === undefined
+        ? "after the probes in flight"
+        : `in ${Math.max(0, Math.ceil(refusal.retryAtMs - now))} ms`;
+    return withoutStack(
+      () =>
+        new ConnectError(
+          `circuit breaker ${JSON.stringify(key)} is ${refusal.state}; next probe ${when}`,
+          Code.Unavailable,
+          undefined,
+          undefined,
+          new BreakerOpenError(`breaker ${key} is ${refusal.state}`),
+        ),
+    );
+  };
+  const gate = (req: UnaryRequest | StreamRequest): ConnectError | undefined => {
+    const key = keyOf(req.method);
+    const breaker = registry.peek(key);
+    if (breaker === undefined) return undefined;
+    const now = clock.now();
+    const refusal = breaker.refusal(now);
+    return refusal === undefined ? undefined : refuse(req, key, refusal, now);
+  };
+  const interceptor: Interceptor = (next) => async (req) => {
+    const key = keyOf(req.method);
     const started = clock.now();
     const admission = registry.tryAcquire(key, started);
     if (!admission.admitted) {
-      req.contextValues.set(breakerStateKey, admission.state);
-      const when =
-        admission.retryAtMs === undefined
-          ? "after the probes in flight"
-          : `in ${Math.max(0, Math.ceil(admission.retryAtMs - started))} ms`;
-      throw new ConnectError(
-        `circuit breaker ${JSON.stringify(key)} is ${admission.state}; next probe ${when}`,
-        Code.Unavailable,
-        undefined,
-        undefined,
-        new BreakerOpenError(`breaker ${key} is ${admission.state}`),
-      );
+      throw refuse(req, key, admission, started);
     }
     req.contextValues.set(breakerStateKey, registry.peek(key)?.state(started).type);
     const release = (error: unknown) => {
@@ -120,5 +162,5 @@ export function createBreakerInterceptor(
       throw e;
     }
   };
-  return { interceptor, registry };
+  return { interceptor, registry, gate };
 }

@@ -147,6 +147,12 @@ export interface ResolvedCircuitBreakerOptions {
 export interface CircuitBreaker {
   /** tryAcquire asks to send one call at `now`. */
   tryAcquire(now: number): Admission;
+  /**
+   * refusal is what tryAcquire would answer at `now` if it refuses, without
+   * acquiring anything: undefined when a call would be admitted. It lets a
+   * caller skip building an attempt that the breaker is going to refuse.
+   */
+  refusal(now: number): Extract<Admission, { admitted: false }> | undefined;
   /** state is the state at `now` (an elapsed open turns half-open here). */
   state(now: number): CircuitState;
   /** stats summarises the closed-state window at `now`, for metrics. */
@@ -261,6 +267,21 @@ class Breaker implements CircuitBreaker {
         this.current = Object.freeze({ ...state, probesInFlight: state.probesInFlight + 1 });
         return this.permit(this.epoch, true);
     }
+  }
+
+  refusal(now: number): Extract<Admission, { admitted: false }> | undefined {
+    this.advance(now);
+    const state = this.current;
+    if (state.type === "open") {
+      return { admitted: false, state: "open", retryAtMs: state.until };
+    }
+    if (
+      state.type === "half-open" &&
+      state.probesInFlight + state.successes >= this.o.halfOpenProbes
+    ) {
+      return { admitted: false, state: "half-open", retryAtMs: undefined };
+    }
+    return undefined;
   }
 
   state(now: number): CircuitState {

@@ -210,6 +210,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
             clock,
             estimateLatencyMs: () => balancer.estimateLatencyMs(),
             onEvent,
+            ...(breaker === undefined ? {} : { refusal: breaker.gate }),
           }),
     observe: createClientObserveInterceptor({
       ...opts.logging,

@@ -139,6 +139,13 @@ export interface RetryInterceptorDeps {
   /** estimateLatencyMs: the fastest latency any endpoint can be expected to give. */
   readonly estimateLatencyMs?: () => number | undefined;
   readonly onEvent?: (event: RetryEvent) => void;
+  /**
+   * refusal answers the error that the chain below (the circuit breaker)
+   * would fail the next attempt with without sending it, or undefined. A
+   * refused attempt is not built at all (no signal, headers or attempt span)
+   * and is handled as that error, so failing fast stays cheap.
+   */
+  readonly refusal?: (req: UnaryRequest | StreamRequest) => ConnectError | undefined;
 }
 
 // Idempotency levels of google.protobuf.MethodOptions.
@@ -240,8 +247,10 @@ export function createRetryInterceptor(
     const replay = req.stream ? createReplay(req, policy.maxReplayBytes) : undefined;
     for (let attempt = 1; ; attempt++) {
       if (call !== undefined) call.attempt = attempt;
-      const a = startAttempt(req, attempt, policy, replay);
+      const refused = deps.refusal?.(req);
+      const a = refused === undefined ? startAttempt(req, attempt, policy, replay) : undefined;
       try {
+        if (a === undefined) throw refused;
         if (!req.stream) {
           const res = await next(a.req);
           a.cleanup();
@@ -259,16 +268,18 @@ export function createRetryInterceptor(
         const first = await it.next();
         return { ...res, message: onStreamEnd(prependFirst(first, it), a.cleanup) };
       } catch (e) {
-        a.cleanup();
+        a?.cleanup();
         const error = ConnectError.from(e);
         if (req.signal.aborted) throw error;
-        if (call?.endpoint !== undefined) call.avoidEndpoints.push(call.endpoint);
+        if (a !== undefined && call?.endpoint !== undefined) {
+          call.avoidEndpoints.push(call.endpoint);
+        }
         const verdict = decide(
           error,
           attempt,
           policy,
           safe,
-          a.timedOut(),
+          a?.timedOut() ?? false,
           replay?.overflowed() ?? false,
           call,
           path,

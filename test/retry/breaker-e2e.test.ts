@@ -1,6 +1,12 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createContextValues } from "@connectrpc/connect";
+import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { createMeshTransport, type MeshTransportEvent } from "../../src/index.js";
+import {
+  BreakerOpenError,
+  createMeshTransport,
+  type MeshTransportEvent,
+  meshCallKey,
+} from "../../src/index.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
 
 describe("circuit breaker end to end with a real server", () => {
@@ -138,5 +144,48 @@ describe("circuit breaker end to end with a real server", () => {
     await orders.getOrder({ id: "x" }).catch(() => {});
     expect(s.arrivals.length).toBe(before);
     expect(events.at(-1)).toMatchObject({ type: "give-up", reason: "breaker-open", attempts: 1 });
+  });
+
+  it("a call refused by an open breaker builds no attempt: no endpoint picked, no attempt log line, breaker state logged", async () => {
+    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino(
+      { level: "debug" },
+      { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    const transport = createMeshTransport({
+      target: s.address,
+      outlierDetection: false,
+      retry: { initialBackoffMs: 1 },
+      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
+      logger,
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    for (let i = 0; i < 3; i++)
+      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
+    lines.length = 0;
+    const contextValues = createContextValues();
+    const err = await orders.getOrder({ id: "x" }, { contextValues }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err).toMatchObject({ code: Code.Unavailable });
+    expect(err?.cause).toBeInstanceOf(BreakerOpenError);
+    const call = contextValues.get(meshCallKey);
+    expect(call).toMatchObject({ attempt: 1, endpoint: undefined });
+    // One line for the logical call (and the retry give-up at debug), none
+    // for an attempt that was never built.
+    expect(lines.map((l) => l.msg)).toEqual(["retry give-up", "finished call"]);
+    expect(lines[0]).toMatchObject({ reason: "breaker-open", attempts: 1 });
+    expect(lines[1]).toMatchObject({
+      msg: "finished call",
+      "grpc.code": "Unavailable",
+      "breaker.state": "open",
+      "grpc.attempts": 1,
+    });
   });
 });

@@ -146,6 +146,24 @@ describe("circuit breaker", () => {
       expect(b.tryAcquire(5_100).admitted).toBe(true);
     });
 
+    it("refusal answers what tryAcquire would refuse with, without acquiring", () => {
+      const { b, call } = breaker(tripOptions);
+      expect(b.refusal(0)).toBeUndefined();
+      call(FAIL, 100);
+      expect(b.refusal(100)).toEqual({ admitted: false, state: "open", retryAtMs: 5_100 });
+      expect(b.refusal(5_099)).toEqual(b.tryAcquire(5_099));
+      // Elapsed: half-open with free probe slots admits, and asking takes no slot.
+      expect(b.refusal(5_100)).toBeUndefined();
+      expect(b.refusal(5_100)).toBeUndefined();
+      expect(b.state(5_100)).toMatchObject({ type: "half-open", probesInFlight: 0 });
+      for (let i = 0; i < 3; i++) admitted(b.tryAcquire(5_100));
+      expect(b.refusal(5_100)).toEqual({
+        admitted: false,
+        state: "half-open",
+        retryAtMs: undefined,
+      });
+    });
+
     it("ignores outcomes of calls admitted before it opened", () => {
       const { b, transitions, call } = breaker(tripOptions);
       const early = admitted(b.tryAcquire(0));

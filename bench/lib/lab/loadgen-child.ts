@@ -7,7 +7,7 @@
 // with timestamps. Driven over IPC (see protocol.ts).
 
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createContextValues } from "@connectrpc/connect";
 import type * as grpcTypes from "@grpc/grpc-js";
 import {
   type GetOrderRequest,
@@ -47,6 +47,7 @@ class Phase {
   ok = 0;
   errors = 0;
   breakerOpen = 0;
+  breakerOpenAfterAttempts = 0;
   skipped = 0;
   maxInFlightSeen = 0;
   firstError: string | undefined;
@@ -70,6 +71,7 @@ class Phase {
       errors: this.errors,
       errorsByCode: Object.fromEntries(this.errorsByCode),
       breakerOpen: this.breakerOpen,
+      breakerOpenAfterAttempts: this.breakerOpenAfterAttempts,
       ...(this.firstError === undefined ? {} : { firstError: this.firstError }),
       okLatency: latencyStats(this.okLatency),
       breakerOpenLatency: latencyStats(this.breakerOpenLatency),
@@ -149,6 +151,9 @@ function onMeshEvent(e: MeshTransportEvent): void {
   bump(phase.retryEvents, e.type === "give-up" ? `give-up:${e.reason}` : e.type);
 }
 
+/** neverSent holds the errors of mesh calls that never picked an endpoint (nothing was sent). */
+const neverSent = new WeakSet<object>();
+
 function isBreakerOpen(err: unknown): boolean {
   if (!(err instanceof ConnectError)) {
     return false;
@@ -174,8 +179,18 @@ async function createMesh(spec: Extract<LoadgenInit["client"], { kind: "mesh" }>
   return {
     async call(id: string, phaseName: string) {
       const headers = { "x-bench-client": tag, "x-bench-phase": phaseName };
-      const res = await orders.getOrder({ id }, { timeoutMs, headers });
-      return res.order?.servedBy ?? "?";
+      const contextValues = createContextValues();
+      try {
+        const res = await orders.getOrder({ id }, { timeoutMs, headers, contextValues });
+        return res.order?.servedBy ?? "?";
+      } catch (e) {
+        // No endpoint picked: no attempt left the process (an open breaker
+        // refused the first one).
+        if (contextValues.get(mesh.meshCallKey)?.endpoint === undefined) {
+          neverSent.add(e as object);
+        }
+        throw e;
+      }
     },
     close: () => transport.close(),
   } satisfies Client;
@@ -265,8 +280,12 @@ async function one(c: Client): Promise<boolean> {
     bump(p.errorsByCode, codeName(err));
     p.firstError ??= errorMessage(err);
     if (isBreakerOpen(err)) {
-      p.breakerOpen++;
-      p.breakerOpenLatency.add(dt);
+      if (neverSent.has(err as object)) {
+        p.breakerOpen++;
+        p.breakerOpenLatency.add(dt);
+      } else {
+        p.breakerOpenAfterAttempts++;
+      }
     }
     return false;
   } finally {

@@ -152,12 +152,21 @@ export interface PhaseStats {
   readonly errors: number;
   /** errorsByCode counts failed calls by gRPC code name. */
   readonly errorsByCode: Readonly<Record<string, number>>;
-  /** breakerOpen counts calls failed by an open circuit breaker without being sent. */
+  /**
+   * breakerOpen counts calls failed by an open circuit breaker without being
+   * sent (refused at their first attempt: failed fast).
+   */
   readonly breakerOpen: number;
+  /**
+   * breakerOpenAfterAttempts counts calls whose first attempt was sent and
+   * failed and whose retry the breaker (opened meanwhile) refused: not failed
+   * fast, so not in breakerOpenLatency.
+   */
+  readonly breakerOpenAfterAttempts: number;
   readonly firstError?: string;
   /** okLatency: successful calls. */
   readonly okLatency: LatencyStats;
-  /** breakerOpenLatency: calls failed fast by an open breaker. */
+  /** breakerOpenLatency: calls failed fast by an open breaker (those counted in breakerOpen). */
   readonly breakerOpenLatency: LatencyStats;
   /** errorLatency: every failed call. */
   readonly errorLatency: LatencyStats;
