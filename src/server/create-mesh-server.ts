@@ -26,6 +26,7 @@ import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import { peerKey } from "./server-call.js";
 import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
+import { sendErrorsAsTrailersOnly } from "./trailers-only.js";
 
 /** MeshServerTlsOptions turns on TLS (h2 over ALPN) instead of cleartext h2c. */
 export interface MeshServerTlsOptions {
@@ -251,6 +252,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         drained?.();
       }
     });
+    sendErrorsAsTrailersOnly(req, res);
     handler(req, res);
   });
 
