@@ -78,10 +78,13 @@ export function sendErrorsAsTrailersOnly(
       const merged: OutgoingHttpHeaders = { ...head.headers };
       for (const [k, v] of Object.entries(trailers)) {
         const before = merged[k];
+        // A key in both (metadata set as header and as trailer) keeps both values.
         merged[k] =
-          before === undefined || v === undefined
-            ? v
-            : ([] as string[]).concat(before as string | string[], v as string | string[]);
+          v === undefined
+            ? before
+            : before === undefined
+              ? v
+              : [...[before].flat(), ...[v].flat()].map(String);
       }
       const status = head.status;
       head = undefined;

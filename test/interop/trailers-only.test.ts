@@ -5,7 +5,7 @@
 
 import * as http2 from "node:http2";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
@@ -15,6 +15,7 @@ import {
   type GetOrderResponse,
   GetOrderResponseSchema,
 } from "../../gen/example/orders/v1/orders_pb.js";
+import { createMeshServer } from "../../src/index.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
 
 interface WireResponse {
@@ -116,6 +117,25 @@ describe("Trailers-Only error responses (gRPC protocol)", () => {
     expect(res.headers["x-trailer"]).toBe("t");
     expect(res.dataBytes).toBe(0);
     expect(res.trailers).toBeUndefined();
+  });
+
+  it("a key set both as response header and as trailer keeps both values in the Trailers-Only block", async () => {
+    const server = createMeshServer({
+      logger: false,
+      routes: (router) =>
+        router.service(OrderService, {
+          getOrder(_req, ctx) {
+            ctx.responseHeader.set("x-both", "from-header");
+            throw new ConnectError("down", Code.Unavailable, { "x-both": "from-trailer" });
+          },
+        }),
+    });
+    const bound = await server.listen({ host: "127.0.0.1", port: 0 });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const res = await rawGetOrder(bound.address, "application/grpc");
+    expect(res.headersEndStream).toBe(true);
+    expect(res.headers["x-both"]).toBe("from-header, from-trailer");
+    expect(res.headers["grpc-status"]).toBe(String(Code.Unavailable));
   });
 
   it("a successful answer still sends headers, the message, then trailers with grpc-status 0", async () => {
