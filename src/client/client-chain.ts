@@ -14,7 +14,8 @@ export const CLIENT_INTERCEPTOR_ORDER = [
   "user", // MeshTransportOptions.interceptors, in the order given
   "observe", // trace context and one log line + metrics per logical call
   "idempotency-key", // one key per logical call, kept on every attempt
-  "retry", // deadline-aware retries and hedging; loops over what follows
+  "retry", // deadline-aware retries and hedging; loops over what follows, and asks
+  //          the breaker first: an attempt it would refuse is not built at all
   // --- per attempt from here on ---
   "attempt-observe", // one span per attempt: traceparent with a new span id
   "breaker", // per-method circuit breaker: fail fast while open
