@@ -14,6 +14,9 @@ import {
   GetOrderRequestSchema,
   type GetOrderResponse,
   GetOrderResponseSchema,
+  type WatchOrdersRequest,
+  WatchOrdersRequestSchema,
+  WatchOrdersResponseSchema,
 } from "../../gen/example/orders/v1/orders_pb.js";
 import { createMeshServer } from "../../src/index.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
@@ -136,6 +139,42 @@ describe("Trailers-Only error responses (gRPC protocol)", () => {
     expect(res.headersEndStream).toBe(true);
     expect(res.headers["x-both"]).toBe("from-header, from-trailer");
     expect(res.headers["grpc-status"]).toBe(String(Code.Unavailable));
+  });
+
+  it("a server stream failing before its first message ends as Trailers-Only; grpc-js sees the code and no message", async () => {
+    const server = createMeshServer({
+      logger: false,
+      routes: (router) =>
+        router.service(OrderService, {
+          // biome-ignore lint/correctness/useYield: fails before the first message on purpose
+          async *watchOrders() {
+            throw new ConnectError("no such customer", Code.NotFound);
+          },
+        }),
+    });
+    const bound = await server.listen({ host: "127.0.0.1", port: 0 });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const client = new grpc.Client(bound.address, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const outcome = await new Promise<{ messages: number; error?: grpc.ServiceError }>(
+      (resolve) => {
+        let messages = 0;
+        const call = client.makeServerStreamRequest(
+          "/example.orders.v1.OrderService/WatchOrders",
+          (m: WatchOrdersRequest) => Buffer.from(toBinary(WatchOrdersRequestSchema, m)),
+          (b: Buffer) => fromBinary(WatchOrdersResponseSchema, b),
+          create(WatchOrdersRequestSchema, { customerId: "c-1" }),
+        );
+        call.on("data", () => {
+          messages++;
+        });
+        call.on("error", (error: grpc.ServiceError) => resolve({ messages, error }));
+        call.on("end", () => resolve({ messages }));
+      },
+    );
+    expect(outcome.messages).toBe(0);
+    expect(outcome.error?.code).toBe(grpc.status.NOT_FOUND);
+    expect(outcome.error?.details).toBe("no such customer");
   });
 
   it("a successful answer still sends headers, the message, then trailers with grpc-status 0", async () => {
