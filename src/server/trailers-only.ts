@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from "node:http";
-import type * as http2 from "node:http2";
+import * as http2 from "node:http2";
 
 /**
  * sendErrorsAsTrailersOnly makes a gRPC response that ends without a message
@@ -98,7 +98,17 @@ export function sendErrorsAsTrailersOnly(
       for (const [k, v] of Object.entries(merged)) {
         if (v !== undefined) res.setHeader(k, v);
       }
-      return end(...args);
+      const stream = res.stream;
+      const ended = end(...args);
+      // As connect-node does after trailers: a client still sending the
+      // request (a client stream failed early) is told to stop with
+      // RST_STREAM(NO_ERROR), queued after the HEADERS frame just sent.
+      setImmediate(() => {
+        if (!stream.destroyed && stream.state.remoteClose === 0) {
+          stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        }
+      });
+      return ended;
     }
     flushHead();
     return end(...args);

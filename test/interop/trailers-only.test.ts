@@ -18,6 +18,7 @@ import {
   WatchOrdersRequestSchema,
   WatchOrdersResponseSchema,
 } from "../../gen/example/orders/v1/orders_pb.js";
+import { EchoService } from "../../gen/test/v1/echo_pb.js";
 import { createMeshServer } from "../../src/index.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
 
@@ -175,6 +176,50 @@ describe("Trailers-Only error responses (gRPC protocol)", () => {
     expect(outcome.messages).toBe(0);
     expect(outcome.error?.code).toBe(grpc.status.NOT_FOUND);
     expect(outcome.error?.details).toBe("no such customer");
+  });
+
+  it("a client stream failed before its end is answered Trailers-Only and the still-sending client is told to stop (RST_STREAM NO_ERROR)", async () => {
+    const server = createMeshServer({
+      logger: false,
+      routes: (router) =>
+        router.service(EchoService, {
+          async echoClientStream(requests) {
+            for await (const _ of requests) {
+              throw new ConnectError("first message rejected", Code.InvalidArgument);
+            }
+            return {};
+          },
+        }),
+    });
+    const bound = await server.listen({ host: "127.0.0.1", port: 0 });
+    cleanups.push(() => server.close({ graceMs: 0 }));
+    const session = http2.connect(`http://${bound.address}`);
+    cleanups.push(() => session.destroy());
+    const req = session.request({
+      ":method": "POST",
+      ":path": "/test.v1.EchoService/EchoClientStream",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    let endStream = false;
+    let status: unknown;
+    req.on("response", (h, flags) => {
+      status = h["grpc-status"];
+      endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    });
+    req.resume();
+    // One empty message, and the request stays open (no END_STREAM).
+    req.write(Buffer.alloc(5));
+    const closed = await new Promise<number | "still open">((resolve) => {
+      const timer = setTimeout(() => resolve("still open"), 3_000);
+      req.on("close", () => {
+        clearTimeout(timer);
+        resolve(req.rstCode);
+      });
+    });
+    expect(status).toBe(String(Code.InvalidArgument));
+    expect(endStream).toBe(true);
+    expect(closed).toBe(http2.constants.NGHTTP2_NO_ERROR);
   });
 
   it("a successful answer still sends headers, the message, then trailers with grpc-status 0", async () => {
