@@ -280,4 +280,50 @@ describe("Trailers-Only error responses (gRPC protocol)", () => {
     expect(out.error?.metadata.get("x-trailer")).toEqual(["t"]);
     expect(s.arrivals).toHaveLength(1);
   });
+
+  it("a grpc-js client honours a mesh server's grpc-retry-pushback-ms: waits that long, and does not retry on a negative one", async () => {
+    const s = await startScriptedOrders("s", (_method, n) =>
+      n === 1
+        ? { code: Code.ResourceExhausted, trailers: { "grpc-retry-pushback-ms": "150" } }
+        : { ok: true },
+    );
+    cleanups.push(() => s.server.close({ graceMs: 0 }));
+    const config = {
+      methodConfig: [
+        {
+          name: [{ service: "example.orders.v1.OrderService" }],
+          retryPolicy: {
+            maxAttempts: 3,
+            initialBackoff: "0.001s",
+            maxBackoff: "0.002s",
+            backoffMultiplier: 2,
+            retryableStatusCodes: ["RESOURCE_EXHAUSTED"],
+          },
+        },
+      ],
+    };
+    const client = new grpc.Client(s.address, grpc.credentials.createInsecure(), {
+      "grpc.service_config": JSON.stringify(config),
+    });
+    cleanups.push(() => client.close());
+    const ok = await grpcJsGetOrder(client);
+    expect(ok.error).toBeUndefined();
+    expect(s.arrivals).toHaveLength(2);
+    const gap = (s.arrivals[1]?.at ?? 0) - (s.arrivals[0]?.at ?? 0);
+    expect(gap).toBeGreaterThanOrEqual(145);
+
+    // A second server whose pushback says "do not retry".
+    const s2 = await startScriptedOrders("s2", () => ({
+      code: Code.ResourceExhausted,
+      trailers: { "grpc-retry-pushback-ms": "-1" },
+    }));
+    cleanups.push(() => s2.server.close({ graceMs: 0 }));
+    const client2 = new grpc.Client(s2.address, grpc.credentials.createInsecure(), {
+      "grpc.service_config": JSON.stringify(config),
+    });
+    cleanups.push(() => client2.close());
+    const refused = await grpcJsGetOrder(client2);
+    expect(refused.error?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(s2.arrivals).toHaveLength(1);
+  });
 });
