@@ -443,6 +443,16 @@ export function createRetryInterceptor(
         if (res !== undefined) resolve(res);
         else reject(error);
       };
+      // refused fails the call with the breaker's refusal when no hedge is in
+      // flight (and launches nothing either way): an open breaker costs no
+      // attempt, no hedge and no budget.
+      const refused = (): boolean => {
+        const refusal = deps.refusal?.(req);
+        if (refusal === undefined) return false;
+        errors.push(refusal);
+        if (running.size === 0) finish(undefined, refusal);
+        return true;
+      };
       const launch = () => {
         started++;
         const n = started;
@@ -481,7 +491,7 @@ export function createRetryInterceptor(
         if (hedgeTimer !== undefined) clock.clearTimeout(hedgeTimer);
         hedgeTimer = clock.setTimeout(() => {
           hedgeTimer = undefined;
-          if (settled || started >= h.maxAttempts) return;
+          if (settled || started >= h.maxAttempts || refused()) return;
           if (
             !canSleepAndRetry({
               now: clock.now(),
@@ -507,11 +517,12 @@ export function createRetryInterceptor(
         }, delayMs);
       };
       req.signal.addEventListener("abort", onAbort, { once: true });
-      launch();
+      if (!refused()) launch();
     });
   }
 
   function retryableForHedge(error: ConnectError, policy: ResolvedPolicy): boolean {
+    if (error.cause instanceof BreakerOpenError) return false;
     return policy.retryableCodes.includes(error.code) || wasNotSent(error);
   }
 

@@ -188,4 +188,37 @@ describe("circuit breaker end to end with a real server", () => {
       "grpc.attempts": 1,
     });
   });
+
+  it("a hedged call refused by an open breaker fails fast: no hedge is launched and no retry budget is spent", async () => {
+    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: s.address,
+      outlierDetection: false,
+      retry: { hedging: { delayMs: 5 } },
+      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
+      onEvent: (e) => events.push(e),
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    // GetOrder is NO_SIDE_EFFECTS: hedged. Fail until the breaker opens.
+    for (let i = 0; i < 10 && !events.some((e) => e.type === "breaker"); i++) {
+      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
+    }
+    expect(events).toContainEqual(expect.objectContaining({ type: "breaker", to: "open" }));
+    const arrivals = s.arrivals.length;
+    events.length = 0;
+    const started = performance.now();
+    const err = await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(performance.now() - started).toBeLessThan(50);
+    expect(err?.cause).toBeInstanceOf(BreakerOpenError);
+    expect(s.arrivals.length).toBe(arrivals);
+    expect(events.filter((e) => e.type === "hedge" || e.type === "budget-exhausted")).toEqual([]);
+  });
 });
