@@ -5,6 +5,7 @@ import {
   BreakerOpenError,
   createMeshTransport,
   type MeshTransportEvent,
+  type MeshTransportOptions,
   meshCallKey,
 } from "../../src/index.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
@@ -14,6 +15,33 @@ describe("circuit breaker end to end with a real server", () => {
   afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
+
+  /**
+   * withOpenBreaker serves OrderService failing every call with UNAVAILABLE,
+   * builds a transport with `options` and a breaker that opens after 3 calls
+   * (open 10 s), and fails calls until it has opened.
+   */
+  async function withOpenBreaker(options: Partial<MeshTransportOptions>) {
+    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: s.address,
+      outlierDetection: false,
+      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
+      onEvent: (e) => events.push(e),
+      ...options,
+    });
+    cleanups.push(
+      () => transport.close(),
+      () => s.server.close({ graceMs: 0 }),
+    );
+    const orders = createClient(OrderService, transport);
+    for (let i = 0; i < 10 && !events.some((e) => e.type === "breaker"); i++) {
+      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
+    }
+    expect(events).toContainEqual(expect.objectContaining({ type: "breaker", to: "open" }));
+    return { server: s, events, orders };
+  }
 
   it("opens on failures, fails fast without a network call, half-opens with K probes, then closes", async () => {
     let healthy = false;
@@ -124,22 +152,13 @@ describe("circuit breaker end to end with a real server", () => {
   });
 
   it("a retry is not burned on an open breaker", async () => {
-    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
-    const events: MeshTransportEvent[] = [];
-    const transport = createMeshTransport({
-      target: s.address,
-      outlierDetection: false,
+    const {
+      server: s,
+      events,
+      orders,
+    } = await withOpenBreaker({
       retry: { initialBackoffMs: 1 },
-      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
-      onEvent: (e) => events.push(e),
     });
-    cleanups.push(
-      () => transport.close(),
-      () => s.server.close({ graceMs: 0 }),
-    );
-    const orders = createClient(OrderService, transport);
-    for (let i = 0; i < 3; i++)
-      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
     const before = s.arrivals.length;
     await orders.getOrder({ id: "x" }).catch(() => {});
     expect(s.arrivals.length).toBe(before);
@@ -147,26 +166,12 @@ describe("circuit breaker end to end with a real server", () => {
   });
 
   it("a call refused by an open breaker builds no attempt: no endpoint picked, no attempt log line, breaker state logged", async () => {
-    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
     const lines: Record<string, unknown>[] = [];
     const logger = pino(
       { level: "debug" },
       { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
     );
-    const transport = createMeshTransport({
-      target: s.address,
-      outlierDetection: false,
-      retry: { initialBackoffMs: 1 },
-      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
-      logger,
-    });
-    cleanups.push(
-      () => transport.close(),
-      () => s.server.close({ graceMs: 0 }),
-    );
-    const orders = createClient(OrderService, transport);
-    for (let i = 0; i < 3; i++)
-      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
+    const { orders } = await withOpenBreaker({ retry: { initialBackoffMs: 1 }, logger });
     lines.length = 0;
     const contextValues = createContextValues();
     const err = await orders.getOrder({ id: "x" }, { contextValues }).then(
@@ -190,25 +195,14 @@ describe("circuit breaker end to end with a real server", () => {
   });
 
   it("a hedged call refused by an open breaker fails fast: no hedge is launched and no retry budget is spent", async () => {
-    const s = await startScriptedOrders("s", () => ({ code: Code.Unavailable }));
-    const events: MeshTransportEvent[] = [];
-    const transport = createMeshTransport({
-      target: s.address,
-      outlierDetection: false,
+    // GetOrder is NO_SIDE_EFFECTS: hedged.
+    const {
+      server: s,
+      events,
+      orders,
+    } = await withOpenBreaker({
       retry: { hedging: { delayMs: 5 } },
-      circuitBreaker: { minimumCalls: 3, openMs: 10_000 },
-      onEvent: (e) => events.push(e),
     });
-    cleanups.push(
-      () => transport.close(),
-      () => s.server.close({ graceMs: 0 }),
-    );
-    const orders = createClient(OrderService, transport);
-    // GetOrder is NO_SIDE_EFFECTS: hedged. Fail until the breaker opens.
-    for (let i = 0; i < 10 && !events.some((e) => e.type === "breaker"); i++) {
-      await orders.getOrder({ id: "x" }, { timeoutMs: 2_000 }).catch(() => {});
-    }
-    expect(events).toContainEqual(expect.objectContaining({ type: "breaker", to: "open" }));
     const arrivals = s.arrivals.length;
     events.length = 0;
     const started = performance.now();
