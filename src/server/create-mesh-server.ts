@@ -9,11 +9,21 @@ import {
   type ConnectRouterOptions,
   createContextValues,
   type Interceptor,
+  type MethodImplSpec,
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
+import { createGrpcServerHandler } from "../grpc/server-handler.js";
+import {
+  http2ServerOptions,
+  type MeshServerHttp2Options,
+  validateHttp2Options,
+} from "../grpc/server-http2-settings.js";
+import { captureRoutes } from "../grpc/server-routes.js";
+import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
@@ -72,6 +82,21 @@ export interface MeshServerOptions {
   readonly interceptors?: readonly Interceptor[];
   /** maxTimeoutMs caps the deadline a client may ask for (INVALID_ARGUMENT above it); default none. */
   readonly maxTimeoutMs?: number;
+  /**
+   * readMaxBytes caps one request message, checked on the length prefix
+   * before buffering and while inflating (RESOURCE_EXHAUSTED above it), on
+   * every protocol; default 4 MiB (grpc-js's default); `connect.readMaxBytes`
+   * is used when this is not set.
+   */
+  readonly readMaxBytes?: number;
+  /**
+   * maxMetadataBytes caps a gRPC request's metadata (names + values, as
+   * grpc-js counts): a call over it alone fails RESOURCE_EXHAUSTED; default
+   * 8 KiB (grpc-js's and grpc-java's default max metadata size).
+   */
+  readonly maxMetadataBytes?: number;
+  /** http2 sets the HTTP/2 limits (HTTP2_DEFAULTS: header list 256 KiB, 1_000 streams, 32 MiB). */
+  readonly http2?: MeshServerHttp2Options;
   /** tls serves h2 over TLS; default cleartext h2c. */
   readonly tls?: MeshServerTlsOptions;
   /** health serves `grpc.health.v1.Health`; default true. */
@@ -167,10 +192,21 @@ export interface MeshServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const DEFAULTS: { readonly health: boolean; readonly defaultGraceMs: number } = {
+const DEFAULTS: {
+  readonly health: boolean;
+  readonly defaultGraceMs: number;
+  readonly maxMetadataBytes: number;
+} = {
   health: true,
   defaultGraceMs: 10_000,
+  maxMetadataBytes: 8 * 1024,
 };
+
+/** DEFAULT_READ_MAX_BYTES is grpc-js's default max receive message size (Connect's is 4 GiB). */
+const DEFAULT_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+// Connect's default: compress a response message only from this size on.
+const DEFAULT_COMPRESS_MIN_BYTES = 1024;
 
 // After the grace period, cancelled calls still need a moment to write their
 // error trailers before the sessions are destroyed.
@@ -198,9 +234,20 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const healthStop = new AbortController();
   const health = createHealthStatus([]);
 
+  const readMaxBytes = opts.readMaxBytes ?? opts.connect?.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  const acceptCompression =
+    opts.connect?.acceptCompression?.map(boundedCompression) ?? DEFAULT_SERVER_COMPRESSION;
+  // One chain for both paths: the lean gRPC handler and connect-node.
+  const interceptors = createServerInterceptors(opts, logger, onEvent);
+  const grpcMethods = new Map<string, MethodImplSpec>();
+  const connectPaths = new Set<string>();
+  const gate = serverCallGate();
   const handler = connectNodeAdapter({
     ...opts.connect,
-    routes(router) {
+    readMaxBytes,
+    acceptCompression: [...acceptCompression],
+    routes(connectRouter) {
+      const router = captureRoutes(connectRouter, grpcMethods);
       opts.routes(router);
       for (const h of router.handlers) {
         health.set(h.service.typeName, ServingStatus.NOT_SERVING);
@@ -208,8 +255,9 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       if (opts.health) {
         router.service(Health, createHealthService(health, healthStop.signal));
       }
+      for (const h of router.handlers) connectPaths.add(h.requestPath);
     },
-    interceptors: createServerInterceptors(opts, logger, onEvent),
+    interceptors,
     ...(opts.maxTimeoutMs === undefined ? {} : { maxTimeoutMs: opts.maxTimeoutMs }),
     shutdownSignal: shutdown.signal,
     contextValues(req) {
@@ -220,13 +268,61 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
       return values;
     },
-    requestGate: serverCallGate(),
+    requestGate: gate,
   });
+  const peers = new WeakMap<http2.Http2Session, string>();
+  const grpcHandler = createGrpcServerHandler({
+    methods: grpcMethods,
+    interceptors,
+    requestGate: gate,
+    contextValues(stream) {
+      const values = createContextValues();
+      const session = stream.session;
+      if (session !== undefined) {
+        let peer = peers.get(session);
+        if (peer === undefined) {
+          const socket = session.socket;
+          if (socket?.remoteAddress !== undefined) {
+            peer = formatAddress(socket.remoteAddress, socket.remotePort ?? 0);
+            peers.set(session, peer);
+          }
+        }
+        if (peer !== undefined) values.set(peerKey, peer);
+      }
+      return values;
+    },
+    maxTimeoutMs: opts.maxTimeoutMs,
+    readMaxBytes,
+    maxMetadataBytes: opts.maxMetadataBytes,
+    acceptCompression,
+    // Off unless configured: inside the mesh compression costs more CPU than it saves.
+    compressResponses: opts.connect?.acceptCompression !== undefined,
+    compressMinBytes: opts.connect?.compressMinBytes ?? DEFAULT_COMPRESS_MIN_BYTES,
+    binaryOptions: opts.connect?.binaryOptions,
+    shutdownSignal: shutdown.signal,
+  });
+  // gRPC (binary) requests for a method the lean handler serves, or for no
+  // method at all, go to it; gRPC-Web, Connect, gRPC+JSON and routes it
+  // cannot serve go to connect-node.
+  const isLeanGrpc = (headers: http2.IncomingHttpHeaders): boolean => {
+    const ct = headers["content-type"];
+    if (
+      headers[":method"] !== "POST" ||
+      typeof ct !== "string" ||
+      !(ct === "application/grpc" || ct === "application/grpc+proto" || isGrpcProtoWithParams(ct))
+    ) {
+      return false;
+    }
+    const path = headers[":path"] as string;
+    return grpcMethods.has(path) || !connectPaths.has(path);
+  };
 
+  const h2Options = http2ServerOptions(opts.http2);
   const h2 =
     opts.tls === undefined
-      ? http2.createServer()
+      ? http2.createServer(h2Options)
       : http2.createSecureServer({
+          ...h2Options,
           key: opts.tls.key,
           cert: opts.tls.cert,
           ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
@@ -244,17 +340,34 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       session.close();
     }
   });
-  h2.on("request", (req, res) => {
-    inFlight++;
-    res.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) {
-        drained?.();
+  // No "request" listener: Node then builds no compat objects, and the lean
+  // gRPC path pays for none. The fallback builds them itself.
+  h2.on(
+    "stream",
+    (
+      stream: http2.ServerHttp2Stream,
+      headers: http2.IncomingHttpHeaders,
+      _flags: number,
+      rawHeaders: string[],
+    ) => {
+      inFlight++;
+      stream.once("close", () => {
+        inFlight--;
+        if (inFlight === 0) {
+          drained?.();
+        }
+      });
+      if (isLeanGrpc(headers)) {
+        grpcHandler(stream, headers);
+        return;
       }
-    });
-    sendErrorsAsTrailersOnly(req, res);
-    handler(req, res);
-  });
+      clampFallbackTimeout(headers, opts.maxTimeoutMs);
+      const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+      const res = new http2.Http2ServerResponse(stream);
+      sendErrorsAsTrailersOnly(req, res);
+      handler(req, res);
+    },
+  );
 
   let bound: BoundAddress | undefined;
   let listening: Promise<BoundAddress> | undefined;
@@ -428,6 +541,20 @@ function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void 
   if (opts.maxTimeoutMs !== undefined && !(opts.maxTimeoutMs > 0)) {
     throw new RangeError(`maxTimeoutMs ${opts.maxTimeoutMs} must be > 0`);
   }
+  if (
+    opts.readMaxBytes !== undefined &&
+    !(
+      Number.isInteger(opts.readMaxBytes) &&
+      opts.readMaxBytes >= 1 &&
+      opts.readMaxBytes <= 0xffffffff
+    )
+  ) {
+    throw new RangeError(`readMaxBytes ${opts.readMaxBytes} must be an integer in 1..4294967295`);
+  }
+  if (!(Number.isInteger(opts.maxMetadataBytes) && opts.maxMetadataBytes >= 1)) {
+    throw new RangeError(`maxMetadataBytes ${opts.maxMetadataBytes} must be an integer >= 1`);
+  }
+  validateHttp2Options(opts.http2);
   if (!(opts.defaultGraceMs >= 0)) {
     throw new RangeError(`defaultGraceMs ${opts.defaultGraceMs} must be >= 0`);
   }
@@ -448,4 +575,8 @@ function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void 
   if (opts.tls !== undefined && (opts.tls.key === undefined || opts.tls.cert === undefined)) {
     throw new TypeError("createMeshServer: tls needs both key and cert");
   }
+}
+
+function isGrpcProtoWithParams(ct: string): boolean {
+  return ct.startsWith("application/grpc;") || ct.startsWith("application/grpc+proto;");
 }

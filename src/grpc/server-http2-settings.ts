@@ -1,0 +1,60 @@
+import type * as http2 from "node:http2";
+
+/** MeshServerHttp2Options are the HTTP/2 limits the server announces and enforces. */
+export interface MeshServerHttp2Options {
+  /**
+   * maxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE, the largest header
+   * block a client may send; default 256 KiB. Above it Node resets that
+   * stream only (ENHANCE_YOUR_CALM); below it a gRPC call with metadata over
+   * `maxMetadataBytes` is answered RESOURCE_EXHAUSTED. Node's HTTP/2 stack
+   * treats one header field over 64 KiB, or a block needing too many
+   * CONTINUATION frames (about 1 MiB), as a connection error whatever this says.
+   */
+  readonly maxHeaderListSize?: number;
+  /** maxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS per connection; default 1_000. */
+  readonly maxConcurrentStreams?: number;
+  /**
+   * maxSessionMemory (MiB) bounds the memory one connection may hold in
+   * nghttp2 (header blocks, queued frames); default 32. Beyond it new streams
+   * are refused (ENHANCE_YOUR_CALM).
+   */
+  readonly maxSessionMemory?: number;
+}
+
+/** HTTP2_DEFAULTS are the server's HTTP/2 limits when none are given. */
+export const HTTP2_DEFAULTS: Required<MeshServerHttp2Options> = {
+  // 4x grpc-go's per-call metadata need in practice, far under its 16 MiB,
+  // so that 100 KiB of metadata still reaches the handler's limit check.
+  maxHeaderListSize: 256 * 1024,
+  // grpc-go and Node default to unlimited; a bound stops one client from
+  // opening millions of streams, and is far above the mesh's per-endpoint use.
+  maxConcurrentStreams: 1_000,
+  // Node's default is 10 MiB; header blocks up to maxHeaderListSize on many
+  // streams need more before the session refuses work.
+  maxSessionMemory: 32,
+};
+
+/** validateHttp2Options throws a RangeError naming a bad value. @private */
+export function validateHttp2Options(o: MeshServerHttp2Options | undefined): void {
+  if (o === undefined) return;
+  const check = (name: string, v: number | undefined, min: number, max: number) => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= min && v <= max)) {
+      throw new RangeError(`http2.${name} ${v} must be an integer in ${min}..${max}`);
+    }
+  };
+  check("maxHeaderListSize", o.maxHeaderListSize, 1024, 2 ** 32 - 1);
+  check("maxConcurrentStreams", o.maxConcurrentStreams, 1, 2 ** 32 - 1);
+  check("maxSessionMemory", o.maxSessionMemory, 1, 1 << 20);
+}
+
+/** http2ServerOptions turns mesh HTTP/2 options into node:http2 server options. @private */
+export function http2ServerOptions(o: MeshServerHttp2Options | undefined): http2.ServerOptions {
+  const v = { ...HTTP2_DEFAULTS, ...o };
+  return {
+    maxSessionMemory: v.maxSessionMemory,
+    settings: {
+      maxHeaderListSize: v.maxHeaderListSize,
+      maxConcurrentStreams: v.maxConcurrentStreams,
+    },
+  };
+}
