@@ -214,11 +214,9 @@ describe("interop: grpc-js client → mesh server", () => {
 
   describe("errors", () => {
     const CODE_ROWS = CODES.map((c) => [c.name, c.code] as const);
-    // Known grpc-js quirk (FACTS.md): Connect sends grpc-message percent-encoded
-    // with encodeURIComponent; grpc-js decodes it with decodeURI, which leaves
-    // the escapes of URI-reserved characters `; / ? : @ & = + $ , #` in place.
-    // So a grpc-js client sees "boom%3A x" for the message "boom: x". Messages
-    // without those characters (spaces, %, non-ASCII) arrive exactly.
+    // Stock Connect percent-encodes grpc-message with encodeURIComponent, which
+    // grpc-js's decodeURI undoes only partly ("boom%3A x"); the mesh's gRPC
+    // handler encodes per the gRPC spec, so every message arrives exactly.
     // The google.rpc.Status in grpc-status-details-bin carries the exact text.
     it.each(CODE_ROWS)("unary error code %s keeps message and details", async (name, code) => {
       const message = `failure ${name} ünïcode ✓ 100% done`;
