@@ -24,20 +24,12 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
+import { createFrameDecoder, encodeFrame, type Frame as GrpcFrame } from "./frame.js";
+import { encodeGrpcMessage } from "./grpc-message.js";
 import type { GrpcMethodTable } from "./server-routes.js";
 import { decideServerDeadline } from "./server-timeout.js";
-import {
-  addHeaders,
-  createServerFrameDecoder,
-  encodeGrpcMessageValue,
-  encodeServerFrame,
-  encodeStatusDetailsBin,
-  FrameTooLargeError,
-  type GrpcFrame,
-  isProtocolHeader,
-  metadataBytes,
-  requestHeaderInit,
-} from "./server-wire.js";
+import { addHeaders, isProtocolHeader, metadataBytes, requestHeaderInit } from "./server-wire.js";
+import { encodeStatusDetailsBin } from "./status-details.js";
 
 /** GrpcServerHandlerOptions configure the lean gRPC handler. @private */
 export interface GrpcServerHandlerOptions {
@@ -361,7 +353,12 @@ class LeanCall {
       const at = performance.now() + deadline.timeoutMs;
       (ctx as { timeoutMs: () => number | undefined }).timeoutMs = () => at - performance.now();
       this.timer = setTimeout(() => {
-        ctx.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+        this.timer = undefined;
+        const e = new ConnectError("the operation timed out", Code.DeadlineExceeded);
+        ctx.abort(e);
+        // Answer now even if the request has not fully arrived; the chain's
+        // own outcome (logged by observe) is dropped.
+        this.fail(e);
       }, deadline.timeoutMs);
     } else if (deadline.kind === "expired") {
       (ctx as { timeoutMs: () => number | undefined }).timeoutMs = () => 0;
@@ -375,18 +372,15 @@ class LeanCall {
       this.fail(toConnectError(e));
       return;
     }
-    const decoder = createServerFrameDecoder(this.opts.readMaxBytes);
+    const decoder = createFrameDecoder({ readMaxBytes: this.opts.readMaxBytes });
     stream.on("data", (chunk: Buffer) => {
       if (this.inputDone) return;
       let got: GrpcFrame[];
       try {
         got = decoder.push(chunk);
       } catch (e) {
-        this.inputFailed(
-          e instanceof FrameTooLargeError
-            ? new ConnectError(e.message, Code.ResourceExhausted)
-            : toConnectError(e),
-        );
+        // A length prefix over readMaxBytes: RESOURCE_EXHAUSTED before the body is buffered.
+        this.inputFailed(toConnectError(e));
         return;
       }
       if (got.length === 0) return;
@@ -396,10 +390,10 @@ class LeanCall {
     });
     stream.once("end", () => {
       if (this.inputDone) return;
-      if (decoder.pending) {
-        this.inputFailed(
-          new ConnectError("protocol error: incomplete message at end of stream", Code.Internal),
-        );
+      try {
+        decoder.end();
+      } catch (e) {
+        this.inputFailed(toConnectError(e));
         return;
       }
       this.inputDone = true;
@@ -563,12 +557,12 @@ class LeanCall {
     this.end(undefined);
   }
 
-  private async frame(bytes: Uint8Array): Promise<Buffer> {
+  private async frame(bytes: Uint8Array): Promise<Uint8Array> {
     const c = this.responseCompression;
     if (c !== undefined && bytes.length >= this.opts.compressMinBytes) {
-      return encodeServerFrame(await c.compress(bytes), true);
+      return encodeFrame(await c.compress(bytes), true);
     }
-    return encodeServerFrame(bytes, false);
+    return encodeFrame(bytes, false);
   }
 
   private responseHead(): http2.OutgoingHttpHeaders {
@@ -607,8 +601,9 @@ class LeanCall {
       if (!isProtocolHeader(k)) t[k] = v;
     });
     t["grpc-status"] = String(error.code);
-    if (error.rawMessage !== "") t["grpc-message"] = encodeGrpcMessageValue(error.rawMessage);
-    if (error.details.length > 0) t["grpc-status-details-bin"] = encodeStatusDetailsBin(error);
+    if (error.rawMessage !== "") t["grpc-message"] = encodeGrpcMessage(error.rawMessage);
+    const details = encodeStatusDetailsBin(error);
+    if (details !== undefined) t["grpc-status-details-bin"] = details;
     return t;
   }
 
