@@ -567,11 +567,9 @@ class LeanCall {
 
   private responseHead(): http2.OutgoingHttpHeaders {
     const h: http2.OutgoingHttpHeaders = { ":status": 200 };
-    if (this.ctx !== undefined) {
-      addHeaders(h, this.ctx.responseHeader);
-    } else {
-      h["content-type"] = CONTENT_TYPE;
-    }
+    if (this.ctx !== undefined) addHeaders(h, this.ctx.responseHeader);
+    // An interceptor may return header objects without it (Connect's would too).
+    h["content-type"] ??= CONTENT_TYPE;
     if (this.responseCompression !== undefined) h["grpc-encoding"] = this.responseCompression.name;
     if (this.acceptHeader !== "") h["grpc-accept-encoding"] = this.acceptHeader;
     return h;

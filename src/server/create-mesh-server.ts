@@ -15,6 +15,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import { createAbortedCallGuard } from "../grpc/server-aborted-guard.js";
 import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
 import { createGrpcServerHandler } from "../grpc/server-handler.js";
 import {
@@ -238,7 +239,10 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const acceptCompression =
     opts.connect?.acceptCompression?.map(boundedCompression) ?? DEFAULT_SERVER_COMPRESSION;
   // One chain for both paths: the lean gRPC handler and connect-node.
-  const interceptors = createServerInterceptors(opts, logger, onEvent);
+  const interceptors = [
+    ...createServerInterceptors(opts, logger, onEvent),
+    createAbortedCallGuard(),
+  ];
   const grpcMethods = new Map<string, MethodImplSpec>();
   const connectPaths = new Set<string>();
   const gate = serverCallGate();
