@@ -91,9 +91,22 @@ export function rawRequest(
         error,
       });
     });
-    const parts = Array.isArray(body) ? body : [body];
-    for (const p of parts) stream.write(p);
-    stream.end();
+    // In 64 KiB writes with backpressure, as real clients send: one huge
+    // write makes Node's client reset its own stream (ENHANCE_YOUR_CALM)
+    // when the server answers early.
+    const whole = Array.isArray(body) ? Buffer.concat(body) : body;
+    void (async () => {
+      for (let off = 0; off < whole.length; off += 64 * 1024) {
+        if (stream.destroyed || stream.closed) return;
+        if (!stream.write(whole.subarray(off, off + 64 * 1024))) {
+          await new Promise((r) => {
+            stream.once("drain", r);
+            stream.once("close", r);
+          });
+        }
+      }
+      if (!stream.destroyed && !stream.closed) stream.end();
+    })();
   });
 }
 
