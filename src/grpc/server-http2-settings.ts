@@ -4,11 +4,12 @@ import type * as http2 from "node:http2";
 export interface MeshServerHttp2Options {
   /**
    * maxHeaderListSize is SETTINGS_MAX_HEADER_LIST_SIZE, the largest header
-   * block a client may send; default 256 KiB. Above it Node resets that
-   * stream only (ENHANCE_YOUR_CALM); below it a gRPC call with metadata over
-   * `maxMetadataBytes` is answered RESOURCE_EXHAUSTED. Node's HTTP/2 stack
-   * treats one header field over 64 KiB, or a block needing too many
-   * CONTINUATION frames (about 1 MiB), as a connection error whatever this says.
+   * list (uncompressed) a client may send; default 128 KiB. Above it Node
+   * resets that stream only (ENHANCE_YOUR_CALM); below it a gRPC call with
+   * metadata over `maxMetadataBytes` is answered RESOURCE_EXHAUSTED. Node 20's
+   * HTTP/2 stack treats one header field over 64 KiB, or a header block in
+   * more than 8 CONTINUATION frames (about 144 KiB on the wire), as a
+   * connection error whatever this says: the calls on that connection fail.
    */
   readonly maxHeaderListSize?: number;
   /** maxConcurrentStreams is SETTINGS_MAX_CONCURRENT_STREAMS per connection; default 1_000. */
@@ -23,9 +24,10 @@ export interface MeshServerHttp2Options {
 
 /** HTTP2_DEFAULTS are the server's HTTP/2 limits when none are given. */
 export const HTTP2_DEFAULTS: Required<MeshServerHttp2Options> = {
-  // 4x grpc-go's per-call metadata need in practice, far under its 16 MiB,
-  // so that 100 KiB of metadata still reaches the handler's limit check.
-  maxHeaderListSize: 256 * 1024,
+  // Large enough that 100 KiB of metadata still reaches the handler's limit
+  // check (an answer, not a reset), and under the ~144 KiB block where Node
+  // gives up on the whole connection, so the range between resets one stream.
+  maxHeaderListSize: 128 * 1024,
   // grpc-go and Node default to unlimited; a bound stops one client from
   // opening millions of streams, and is far above the mesh's per-endpoint use.
   maxConcurrentStreams: 1_000,

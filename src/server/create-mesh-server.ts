@@ -96,7 +96,7 @@ export interface MeshServerOptions {
    * 8 KiB (grpc-js's and grpc-java's default max metadata size).
    */
   readonly maxMetadataBytes?: number;
-  /** http2 sets the HTTP/2 limits (HTTP2_DEFAULTS: header list 256 KiB, 1_000 streams, 32 MiB). */
+  /** http2 sets the HTTP/2 limits (HTTP2_DEFAULTS: header list 128 KiB, 1_000 streams, 32 MiB). */
   readonly http2?: MeshServerHttp2Options;
   /** tls serves h2 over TLS; default cleartext h2c. */
   readonly tls?: MeshServerTlsOptions;
