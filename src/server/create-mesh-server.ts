@@ -93,7 +93,7 @@ export interface MeshServerOptions {
   /**
    * maxMetadataBytes caps a gRPC request's metadata (names + values, as
    * grpc-js counts): a call over it alone fails RESOURCE_EXHAUSTED; default
-   * 8 KiB (grpc-js's and grpc-java's default max metadata size).
+   * 16 KiB (twice grpc-js's and grpc-java's 8 KiB: room for long trace and auth headers).
    */
   readonly maxMetadataBytes?: number;
   /** http2 sets the HTTP/2 limits (HTTP2_DEFAULTS: header list 128 KiB, 1_000 streams, 32 MiB). */
@@ -200,7 +200,7 @@ const DEFAULTS: {
 } = {
   health: true,
   defaultGraceMs: 10_000,
-  maxMetadataBytes: 8 * 1024,
+  maxMetadataBytes: 16 * 1024,
 };
 
 /** DEFAULT_READ_MAX_BYTES is grpc-js's default max receive message size (Connect's is 4 GiB). */

@@ -286,7 +286,7 @@ describe("lean gRPC server handler", () => {
   it("metadata over maxMetadataBytes fails that call alone with RESOURCE_EXHAUSTED", async () => {
     const slow = rawRequest(session, ECHO, frame(echoBytes({ delayMs: 200 })));
     const big = await rawRequest(session, ECHO, frame(echoBytes({})), {
-      "x-big": "v".repeat(9 * 1024),
+      "x-big": "v".repeat(17 * 1024),
     });
     expect(big.status).toBe(Code.ResourceExhausted);
     expect((await slow).status).toBe(0);
