@@ -238,6 +238,9 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   const seenConnected = new Set<string>();
   const failedWhileHeld = new Set<string>();
   let holdTimer: ClockTimer | undefined;
+  // The resolver's latest error until it next pushes a snapshot: a call that
+  // gives up waiting for endpoints says why the resolver had none.
+  let resolverError: unknown;
   let picker: Picker = EMPTY_PICKER;
   let ready: readonly Endpoint[] = [];
   let loads: EndpointLoads = new Map();
@@ -307,6 +310,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
 
   function onUpdate(next: EndpointSet): void {
     if (closed) return;
+    if (next.staleSince === undefined) resolverError = undefined;
     resolved = next;
     stabilize();
   }
@@ -491,7 +495,12 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           finish(
             reason instanceof ConnectError && reason.code === Code.Canceled
               ? reason
-              : unavailable("the call ended while waiting for the resolver", reason),
+              : resolverError === undefined
+                ? unavailable("the call ended while waiting for the resolver", reason)
+                : unavailable(
+                    `the call ended while waiting for the resolver: ${errorMessage(resolverError)}`,
+                    resolverError,
+                  ),
           );
         };
         const retry = () => {
@@ -510,11 +519,14 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         }
         signal.addEventListener("abort", onAbort, { once: true });
         waiters.add(retry);
-        timer = clock.setTimeout(
-          () =>
-            finish(unavailable(`the resolver has not answered within ${Math.round(waitMs)} ms`)),
-          waitMs,
-        );
+        timer = clock.setTimeout(() => {
+          const why = `the resolver has not answered within ${Math.round(waitMs)} ms`;
+          finish(
+            resolverError === undefined
+              ? unavailable(why)
+              : unavailable(`${why}: ${errorMessage(resolverError)}`, resolverError),
+          );
+        }, waitMs);
       });
     },
     estimateLatencyMs() {
@@ -550,8 +562,15 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
 
   options.resolver.start({
     onUpdate,
-    onEvent: (e) => emit({ ...e, source: "resolver" }),
+    onEvent: (e) => {
+      if (e.type === "error") resolverError = e.error;
+      emit({ ...e, source: "resolver" });
+    },
   });
   scheduleEvaluate();
   return balancer;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof ConnectError ? e.rawMessage : e instanceof Error ? e.message : String(e);
 }

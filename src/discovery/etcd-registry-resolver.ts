@@ -231,15 +231,24 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
 
   // etcdUnreachable names what a user must check: the target and the etcd
   // endpoints tried (the default 127.0.0.1:2379 is easy to get by accident).
+  // An unreachable etcd is an expected condition, not a bug: its stack
+  // frames (~1.2 KB of connect-node internals per retry) say nothing, so the
+  // error and its cause carry one line each; the original error stays
+  // reachable as `original`.
   function etcdUnreachable(e: unknown): ConnectError {
     const cause = ConnectError.from(e);
-    return new ConnectError(
+    const summary = new Error(cause.message);
+    summary.stack = `${cause.name}: ${cause.message}`;
+    Object.defineProperty(summary, "original", { value: e, enumerable: false });
+    const error = new ConnectError(
       `${target}: etcd at ${client.endpoints.join(", ")} did not answer: ${cause.rawMessage}`,
       cause.code,
       undefined,
       undefined,
-      e,
+      summary,
     );
+    error.stack = `${error.name}: ${error.message}`;
+    return error;
   }
 
   function markStale(): void {
@@ -253,6 +262,7 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
 
   async function run(): Promise<void> {
     let failures = 0;
+    let lastListError: string | undefined;
     while (!signal.aborted) {
       try {
         await list();
@@ -260,12 +270,18 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
         if (signal.aborted) {
           break;
         }
-        event({ type: "error", target, error: etcdUnreachable(e) });
+        const error = etcdUnreachable(e);
+        // Report an outage once, and again only when its cause changes.
+        if (error.message !== lastListError) {
+          lastListError = error.message;
+          event({ type: "error", target, error });
+        }
         markStale();
         await sleepOnClock(clock, ctx.backoff.delayMs(++failures), signal, wake.signal);
         wake = new AbortController();
         continue;
       }
+      lastListError = undefined;
       try {
         const dropped = await watch(() => {
           failures = 0;

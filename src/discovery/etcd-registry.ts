@@ -200,6 +200,7 @@ export function createEtcdRegistry(options: EtcdRegistryOptions = {}): ServiceRe
   let closed: Promise<void> | undefined;
   return {
     name: "etcd",
+    endpoints: client.endpoints,
     register,
     resolver,
     close() {
