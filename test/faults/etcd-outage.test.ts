@@ -88,6 +88,7 @@ describe.skipIf(!hasEtcd)("etcd outage under 3 registered server processes", () 
   let registry: ServiceRegistry;
   let transport: MeshTransport;
   const events: BalancerEvent[] = [];
+  const eventTimes: number[] = [];
 
   const sizes = () =>
     events.flatMap((e) => (e.source === "balancer" && e.type === "endpoints" ? [e.size] : []));
@@ -104,7 +105,10 @@ describe.skipIf(!hasEtcd)("etcd outage under 3 registered server processes", () 
       registries: [registry],
       logger: false,
       onEvent: (e) => {
-        if ("source" in e && e.source === "balancer") events.push(e as BalancerEvent);
+        if ("source" in e && e.source === "balancer") {
+          events.push(e as BalancerEvent);
+          eventTimes.push(performance.now());
+        }
       },
     });
     // Warm up until the balancer uses all three (expect.poll is for tests only).
