@@ -455,7 +455,11 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           if (detector !== undefined) {
             const wasEjected = detector.isEjected(address, clock.now());
             detector.record(address, outcome, clock.now());
-            if (detector.isEjected(address, clock.now()) !== wasEjected) rebuild();
+            if (detector.isEjected(address, clock.now()) !== wasEjected) {
+              // An ejected endpoint whose removal is held leaves for good.
+              if (held.has(address)) stabilize();
+              else rebuild();
+            }
           }
         },
       };

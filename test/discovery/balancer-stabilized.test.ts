@@ -6,6 +6,7 @@ import {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "../../src/balancer/balancer.js";
+import type { OutlierDetectorOptions } from "../../src/balancer/outlier-detector.js";
 import { createEndpoint, createEndpointSet } from "../../src/discovery/endpoint.js";
 import type { Resolver, ResolverListener } from "../../src/discovery/resolver.js";
 import { createFakeClock } from "../../src/testing/fake-clock.js";
@@ -15,7 +16,13 @@ interface FakeSubchannel extends Subchannel {
   closed: boolean;
 }
 
-function setup(options: { policy?: LoadBalancingPolicy; removalGraceMs?: number } = {}) {
+function setup(
+  options: {
+    policy?: LoadBalancingPolicy;
+    removalGraceMs?: number;
+    outlierDetection?: OutlierDetectorOptions | false;
+  } = {},
+) {
   const clock = createFakeClock(1_000);
   let listener: ResolverListener | undefined;
   const resolver: Resolver = {
@@ -161,6 +168,17 @@ describe("balancer: stabilized endpoint set", () => {
     const p = t.balancer.pick({ avoid: ["b:1"] });
     p?.done({ ok: false, code: Code.InvalidArgument, latencyMs: 1 });
     expect(t.balancer.pick({ avoid: ["b:1"] })?.endpoint.address).toBe("a:1");
+  });
+
+  it("lets a held endpoint go when outlier detection ejects it", () => {
+    const t = setup({ policy: "pick-first", outlierDetection: { consecutiveFailures: 2 } });
+    t.push("a:1", "b:1");
+    t.push("b:1");
+    for (let i = 0; i < 2; i++) {
+      t.balancer.pick({ avoid: ["b:1"] })?.done({ ok: false, code: Code.Internal, latencyMs: 1 });
+    }
+    expect(t.ofType("removal-applied")).toMatchObject([{ address: "a:1", reason: "dead" }]);
+    expect(t.subchannels.get("a:1")?.closed).toBe(true);
   });
 
   it("a removal with the grace at 0 is applied at once", () => {

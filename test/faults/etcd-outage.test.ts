@@ -170,8 +170,19 @@ describe.skipIf(!hasEtcd)("etcd outage under 3 registered server processes", () 
     const windowSizes = window.flatMap((e) =>
       e.source === "balancer" && e.type === "endpoints" ? [e.size] : [],
     );
+    // Reported, not asserted: how long each removal was held before the
+    // registrar's record came back.
+    const heldAt = new Map<string, number>();
+    const heldForMs: number[] = [];
+    events.forEach((e, i) => {
+      if (e.source !== "balancer") return;
+      if (e.type === "removal-held") heldAt.set(e.address, eventTimes[i] ?? 0);
+      if (e.type === "removal-cancelled") {
+        heldForMs.push(Math.round((eventTimes[i] ?? 0) - (heldAt.get(e.address) ?? 0)));
+      }
+    });
     console.info(
-      `etcd pause: ${result.ok} ok, ${result.failures.length} failed; ` +
+      `etcd pause: held for ${JSON.stringify(heldForMs)} ms; ${result.ok} ok, ${result.failures.length} failed; ` +
         `removal-held ${count("removal-held")}, removal-applied ${count("removal-applied")}, ` +
         `removal-cancelled ${count("removal-cancelled")}; set sizes ${JSON.stringify(windowSizes)}`,
     );
