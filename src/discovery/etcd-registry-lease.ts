@@ -119,7 +119,8 @@ async function keepAlive(
  * when a keepalive answers TTL <= 0 (expired or revoked, as etcd does to every
  * lease that expired while it was paused) or none succeeds within the TTL; a
  * lost lease is re-granted and the record put again at once, then with
- * backoff, reporting `lease-lost` and `re-registered`. A broken stream is not
+ * backoff (minus the time the failed attempt took), reporting `lease-lost`
+ * and `re-registered`. A broken stream is not
  * a lost lease: it is reopened on the same lease, waiting at most
  * `retryBackoff.maxMs` and never past the lease's expiry, so that a restarted
  * etcd (which keeps leases) sees the registrar back within about a second.
@@ -137,6 +138,7 @@ export async function maintainEtcdLease(
   let failures = 0;
   while (!signal.aborted) {
     if (leaseId === undefined) {
+      const startedAt = clock.now();
       try {
         leaseId = await grantEtcdLease(ctx, record, signal);
         confirmed.at = clock.now();
@@ -147,7 +149,11 @@ export async function maintainEtcdLease(
           break;
         }
         emit({ type: "error", error: e });
-        await sleepOnClock(clock, ctx.backoff.delayMs(++failures), signal);
+        // The failed attempt's own time counts toward the backoff: a grant
+        // that hung until its deadline on a paused etcd is retried at once,
+        // so the next one is already queued when etcd resumes.
+        const waitMs = ctx.backoff.delayMs(++failures) - (clock.now() - startedAt);
+        if (waitMs > 0) await sleepOnClock(clock, waitMs, signal);
       }
       continue;
     }
