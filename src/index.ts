@@ -134,13 +134,21 @@ export {
   type FaultRule,
 } from "./server/fault-injection.js";
 export { type HealthStatus, ServingStatus } from "./server/health-status.js";
+export {
+  type MeshServerRegistration,
+  REGISTRATION_DEFAULTS,
+  type RegistrationUnavailableMode,
+} from "./server/registrar.js";
 
 // --- For integrators ---------------------------------------------------------
 
 export {
+  BALANCER_DEFAULTS,
   type Balancer,
   type BalancerEvent,
+  type BalancerOptions,
   type BalancerPick,
+  type BalancerPickInfo,
   type BalancerState,
   createBalancer,
   type LoadBalancingPolicy,
@@ -149,7 +157,19 @@ export {
 export type { OutlierDetectorOptions, OutlierEvent } from "./balancer/outlier-detector.js";
 export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
+export {
+  PICKER_FACTORIES,
+  type PickerContext,
+  type PickerFactory,
+} from "./balancer/picker-registry.js";
 export type { SlowStartOptions } from "./balancer/slow-start.js";
+export {
+  type HeldEndpoint,
+  type RemovalReason,
+  type StabilizeDecision,
+  type StabilizeInput,
+  stabilizeEndpoints,
+} from "./balancer/stabilize-endpoints.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
 export { type MeshCall, meshCallKey } from "./client/mesh-call.js";

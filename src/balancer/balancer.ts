@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOutcome } from "../breaker/call-outcome.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
-import type { Endpoint, EndpointSet } from "../discovery/endpoint.js";
+import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver, ResolverEvent } from "../discovery/resolver.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
 import {
@@ -10,21 +10,30 @@ import {
   type OutlierDetectorOptions,
   type OutlierEvent,
 } from "./outlier-detector.js";
-import { createP2cEwmaPicker } from "./p2c-ewma.js";
 import type { PeakEwmaOptions } from "./peak-ewma.js";
-import { createPickFirstPicker } from "./pick-first.js";
 import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
-import { createRoundRobinPicker } from "./round-robin.js";
+import { type LoadBalancingPolicy, PICKER_FACTORIES } from "./picker-registry.js";
 import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
+import {
+  type HeldEndpoint,
+  type RemovalReason,
+  stabilizeEndpoints,
+} from "./stabilize-endpoints.js";
 
-/** LoadBalancingPolicy names a picker: `p2c-ewma` (default), `round-robin`, `pick-first`. */
-export type LoadBalancingPolicy = "p2c-ewma" | "round-robin" | "pick-first";
+export type { LoadBalancingPolicy } from "./picker-registry.js";
 
 /** Subchannel is the connection to one endpoint, created lazily by the balancer. */
 export interface Subchannel {
   readonly address: string;
   /** close closes the connection; called once no call uses it any more. */
   close(): void;
+  /**
+   * state is the connection state, as Connect's Http2SessionManager reports
+   * it (`closed`, `connecting`, `open`, `idle`, `verifying`, `error`).
+   * Optional; the balancer reads it to let a held removal go as soon as its
+   * connection fails or closes.
+   */
+  state?(): string;
 }
 
 /** BalancerEvent is what the balancer reports: resolver news, ejections, set changes. */
@@ -38,6 +47,29 @@ export type BalancerEvent =
       readonly added: readonly string[];
       readonly removed: readonly string[];
       readonly size: number;
+    }
+  | {
+      readonly source: "balancer";
+      readonly type: "removal-held";
+      readonly target: string;
+      /** address left the resolver's set but stays in use for up to graceMs. */
+      readonly address: string;
+      readonly graceMs: number;
+    }
+  | {
+      readonly source: "balancer";
+      readonly type: "removal-applied";
+      readonly target: string;
+      readonly address: string;
+      /** reason: the grace ran out (`expired`) or the endpoint stopped answering (`dead`). */
+      readonly reason: RemovalReason;
+    }
+  | {
+      readonly source: "balancer";
+      readonly type: "removal-cancelled";
+      readonly target: string;
+      /** address came back to the resolver's set while its removal was held. */
+      readonly address: string;
     };
 
 /** BalancerOptions configures createBalancer. */
@@ -54,6 +86,16 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly outlierDetection?: OutlierDetectorOptions | false;
   /** slowStart ramps a new endpoint's share over a window (p2c-ewma only); default off. */
   readonly slowStart?: SlowStartOptions | false;
+  /**
+   * removalGraceMs holds an endpoint that left the resolver's set in use for
+   * this long while it still answers (Finagle's stabilized address sets), so
+   * that mass deletions the registry undoes at once (etcd revoking every
+   * lease after a pause) cost no call. It leaves at once when its connection
+   * is refused, fails or closes (a draining server's GOAWAY), a call to it
+   * fails UNAVAILABLE, or outlier detection ejects it. 0 applies removals at
+   * once. Default BALANCER_DEFAULTS.removalGraceMs (5_000).
+   */
+  readonly removalGraceMs?: number;
   /** ewma tunes the peak-EWMA estimator (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
   /** clock for EWMA, ejection and slow start; default the system clock. */
@@ -73,13 +115,21 @@ export class NoEndpointError extends Error {
   override readonly name = "NoEndpointError";
 }
 
-/** BalancerPickInfo is PickInfo plus the endpoints to avoid when others are ready. */
-export interface BalancerPickInfo extends PickInfo {
-  readonly avoid?: readonly string[];
-}
+/** BalancerPickInfo is the PickInfo a balancer takes (kept as a name for compatibility). */
+export type BalancerPickInfo = PickInfo;
 
-// How many extra draws pick makes to get away from avoided endpoints.
-const AVOID_REDRAWS = 3;
+/** BALANCER_DEFAULTS are the defaults documented on BalancerOptions. */
+export const BALANCER_DEFAULTS = Object.freeze({
+  policy: "p2c-ewma" as LoadBalancingPolicy,
+  // Long enough to span an etcd pause's revoke-and-re-register (milliseconds)
+  // and a registrar's re-grant after a restart (about a second); short enough
+  // that a server that vanished without closing its connections (host gone)
+  // gets no calls after 5 s even before outlier detection ejects it.
+  removalGraceMs: 5_000,
+});
+
+// Connection states that say the subchannel reached its server at some point.
+const CONNECTED_STATES = new Set(["open", "idle", "verifying"]);
 
 /** BalancerPick is the endpoint and connection for one attempt, with its feedback hook. */
 export interface BalancerPick<S extends Subchannel> {
@@ -149,11 +199,16 @@ interface SubchannelEntry<S> {
  */
 export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>): Balancer<S> {
   const clock = options.clock ?? systemClock;
-  const policy = options.policy ?? "p2c-ewma";
-  if (!["p2c-ewma", "round-robin", "pick-first"].includes(policy)) {
+  const policy = options.policy ?? BALANCER_DEFAULTS.policy;
+  if (!Object.hasOwn(PICKER_FACTORIES, policy)) {
     throw new RangeError(
-      `policy ${JSON.stringify(policy)} must be p2c-ewma, round-robin or pick-first`,
+      `policy ${JSON.stringify(policy)} must be one of ${Object.keys(PICKER_FACTORIES).join(", ")}`,
     );
+  }
+  const buildPicker = PICKER_FACTORIES[policy];
+  const removalGraceMs = options.removalGraceMs ?? BALANCER_DEFAULTS.removalGraceMs;
+  if (!Number.isFinite(removalGraceMs) || removalGraceMs < 0 || removalGraceMs > 2 ** 31 - 1) {
+    throw new RangeError(`removalGraceMs ${removalGraceMs} must be in 0..${2 ** 31 - 1}`);
   }
   const slowStart =
     options.slowStart === false
@@ -173,7 +228,19 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           },
         });
 
+  // resolved is the resolver's latest snapshot; set is what the balancer
+  // uses: resolved plus the held removals (see stabilizeEndpoints).
+  let resolved: EndpointSet | undefined;
   let set: EndpointSet | undefined;
+  let held: ReadonlyMap<string, HeldEndpoint> = new Map();
+  // Held addresses whose connection was seen up, or whose calls failed
+  // UNAVAILABLE since the hold began.
+  const seenConnected = new Set<string>();
+  const failedWhileHeld = new Set<string>();
+  let holdTimer: ClockTimer | undefined;
+  // The resolver's latest error until it next pushes a snapshot: a call that
+  // gives up waiting for endpoints says why the resolver had none.
+  let resolverError: unknown;
   let picker: Picker = EMPTY_PICKER;
   let ready: readonly Endpoint[] = [];
   let loads: EndpointLoads = new Map();
@@ -188,20 +255,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     const now = clock.now();
     ready = detector === undefined ? set.endpoints : detector.filter(set.endpoints, now);
     loads = syncEndpointLoads(loads, ready, now, { ...options.ewma, ...seedFor(now) });
-    picker =
-      policy === "p2c-ewma"
-        ? createP2cEwmaPicker(ready, {
-            loads,
-            clock,
-            slowStart,
-            ...(options.random === undefined ? {} : { random: options.random }),
-          })
-        : policy === "round-robin"
-          ? createRoundRobinPicker(
-              ready,
-              options.random === undefined ? {} : { random: options.random },
-            )
-          : createPickFirstPicker(ready);
+    picker = buildPicker(ready, { loads, clock, slowStart, random: options.random });
     scheduleChange();
     for (const w of [...waiters]) w();
   }
@@ -239,12 +293,91 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     }, intervalMs);
   }
 
+  // isDead says whether a held endpoint stopped answering: its connection
+  // failed, or closed after having been up (a draining server's GOAWAY), a
+  // call to it failed UNAVAILABLE, or outlier detection ejected it.
+  function isDead(address: string, now: number): boolean {
+    if (failedWhileHeld.has(address)) return true;
+    if (detector?.isEjected(address, now) === true) return true;
+    const state = subchannels.get(address)?.subchannel?.state?.();
+    if (state === undefined) return false;
+    if (CONNECTED_STATES.has(state)) {
+      seenConnected.add(address);
+      return false;
+    }
+    return state === "error" || (state === "closed" && seenConnected.has(address));
+  }
+
   function onUpdate(next: EndpointSet): void {
     if (closed) return;
+    if (next.staleSince === undefined) resolverError = undefined;
+    resolved = next;
+    stabilize();
+  }
+
+  // stabilize applies the pure decision to the latest snapshot, then swaps
+  // the set in use, closing subchannels of endpoints that really left.
+  function stabilize(): void {
+    if (resolved === undefined || closed) return;
+    const now = clock.now();
+    const dead = new Set<string>();
+    const current = set?.endpoints ?? [];
+    for (const e of current) {
+      if (!resolved.endpoints.some((r) => r.address === e.address) && isDead(e.address, now)) {
+        dead.add(e.address);
+      }
+    }
+    const decision = stabilizeEndpoints({
+      resolved: resolved.endpoints,
+      current,
+      held,
+      dead,
+      now,
+      removalGraceMs,
+    });
+    for (const address of decision.newlyHeld) {
+      emit({
+        source: "balancer",
+        type: "removal-held",
+        target: options.target,
+        address,
+        graceMs: removalGraceMs,
+      });
+    }
+    for (const { address, reason } of decision.applied) {
+      emit({
+        source: "balancer",
+        type: "removal-applied",
+        target: options.target,
+        address,
+        reason,
+      });
+    }
+    for (const address of decision.returned) {
+      emit({ source: "balancer", type: "removal-cancelled", target: options.target, address });
+    }
+    held = decision.held;
+    for (const address of [...seenConnected]) if (!held.has(address)) seenConnected.delete(address);
+    for (const address of [...failedWhileHeld])
+      if (!held.has(address)) failedWhileHeld.delete(address);
+    if (holdTimer !== undefined) clock.clearTimeout(holdTimer);
+    holdTimer =
+      decision.nextExpiryAt === undefined
+        ? undefined
+        : clock.setTimeout(stabilize, Math.max(0, decision.nextExpiryAt - now));
+    const endpoints =
+      decision.endpoints === resolved.endpoints && decision.held.size === 0
+        ? resolved
+        : createEndpointSet(decision.endpoints, resolved.resolvedAt, resolved.staleSince);
+    applySet(endpoints);
+  }
+
+  function applySet(next: EndpointSet): void {
     const before = new Set(set?.endpoints.map((e) => e.address) ?? []);
     const after = new Set(next.endpoints.map((e) => e.address));
     const added = [...after].filter((a) => !before.has(a));
     const removed = [...before].filter((a) => !after.has(a));
+    const first = set === undefined;
     set = next;
     detector?.setEndpoints(next.endpoints);
     for (const address of removed) {
@@ -261,7 +394,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         entry.removed = false;
       }
     }
-    if (added.length > 0 || removed.length > 0 || before.size === 0) {
+    if (added.length > 0 || removed.length > 0 || first) {
       emit({
         source: "balancer",
         type: "endpoints",
@@ -291,31 +424,15 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
 
   const balancer: Balancer<S> = {
     pick(info) {
-      let result = picker.pick(info);
-      if (result === undefined) return undefined;
-      const avoid = info?.avoid;
-      if (avoid !== undefined && avoid.length > 0 && avoid.includes(result.endpoint.address)) {
-        const others = ready.filter((e) => !avoid.includes(e.address));
-        for (
-          let i = 0;
-          others.length > 0 && i < AVOID_REDRAWS && avoid.includes(result.endpoint.address);
-          i++
-        ) {
-          // Release the draw without a latency sample: it was never used.
-          result.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
-          const next = picker.pick(info);
-          if (next === undefined) return undefined;
-          result = next;
-        }
-        const fallback = others[0];
-        if (fallback !== undefined && avoid.includes(result.endpoint.address)) {
-          // A deterministic picker (pick-first) draws the same endpoint every
-          // time: take the first other ready endpoint, outside load accounting.
-          result.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
-          result = { endpoint: fallback, done: () => {} };
-        }
+      let picked = picker.pick(info);
+      if (picked === undefined) return undefined;
+      if (held.has(picked.endpoint.address) && isDead(picked.endpoint.address, clock.now())) {
+        // A held endpoint that stopped answering leaves now; draw again.
+        picked.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
+        stabilize();
+        picked = picker.pick(info);
+        if (picked === undefined) return undefined;
       }
-      const picked = result;
       const address = picked.endpoint.address;
       const entry = subchannelFor(picked.endpoint);
       entry.active++;
@@ -328,13 +445,21 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           finished = true;
           picked.done(outcome);
           entry.active--;
+          if (!outcome.ok && outcome.code === Code.Unavailable && held.has(address)) {
+            failedWhileHeld.add(address);
+            stabilize();
+          }
           if (entry.removed && entry.active === 0 && subchannels.get(address) === entry) {
             closeEntry(address, entry);
           }
           if (detector !== undefined) {
             const wasEjected = detector.isEjected(address, clock.now());
             detector.record(address, outcome, clock.now());
-            if (detector.isEjected(address, clock.now()) !== wasEjected) rebuild();
+            if (detector.isEjected(address, clock.now()) !== wasEjected) {
+              // An ejected endpoint whose removal is held leaves for good.
+              if (held.has(address)) stabilize();
+              else rebuild();
+            }
           }
         },
       };
@@ -374,7 +499,12 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           finish(
             reason instanceof ConnectError && reason.code === Code.Canceled
               ? reason
-              : unavailable("the call ended while waiting for the resolver", reason),
+              : resolverError === undefined
+                ? unavailable("the call ended while waiting for the resolver", reason)
+                : unavailable(
+                    `the call ended while waiting for the resolver: ${errorMessage(resolverError)}`,
+                    resolverError,
+                  ),
           );
         };
         const retry = () => {
@@ -393,11 +523,14 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         }
         signal.addEventListener("abort", onAbort, { once: true });
         waiters.add(retry);
-        timer = clock.setTimeout(
-          () =>
-            finish(unavailable(`the resolver has not answered within ${Math.round(waitMs)} ms`)),
-          waitMs,
-        );
+        timer = clock.setTimeout(() => {
+          const why = `the resolver has not answered within ${Math.round(waitMs)} ms`;
+          finish(
+            resolverError === undefined
+              ? unavailable(why)
+              : unavailable(`${why}: ${errorMessage(resolverError)}`, resolverError),
+          );
+        }, waitMs);
       });
     },
     estimateLatencyMs() {
@@ -424,6 +557,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       closed = true;
       if (changeTimer !== undefined) clock.clearTimeout(changeTimer);
       if (evaluateTimer !== undefined) clock.clearTimeout(evaluateTimer);
+      if (holdTimer !== undefined) clock.clearTimeout(holdTimer);
       for (const w of [...waiters]) w();
       await options.resolver.close();
       for (const [address, entry] of subchannels) closeEntry(address, entry);
@@ -432,8 +566,15 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
 
   options.resolver.start({
     onUpdate,
-    onEvent: (e) => emit({ ...e, source: "resolver" }),
+    onEvent: (e) => {
+      if (e.type === "error") resolverError = e.error;
+      emit({ ...e, source: "resolver" });
+    },
   });
   scheduleEvaluate();
   return balancer;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof ConnectError ? e.rawMessage : e instanceof Error ? e.message : String(e);
 }

@@ -2,7 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { type Clock, systemClock } from "../clock.js";
 import type { Endpoint } from "../discovery/endpoint.js";
 import type { EndpointLoad, EndpointLoads } from "./endpoint-load.js";
-import { EMPTY_PICKER, type Picker, type PickResult } from "./picker.js";
+import { EMPTY_PICKER, isAvoided, type Picker, type PickInfo, type PickResult } from "./picker.js";
 import { NO_SLOW_START, type SlowStart } from "./slow-start.js";
 
 /** P2cEwmaOptions configures createP2cEwmaPicker. */
@@ -33,7 +33,10 @@ interface Candidate {
  * random. A call is pending from pick to `done`, cancelled calls included;
  * `done` feeds the latency to the EWMA except for CANCELED calls, whose
  * latency says when the client gave up, not how fast the server is. With one
- * ready endpoint it is always picked; with none, pick returns undefined.
+ * ready endpoint it is always picked; with none, pick returns undefined. An
+ * attempt's avoided endpoints are left out of the draw while another
+ * endpoint is ready (the filtered list is built only for such attempts, so
+ * first attempts allocate nothing).
  */
 export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwmaOptions): Picker {
   const n = ready.length;
@@ -79,21 +82,24 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
     };
   };
 
-  if (n === 1) {
-    const only = candidates[0]!;
-    return Object.freeze({ pick: () => take(only) });
-  }
+  const draw = (from: readonly Candidate[]): PickResult => {
+    const m = from.length;
+    if (m === 1) return take(from[0]!);
+    const i = index(m);
+    // Draw the second from the other m - 1 so the two are always distinct.
+    let j = index(m - 1);
+    if (j >= i) j++;
+    const a = from[i]!;
+    const b = from[j]!;
+    const now = clock.now();
+    return take(score(a, now) <= score(b, now) ? a : b);
+  };
 
   return Object.freeze({
-    pick() {
-      const i = index(n);
-      // Draw the second from the other n - 1 so the two are always distinct.
-      let j = index(n - 1);
-      if (j >= i) j++;
-      const a = candidates[i]!;
-      const b = candidates[j]!;
-      const now = clock.now();
-      return take(score(a, now) <= score(b, now) ? a : b);
+    pick(info?: PickInfo) {
+      if (info?.avoid === undefined || info.avoid.length === 0) return draw(candidates);
+      const allowed = candidates.filter((c) => !isAvoided(info, c.endpoint.address));
+      return draw(allowed.length === 0 ? candidates : allowed);
     },
   });
 }

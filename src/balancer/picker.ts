@@ -2,12 +2,24 @@ import type { CallOutcome } from "../breaker/call-outcome.js";
 import type { Endpoint } from "../discovery/endpoint.js";
 
 /**
- * PickInfo describes the call being routed. Pickers may ignore it; it exists
- * so method-aware pickers (hashing, per-method policies) keep the same shape.
+ * PickInfo describes the attempt being routed, as grpc-go's PickInfo does.
+ * Every picker honours it itself: only the picker knows how to draw again
+ * without skewing its own load accounting.
  */
 export interface PickInfo {
-  /** method is the full RPC path, `/package.Service/Method`. */
-  readonly method?: string;
+  /**
+   * avoid lists addresses the attempt should not go to (endpoints that failed
+   * earlier attempts of the call, hedges in flight). A picker passes over
+   * them while another ready endpoint is left, and picks among them when none
+   * is: a second try at a failed endpoint beats no try.
+   */
+  readonly avoid?: readonly string[];
+}
+
+/** isAvoided says whether `info` asks to avoid `address`. */
+export function isAvoided(info: PickInfo | undefined, address: string): boolean {
+  const avoid = info?.avoid;
+  return avoid !== undefined && avoid.length > 0 && avoid.includes(address);
 }
 
 /**

@@ -1,5 +1,12 @@
 import type { Endpoint } from "../discovery/endpoint.js";
-import { EMPTY_PICKER, NOOP_DONE, type Picker, type PickResult } from "./picker.js";
+import {
+  EMPTY_PICKER,
+  isAvoided,
+  NOOP_DONE,
+  type Picker,
+  type PickInfo,
+  type PickResult,
+} from "./picker.js";
 
 /** RoundRobinOptions configures createRoundRobinPicker. */
 export interface RoundRobinOptions {
@@ -14,8 +21,9 @@ export interface RoundRobinOptions {
 /**
  * createRoundRobinPicker cycles through the ready endpoints in order from a
  * random start. Endpoint weights are ignored (use the p2c-ewma picker for
- * weights). The cursor is the picker's only mutable state; the endpoint list
- * is copied and frozen.
+ * weights). An attempt's avoided endpoints are skipped in cycle order while
+ * another is ready. The cursor is the picker's only mutable state; the
+ * endpoint list is copied and frozen.
  */
 export function createRoundRobinPicker(
   ready: readonly Endpoint[],
@@ -29,10 +37,13 @@ export function createRoundRobinPicker(
   );
   let next = Math.min(n - 1, Math.max(0, Math.floor(random() * n)));
   return Object.freeze({
-    pick() {
-      const result = results[next]!;
-      next = next + 1 === n ? 0 : next + 1;
-      return result;
+    pick(info?: PickInfo) {
+      for (let tries = 0; ; tries++) {
+        const result = results[next]!;
+        next = next + 1 === n ? 0 : next + 1;
+        // After a full turn every endpoint is avoided: take the next one anyway.
+        if (tries + 1 >= n || !isAvoided(info, result.endpoint.address)) return result;
+      }
     },
   });
 }

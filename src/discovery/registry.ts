@@ -36,6 +36,11 @@ export type RegistryEvent =
 export interface ServiceRegistry {
   /** name is the target scheme this registry serves (`mesh`, `etcd`). */
   readonly name: string;
+  /**
+   * endpoints says where the registry lives (etcd client addresses), so that
+   * errors can name them; optional.
+   */
+  readonly endpoints?: readonly string[];
   /** register announces an endpoint until deregistered or the registry closes. */
   register(registration: Registration): Promise<Registered>;
   /** resolver watches one service's endpoints. */

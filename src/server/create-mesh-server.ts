@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -13,8 +12,9 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { formatAddress } from "../discovery/address.js";
-import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import type { RegistryEvent } from "../discovery/registry.js";
 import { createAbortedCallGuard } from "../grpc/server-aborted-guard.js";
 import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
 import { createGrpcServerHandler } from "../grpc/server-handler.js";
@@ -35,6 +35,12 @@ import type { ConcurrencyLimitOptions } from "./concurrency-limit.js";
 import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
+import {
+  createRegistrar,
+  type MeshServerRegistration,
+  REGISTRATION_DEFAULTS,
+  validateRegistration,
+} from "./registrar.js";
 import { peerKey } from "./server-call.js";
 import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
 import { sendErrorsAsTrailersOnly } from "./trailers-only.js";
@@ -49,27 +55,7 @@ export interface MeshServerTlsOptions {
   readonly requestCert?: boolean;
 }
 
-/** MeshServerRegistration announces the server in a registry while it is SERVING. */
-export interface MeshServerRegistration {
-  /** registry to register with (`createMeshRegistry()`, `createEtcdRegistry()`, yours). */
-  readonly registry: ServiceRegistry;
-  /** service is the name clients resolve, as in `mesh:///orders`. */
-  readonly service: string;
-  /** instanceId identifies this replica; default a random UUID. */
-  readonly instanceId?: string;
-  /** metadata: `zone`, `version`, `weight`, `protocol`... (`id` defaults to instanceId). */
-  readonly metadata?: Readonly<Record<string, string>>;
-  /**
-   * advertiseAddress is the `host:port` clients should dial; default the bound
-   * address (set it when listening on 0.0.0.0 or behind NAT).
-   */
-  readonly advertiseAddress?: string;
-  /**
-   * deregisterDelayMs is how long close() keeps serving after deregistering,
-   * so clients learn of the removal before connections close; default 1_000.
-   */
-  readonly deregisterDelayMs?: number;
-}
+export type { MeshServerRegistration } from "./registrar.js";
 
 /** MeshServerOptions configures createMeshServer. */
 export interface MeshServerOptions {
@@ -135,6 +121,8 @@ export interface MeshServerOptions {
   readonly onEvent?: (event: IdempotencyEvent | RegistryEvent) => void;
   /** registration announces the server in a registry once health is SERVING. */
   readonly registration?: MeshServerRegistration;
+  /** clock drives the drain and registration timers; default the system clock. */
+  readonly clock?: Clock;
   /** defaultGraceMs is close()'s drain time when none is given; default 10_000. */
   readonly defaultGraceMs?: number;
   /**
@@ -375,8 +363,15 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
 
   let bound: BoundAddress | undefined;
   let listening: Promise<BoundAddress> | undefined;
+  let binding: Promise<BoundAddress> | undefined;
   let closed: Promise<void> | undefined;
-  const registrar = createRegistrar(opts.registration);
+  const clock = opts.clock ?? systemClock;
+  const registrar = createRegistrar(opts.registration, {
+    clock,
+    onEvent,
+    warn: (fields, message) => logger.warn(fields, message),
+  });
+  const wait = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
 
   async function doClose(graceMs: number): Promise<void> {
     closing = true;
@@ -385,11 +380,13 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     await registrar.deregister();
     if (wasRegistered && opts.registration !== undefined) {
       // Keep serving while clients' resolvers catch up with the removal.
-      await new Promise((r) => setTimeout(r, opts.registration?.deregisterDelayMs ?? 1_000));
+      await wait(opts.registration?.deregisterDelayMs ?? REGISTRATION_DEFAULTS.deregisterDelayMs);
     }
     healthStop.abort();
-    if (listening !== undefined) {
-      await listening.catch(() => undefined);
+    // Wait for the bind, not for listen(): listen() itself closes the server
+    // when registration fails, and waiting on it here would deadlock.
+    if (binding !== undefined) {
+      await binding.catch(() => undefined);
     }
     const serverClosed = new Promise<void>((resolve) => {
       if (!h2.listening) {
@@ -403,16 +400,16 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       s.close();
     }
     if (inFlight > 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
+      let timer: ClockTimer | undefined;
       await new Promise<void>((resolve) => {
         drained = resolve;
-        timer = setTimeout(resolve, graceMs);
+        timer = clock.setTimeout(resolve, graceMs);
       });
-      clearTimeout(timer);
+      clock.clearTimeout(timer);
     }
     if (inFlight > 0) {
       shutdown.abort(new ConnectError("server is shutting down", Code.Unavailable));
-      await new Promise((resolve) => setTimeout(resolve, CANCEL_FLUSH_MS));
+      await wait(CANCEL_FLUSH_MS);
     }
     for (const s of sessions) {
       s.destroy();
@@ -433,7 +430,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       if (!Number.isInteger(port) || port < 0 || port > 65535) {
         return Promise.reject(new RangeError(`port ${port} must be an integer in 0..65535`));
       }
-      listening = new Promise<BoundAddress>((resolve, reject) => {
+      binding = new Promise<BoundAddress>((resolve, reject) => {
         h2.once("error", reject);
         h2.listen(port, host, () => {
           h2.off("error", reject);
@@ -448,7 +445,8 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
           health.setAll(ServingStatus.SERVING);
           resolve(bound);
         });
-      }).then(async (b) => {
+      });
+      listening = binding.then(async (b) => {
         try {
           await registrar.start(health, b.address);
         } catch (e) {
@@ -481,63 +479,6 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   return server;
 }
 
-interface Registrar {
-  start(health: HealthStatus, boundAddress: string): Promise<void>;
-  deregister(): Promise<void>;
-  isRegistered(): boolean;
-}
-
-/**
- * createRegistrar keeps the registration in step with the server's overall
- * health: registered while `""` is SERVING, deregistered otherwise.
- */
-function createRegistrar(reg: MeshServerRegistration | undefined): Registrar {
-  if (reg === undefined) {
-    return { start: async () => {}, deregister: async () => {}, isRegistered: () => false };
-  }
-  const instanceId = reg.instanceId ?? randomUUID();
-  let current: Promise<Registered | undefined> = Promise.resolve(undefined);
-  let registered = false;
-  let unwatch: (() => void) | undefined;
-  let address = "";
-  // Changes are chained so a quick NOT_SERVING → SERVING flip cannot race.
-  const apply = (serving: boolean) => {
-    current = current.then(async (handle) => {
-      if (serving && handle === undefined) {
-        const h = await reg.registry.register({
-          service: reg.service,
-          instanceId,
-          address,
-          metadata: { id: instanceId, ...reg.metadata },
-        });
-        registered = true;
-        return h;
-      }
-      if (!serving && handle !== undefined) {
-        registered = false;
-        await handle.deregister();
-        return undefined;
-      }
-      return handle;
-    });
-    return current;
-  };
-  return {
-    async start(health, boundAddress) {
-      address = reg.advertiseAddress ?? boundAddress;
-      await apply(health.get("") === ServingStatus.SERVING);
-      unwatch = health.watch("", (s) => {
-        apply(s === ServingStatus.SERVING).catch(() => {});
-      });
-    },
-    async deregister() {
-      unwatch?.();
-      await apply(false).catch(() => {});
-    },
-    isRegistered: () => registered,
-  };
-}
-
 function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void {
   if (typeof opts.routes !== "function") {
     throw new TypeError("createMeshServer: routes must be a function (router) => void");
@@ -562,20 +503,7 @@ function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void 
   if (!(opts.defaultGraceMs >= 0)) {
     throw new RangeError(`defaultGraceMs ${opts.defaultGraceMs} must be >= 0`);
   }
-  const reg = opts.registration;
-  if (reg !== undefined) {
-    if (typeof reg.registry?.register !== "function") {
-      throw new TypeError("createMeshServer: registration.registry must be a ServiceRegistry");
-    }
-    if (typeof reg.service !== "string" || reg.service === "") {
-      throw new TypeError(
-        `registration.service ${JSON.stringify(reg.service)} must be a non-empty string`,
-      );
-    }
-    if (reg.deregisterDelayMs !== undefined && !(reg.deregisterDelayMs >= 0)) {
-      throw new RangeError(`registration.deregisterDelayMs ${reg.deregisterDelayMs} must be >= 0`);
-    }
-  }
+  validateRegistration(opts.registration);
   if (opts.tls !== undefined && (opts.tls.key === undefined || opts.tls.cert === undefined)) {
     throw new TypeError("createMeshServer: tls needs both key and cert");
   }

@@ -170,6 +170,57 @@ describe("client-side load balancing over real servers", () => {
     await transport.close();
   });
 
+  it("keeps a removed endpoint in use while it answers, and lets it go when its server closes", async () => {
+    const pair: MeshServer[] = [];
+    const pairAddresses: string[] = [];
+    for (const name of ["x", "y"]) {
+      const server = createMeshServer({
+        routes: (r) => r.service(EchoService, createEchoImpl(name)),
+        logger: false,
+      });
+      pair.push(server);
+      pairAddresses.push((await server.listen()).address);
+    }
+    const [x, y] = pairAddresses as [string, string];
+    const resolver = manualResolver();
+    const events: MeshTransportEvent[] = [];
+    const transport = createMeshTransport({
+      target: "custom:///pair",
+      resolver,
+      policy: "round-robin",
+      logger: false,
+      onEvent: (e) => events.push(e),
+    });
+    const client = createClient(EchoService, transport);
+    resolver.push([x, y]);
+    const servedBy = async (n: number) => {
+      const out: string[] = [];
+      for (let i = 0; i < n; i++) out.push((await client.echo({})).servedBy);
+      return out;
+    };
+    expect(new Set(await servedBy(6))).toEqual(new Set(["x", "y"]));
+
+    // The resolver drops x while x still answers: it stays in use (held).
+    resolver.push([y]);
+    expect(await servedBy(6)).toContain("x");
+    const balancerEvents = () =>
+      events.filter(
+        (e): e is MeshTransportEvent & { source: "balancer"; type: string } =>
+          "source" in e && e.source === "balancer",
+      );
+    expect(balancerEvents().map((e) => e.type)).toContain("removal-held");
+
+    // x shuts down: its connection closes and the removal applies at once.
+    await pair[0]?.close({ graceMs: 0 });
+    const after = await servedBy(6);
+    expect(after.filter((s) => s === "x")).toEqual([]);
+    expect(balancerEvents()).toContainEqual(
+      expect.objectContaining({ type: "removal-applied", address: x, reason: "dead" }),
+    );
+    await transport.close();
+    await pair[1]?.close({ graceMs: 0 });
+  });
+
   it("rejects an unknown target scheme when built, naming it", () => {
     expect(() => createMeshTransport({ target: "zk:///orders" })).toThrow(/unknown scheme "zk"/);
   });

@@ -38,6 +38,10 @@ export interface EtcdServer {
   stop(): Promise<void>;
   /** kill sends SIGKILL and waits for the exit. */
   kill(): Promise<void>;
+  /** pause freezes etcd (SIGSTOP): connections stay open, nothing answers. */
+  pause(): void;
+  /** resume thaws a paused etcd (SIGCONT). */
+  resume(): void;
   /** restart starts etcd again on the same ports and data dir and waits until it serves. */
   restart(): Promise<void>;
   /** revision is the store's current revision. */
@@ -178,6 +182,12 @@ export async function startEtcdServer(
     running: () => child !== undefined,
     stop: () => signal("SIGTERM"),
     kill: () => signal("SIGKILL"),
+    pause: () => {
+      child?.kill("SIGSTOP");
+    },
+    resume: () => {
+      child?.kill("SIGCONT");
+    },
     async restart() {
       await signal("SIGTERM");
       launch();
@@ -190,6 +200,7 @@ export async function startEtcdServer(
       return target;
     },
     async close() {
+      child?.kill("SIGCONT");
       await signal("SIGKILL");
       client.close();
       await rm(dataDir, { recursive: true, force: true });

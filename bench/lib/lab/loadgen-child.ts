@@ -132,13 +132,11 @@ function onMeshEvent(e: MeshTransportEvent): void {
         ...("reason" in e ? { reason: e.reason } : {}),
       });
     } else if (e.source === "balancer") {
-      events.push({
-        atMs: at,
-        kind: "endpoints",
-        added: e.added,
-        removed: e.removed,
-        size: e.size,
-      });
+      events.push(
+        e.type === "endpoints"
+          ? { atMs: at, kind: "endpoints", added: e.added, removed: e.removed, size: e.size }
+          : { atMs: at, kind: e.type, address: e.address },
+      );
     } else if (e.type !== "stale" || events.length < 1000) {
       events.push({ atMs: at, kind: `resolver:${e.type}` });
     }
