@@ -110,6 +110,39 @@ export function storeContract(setup: () => StoreUnderTest): void {
     expect((await store.get(key))?.state).toBe("completed");
   });
 
+  it("renews a live claim by its owner's token only", async () => {
+    const { store, elapse } = setup();
+    if (store.renew === undefined) return;
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 150);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    expect(await store.renew(key, `${c.token.slice(0, -1)}x`, 5_000)).toBe(false);
+    expect(await store.renew(key, c.token, 5_000)).toBe(true);
+    await elapse(250);
+    // Renewed: still in progress well past the first lease.
+    const seen = await store.claim(key, "fp", 5_000);
+    expect(seen.state).toBe("in-progress");
+    if (seen.state === "in-progress") expect(seen.leaseRemainingMs).toBeGreaterThan(4_000);
+    expect(await store.complete(key, c.token, OK, 60_000)).toBe(true);
+    // Nothing left to renew once completed.
+    expect(await store.renew(key, c.token, 5_000)).toBe(false);
+  });
+
+  it("refuses to renew an expired claim, so a taken-over key stays with its new owner", async () => {
+    const { store, elapse } = setup();
+    if (store.renew === undefined) return;
+    const key = freshKey();
+    const dead = await store.claim(key, "fp", 40);
+    if (dead.state !== "claimed") throw new Error("not claimed");
+    await elapse(80);
+    expect(await store.renew(key, dead.token, 5_000)).toBe(false);
+    const next = await store.claim(key, "fp", 5_000);
+    if (next.state !== "claimed") throw new Error("not claimed");
+    expect(await store.renew(key, dead.token, 5_000)).toBe(false);
+    expect(await store.complete(key, dead.token, OK, 60_000)).toBe(false);
+    expect(await store.renew(key, next.token, 5_000)).toBe(true);
+  });
+
   it("forgets a completed record after its TTL", async () => {
     const { store, elapse } = setup();
     const key = freshKey();
