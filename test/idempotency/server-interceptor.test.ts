@@ -356,9 +356,7 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     expect(second).toEqual(await first);
     expect(dup.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBe("true");
     expect(stats.executions).toBe(1);
-    expect(events.filter((e) => e.type === "claim-expired" || e.type === "claim-lost")).toEqual(
-      [],
-    );
+    expect(events.filter((e) => e.type === "claim-expired" || e.type === "claim-lost")).toEqual([]);
   });
 
   it("idempotency: an owner whose renewals fail loses the key to a duplicate and cannot overwrite its outcome", async () => {
