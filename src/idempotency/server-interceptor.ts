@@ -186,7 +186,7 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
  *   transactional store: its writes then do not commit).
  * - With a transactional store (Postgres) the handler gets the transaction
  *   in `idempotencyTransactionKey`; its writes commit with the outcome, and a
- *   commit that fails fails the call with ABORTED.
+ *   commit that fails fails the call with ABORTED (and a retry pushback).
  * - A store that fails makes the call fail with UNAVAILABLE before the handler
  *   runs, unless `failOpen`.
  *
@@ -420,6 +420,9 @@ export function createIdempotencyInterceptor(
       throw new ConnectError(
         "the idempotent call's transaction did not commit; its writes were rolled back",
         Code.Aborted,
+        // Nothing the call did remains: a retry is safe, and the pushback
+        // tells mesh clients to make one.
+        { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
       );
     }
   }
