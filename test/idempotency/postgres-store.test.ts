@@ -1,9 +1,21 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
+import { createOrderService } from "../../examples/order-service.js";
+import type { IdempotencyEvent } from "../../src/idempotency/events.js";
+import { IDEMPOTENCY_REPLAYED_HEADER } from "../../src/idempotency/idempotency-key.js";
 import {
   createPostgresIdempotencyStore,
+  currentIdempotencyTransaction,
   type PostgresIdempotencyStore,
 } from "../../src/idempotency/postgres-store.js";
 import { IdempotencyStoreError } from "../../src/idempotency/store.js";
+import {
+  callOutcome,
+  keyed,
+  ORDER,
+  ordersClient,
+  startReplica,
+} from "./order-fixture.js";
 import { createTestPostgres, POSTGRES_URL, requirePostgres } from "./postgres-fixture.js";
 import { storeContract } from "./store-contract.js";
 
@@ -126,6 +138,73 @@ describe.skipIf(!hasPostgres)("idempotency postgres store", () => {
     });
     await expect(store.claim("k", "fp", 1_000)).rejects.toThrow(IdempotencyStoreError);
     await store.close();
+  });
+
+  it("idempotency: through a mesh server, the handler writes in the call's transaction; duplicates replay; a failed commit is ABORTED and leaves nothing", async () => {
+    const store = open("server");
+    const orders = t.tableName("orders");
+    await t.pool.query(`CREATE TABLE "${orders}" (id text PRIMARY KEY, key text NOT NULL)`);
+    const events: IdempotencyEvent[] = [];
+    const base = createOrderService("pg");
+    let poison = false;
+    let executions = 0;
+    const replica = await startReplica(
+      {
+        ...base,
+        async createOrder(req, ctx) {
+          executions++;
+          const res = await base.createOrder(req, ctx);
+          const tx = currentIdempotencyTransaction(ctx);
+          if (tx === undefined) throw new ConnectError("no transaction", Code.Internal);
+          await tx.query(`INSERT INTO "${orders}" (id, key) VALUES ($1, $2)`, [
+            res.order?.id,
+            ctx.requestHeader.get("idempotency-key"),
+          ]);
+          await new Promise((r) => setTimeout(r, 100));
+          // A swallowed SQL error leaves the transaction aborted: COMMIT rolls back.
+          if (poison) await tx.query("SELECT * FROM no_such_table").catch(() => {});
+          return res;
+        },
+      },
+      { idempotency: { store, onEvent: (e) => events.push(e) } },
+    );
+    const { client, transport } = ordersClient(replica.bound.address, {
+      retry: false,
+      idempotencyKeys: false,
+    });
+    try {
+      const dups = Array.from({ length: 4 }, () => keyed("pg-server"));
+      const results = await Promise.all(dups.map((d) => client.createOrder(ORDER, d.options)));
+      expect(new Set(results.map((r) => r.order?.id)).size).toBe(1);
+      expect(executions).toBe(1);
+      expect(
+        dups.filter((d) => d.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER) === "true"),
+      ).toHaveLength(3);
+      expect((await t.pool.query(`SELECT id FROM "${orders}"`)).rows).toEqual([
+        { id: results[0]?.order?.id },
+      ]);
+      // The handler gets no transaction without a key: it must not pretend.
+      const keyless = await callOutcome(client.createOrder(ORDER));
+      expect(!keyless.ok && keyless.error.code).toBe(Code.Internal);
+
+      poison = true;
+      const failed = await callOutcome(client.createOrder(ORDER, keyed("pg-poison").options));
+      expect(!failed.ok && failed.error.code).toBe(Code.Aborted);
+      expect(!failed.ok && failed.error.metadata.get("grpc-retry-pushback-ms")).toBe("1000");
+      expect(events.some((e) => e.type === "rolled-back")).toBe(true);
+      expect(
+        (await t.pool.query(`SELECT id FROM "${orders}" WHERE key = 'pg-poison'`)).rowCount,
+      ).toBe(0);
+      poison = false;
+      // The rolled-back key is free: the retry runs and commits.
+      await client.createOrder(ORDER, keyed("pg-poison").options);
+      expect(
+        (await t.pool.query(`SELECT id FROM "${orders}" WHERE key = 'pg-poison'`)).rowCount,
+      ).toBe(1);
+    } finally {
+      await transport.close();
+      await replica.server.close({ graceMs: 0 });
+    }
   });
 
   it("validates its options", () => {
