@@ -9,13 +9,7 @@ import {
   type PostgresIdempotencyStore,
 } from "../../src/idempotency/postgres-store.js";
 import { IdempotencyStoreError } from "../../src/idempotency/store.js";
-import {
-  callOutcome,
-  keyed,
-  ORDER,
-  ordersClient,
-  startReplica,
-} from "./order-fixture.js";
+import { callOutcome, keyed, ORDER, ordersClient, startReplica } from "./order-fixture.js";
 import { createTestPostgres, POSTGRES_URL, requirePostgres } from "./postgres-fixture.js";
 import { storeContract } from "./store-contract.js";
 
