@@ -79,7 +79,9 @@ describe.skipIf(!hasRedis)("faults: kill -9 of 1 of 3 replicas sharing a Redis s
       calls.push(callOutcome(client.createOrder({ ...ORDER, customerId: `c-${i}` })));
     }
     const outcomes = await Promise.all(calls);
-    const troubles = procs.flatMap((p) => p.lines.filter((l) => l.startsWith("event ")));
+    const troubles = procs.flatMap((p, i) =>
+      p.lines.filter((l) => l.startsWith("event ")).map((l) => `r${i + 1} ${l}`),
+    );
     await killed;
     expect(victim?.child.signalCode).toBe("SIGKILL");
 
