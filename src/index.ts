@@ -33,11 +33,19 @@ export {
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_REPLAYED_HEADER,
 } from "./idempotency/idempotency-key.js";
+export { idempotencyTransactionKey } from "./idempotency/idempotency-transaction.js";
 export {
   createMemoryIdempotencyStore,
   type MemoryIdempotencyStore,
   type MemoryIdempotencyStoreOptions,
 } from "./idempotency/memory-store.js";
+export {
+  createPostgresIdempotencyStore,
+  currentIdempotencyTransaction,
+  POSTGRES_STORE_DEFAULTS,
+  type PostgresIdempotencyStore,
+  type PostgresIdempotencyStoreOptions,
+} from "./idempotency/postgres-store.js";
 export {
   createRedisIdempotencyStore,
   type RedisIdempotencyStore,

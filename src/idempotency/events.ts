@@ -24,7 +24,12 @@ export interface IdempotencyCall {
  * - `too-large`: the outcome was over `maxStoredBytes` and not stored (marked
  *   or released as `onTooLarge` says);
  * - `claim-lost`: the lease ran out and another call owns the key, so this
- *   outcome was not stored (the handler ran longer than its deadline allows);
+ *   outcome was not stored (the handler ran longer than its deadline allows,
+ *   or its heartbeat could not renew the lease);
+ * - `claim-expired`: a heartbeat found the claim no longer ours (expired or
+ *   taken over); renewals stop, and the outcome will not be stored;
+ * - `rolled-back`: a transactional store did not commit: the handler's writes
+ *   are undone and the call fails with ABORTED;
  * - `store-error`: the store failed during `operation`; with `failOpen` the
  *   handler ran without protection.
  */
@@ -46,9 +51,11 @@ export type IdempotencyEvent =
       readonly action: "mark" | "release";
     } & IdempotencyCall)
   | ({ readonly type: "claim-lost" } & IdempotencyCall)
+  | ({ readonly type: "claim-expired" } & IdempotencyCall)
+  | ({ readonly type: "rolled-back" } & IdempotencyCall)
   | ({
       readonly type: "store-error";
-      readonly operation: "claim" | "complete" | "release";
+      readonly operation: "claim" | "complete" | "release" | "renew";
       readonly error: Error;
       readonly failOpen: boolean;
     } & IdempotencyCall);

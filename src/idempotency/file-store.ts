@@ -109,7 +109,7 @@ const MAX_CLAIM_ROUNDS = 8;
  *   hard-links it into place: link(2) fails with EEXIST if the name exists, so
  *   creation is atomic and exclusive (like `open(…, "wx")`), and readers never
  *   see a half-written record.
- * - Everything that changes an existing record (complete, release, taking
+ * - Everything that changes an existing record (complete, release, renew, taking
  *   over an expired claim or a record past its TTL) runs under a per-key lock
  *   file created with `open(…, "wx")`, re-reads the record, checks the token,
  *   and replaces it by writing a temp file and renaming it over the record
@@ -388,6 +388,17 @@ export function createFileIdempotencyStore(
           const current = readRecord(path);
           if (current?.s !== "p" || current.token !== token) return false;
           unlinkSync(path);
+          return true;
+        });
+      });
+    },
+    renew(recordKey, token, leaseMs) {
+      return run("renew", async () => {
+        const path = pathFor(recordKey);
+        return withLock(path, () => {
+          const current = readRecord(path);
+          if (current?.s !== "p" || current.token !== token || current.exp <= now()) return false;
+          replace(path, inProgress(token, current.fp, leaseMs));
           return true;
         });
       });

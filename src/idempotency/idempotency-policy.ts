@@ -54,3 +54,19 @@ export function nextPollMs(
   const grown = previousMs === undefined ? minMs : Math.min(previousMs * 2, maxMs);
   return Math.max(1, Math.min(grown, leaseRemainingMs + 1));
 }
+
+/**
+ * renewalLeaseMs is the lease an owner's heartbeat asks for `sinceClaimMs`
+ * after its claim: `leaseMs`, but never past `horizonMs` from the claim (the
+ * claimLeaseMs of the call: its deadline, capped, plus a margin), so a
+ * handler that hangs past its deadline lets its key go as a fixed lease
+ * would. Undefined: the horizon has passed; stop renewing.
+ */
+export function renewalLeaseMs(
+  sinceClaimMs: number,
+  horizonMs: number,
+  leaseMs: number,
+): number | undefined {
+  const left = horizonMs - sinceClaimMs;
+  return left > 0 ? Math.min(leaseMs, left) : undefined;
+}

@@ -181,6 +181,12 @@ export function createMemoryIdempotencyStore(
       pending.delete(recordKey);
       return true;
     },
+    async renew(recordKey, token, leaseMs) {
+      const p = pending.get(recordKey);
+      if (p === undefined || p.token !== token || p.expiresAt <= clock.now()) return false;
+      pending.set(recordKey, { ...p, expiresAt: clock.now() + leaseMs });
+      return true;
+    },
     async get(recordKey) {
       return lookup(recordKey, false);
     },

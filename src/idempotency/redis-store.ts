@@ -78,6 +78,13 @@ if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) 
 return 0
 `;
 
+// KEYS[1] record; ARGV[1] owner's in-progress value, ARGV[2] lease ms.
+// Compare-and-pexpire: only the owner extends its own live claim.
+const RENEW = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end
+return 0
+`;
+
 // KEYS[1] record -> {value or false, pttl}.
 const GET = `return {redis.call("GET", KEYS[1]), redis.call("PTTL", KEYS[1])}`;
 
@@ -90,14 +97,15 @@ interface Scripted {
     ttlMs: number,
   ): Promise<unknown>;
   meshIdempotencyRelease(key: string, owner: string): Promise<unknown>;
+  meshIdempotencyRenew(key: string, owner: string, leaseMs: number): Promise<unknown>;
   meshIdempotencyGet(key: string): Promise<unknown>;
 }
 
 /**
  * createRedisIdempotencyStore keeps records in Redis so that all replicas of a
  * service see one another's claims and outcomes. Claims are atomic (`SET NX
- * PX` inside a script); completion and release check the owner token inside a
- * Lua script, so a call whose lease ran out and was taken over cannot
+ * PX` inside a script); completion, release and lease renewal (compare and
+ * PEXPIRE) check the owner token inside a Lua script, so a call whose lease ran out and was taken over cannot
  * overwrite or delete the new owner's record. Keys are the prefix and the
  * SHA-256 of the record key (principals and keys can be long or binary-ish).
  * Works with Redis >= 2.6.12 and Valkey; not with Redis Cluster multi-key
@@ -118,6 +126,7 @@ export function createRedisIdempotencyStore(
   redis.defineCommand("meshIdempotencyClaim", { numberOfKeys: 1, lua: CLAIM });
   redis.defineCommand("meshIdempotencyComplete", { numberOfKeys: 1, lua: COMPLETE });
   redis.defineCommand("meshIdempotencyRelease", { numberOfKeys: 1, lua: RELEASE });
+  redis.defineCommand("meshIdempotencyRenew", { numberOfKeys: 1, lua: RENEW });
   redis.defineCommand("meshIdempotencyGet", { numberOfKeys: 1, lua: GET });
   const scripted = redis as unknown as Scripted;
 
@@ -170,6 +179,16 @@ export function createRedisIdempotencyStore(
     release(recordKey, token) {
       return run("release", async () => {
         const reply = await scripted.meshIdempotencyRelease(keyFor(recordKey), `p\n${token}`);
+        return reply === 1;
+      });
+    },
+    renew(recordKey, token, leaseMs) {
+      return run("renew", async () => {
+        const reply = await scripted.meshIdempotencyRenew(
+          keyFor(recordKey),
+          `p\n${token}`,
+          Math.max(1, Math.ceil(leaseMs)),
+        );
         return reply === 1;
       });
     },

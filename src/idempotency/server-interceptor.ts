@@ -8,7 +8,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { type Clock, systemClock } from "../clock.js";
+import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { serverCallKey } from "../server/server-call.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { captureError, captureResponse } from "./capture-outcome.js";
@@ -25,7 +25,9 @@ import {
   DETERMINISTIC_ERROR_CODES,
   errorDisposition,
   nextPollMs,
+  renewalLeaseMs,
 } from "./idempotency-policy.js";
+import { idempotencyTransactionKey } from "./idempotency-transaction.js";
 import { createMemoryIdempotencyStore } from "./memory-store.js";
 import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
 import { replayOutcome } from "./replay-outcome.js";
@@ -79,6 +81,17 @@ export interface IdempotencyInterceptorOptions {
   readonly maxLeaseMs?: number;
   /** leaseMarginMs is added to every lease; default 1_000. */
   readonly leaseMarginMs?: number;
+  /**
+   * claimLeaseMs is the short lease of a claim while its owner's handler runs,
+   * with a store that can renew (memory, file, Redis); default 2_000. The
+   * owner renews it every `claimRenewMs` (heartbeat) up to the call's
+   * deadline (capped by maxLeaseMs) plus leaseMarginMs, so a duplicate takes
+   * a crashed owner's key over within about one claimLeaseMs. Stores without
+   * `renew` hold the whole deadline-based lease instead.
+   */
+  readonly claimLeaseMs?: number;
+  /** claimRenewMs is the heartbeat period; default 500; must be < claimLeaseMs. */
+  readonly claimRenewMs?: number;
   /** ttlMs is how long completed outcomes are kept for replay; default 24 h. */
   readonly ttlMs?: number;
   /** maxStoredBytes is the largest outcome stored (see outcomeSize); default 1 MiB. */
@@ -113,6 +126,8 @@ type IdempotencyDefaults = Required<
     | "retryPushbackMs"
     | "maxLeaseMs"
     | "leaseMarginMs"
+    | "claimLeaseMs"
+    | "claimRenewMs"
     | "ttlMs"
     | "maxStoredBytes"
     | "onTooLarge"
@@ -133,6 +148,10 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
   // Covers the handler's return, the store round trip and clock skew between
   // replicas (Redis expires keys on its own clock).
   leaseMarginMs: 1_000,
+  // A lease of 4 heartbeats survives 3 lost or late renewals (a GC pause, a
+  // busy event loop, a Redis blip) while a dead owner's key is free within 2 s.
+  claimLeaseMs: 2_000,
+  claimRenewMs: 500,
   ttlMs: 24 * 60 * 60 * 1_000,
   maxStoredBytes: 1024 * 1024,
   onTooLarge: "mark",
@@ -158,9 +177,16 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
  *   bytes) is FAILED_PRECONDITION with ErrorInfo reason IDEMPOTENCY_KEY_REUSED.
  * - OK outcomes and deterministic errors are stored for `ttlMs`; transient
  *   errors release the key so a retry runs the handler.
- * - A claim's lease is the call's remaining deadline (capped) plus a margin;
- *   a claim whose owner died is taken over when it expires. Handlers should
- *   honour `ctx.signal`: one that runs past its lease may run twice.
+ * - A claim's lease is short (`claimLeaseMs`) and renewed by its owner every
+ *   `claimRenewMs` while the handler runs, up to the call's remaining
+ *   deadline (capped) plus a margin; a claim whose owner died is taken over
+ *   when it expires, about one claimLeaseMs later. With a store that cannot
+ *   renew, the lease is that whole deadline. Handlers should honour
+ *   `ctx.signal`: one that runs past its lease may run twice (not with a
+ *   transactional store: its writes then do not commit).
+ * - With a transactional store (Postgres) the handler gets the transaction
+ *   in `idempotencyTransactionKey`; its writes commit with the outcome, and a
+ *   commit that fails fails the call with ABORTED (and a retry pushback).
  * - A store that fails makes the call fail with UNAVAILABLE before the handler
  *   runs, unless `failOpen`.
  *
@@ -202,8 +228,10 @@ export function createIdempotencyInterceptor(
     const fingerprint = requestFingerprint(req.method, req.message);
     const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
     let pollMs: number | undefined;
+    const renews = store.renew !== undefined;
     for (;;) {
-      const leaseMs = claimLeaseMs(remaining(), opts.maxLeaseMs, opts.leaseMarginMs);
+      const horizonMs = claimLeaseMs(remaining(), opts.maxLeaseMs, opts.leaseMarginMs);
+      const leaseMs = renews ? Math.min(opts.claimLeaseMs, horizonMs) : horizonMs;
       let claim: Awaited<ReturnType<IdempotencyStore["claim"]>>;
       try {
         claim = await store.claim(recordKey, fingerprint, leaseMs);
@@ -227,13 +255,18 @@ export function createIdempotencyInterceptor(
       switch (claim.state) {
         case "claimed":
           emit({ type: "claimed", leaseMs, ...call });
-          return runClaimed(next, req, call, recordKey, claim.token);
+          if (claim.transaction !== undefined) {
+            req.contextValues.set(idempotencyTransactionKey, claim.transaction);
+          }
+          return runClaimed(next, req, call, recordKey, claim.token, horizonMs);
         case "completed":
           if (claim.record.fingerprint !== fingerprint) throw keyReused(call);
           emit({ type: "replayed", code: replayCode(claim.record.outcome), ...call });
           return replayOutcome(req, claim.record.outcome);
         case "in-progress":
-          if (claim.fingerprint !== fingerprint) throw keyReused(call);
+          if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) {
+            throw keyReused(call);
+          }
           if (opts.onConcurrent === "abort") {
             emit({ type: "conflict", reason: "in-use", ...call });
             throw idempotencyError(
@@ -265,11 +298,14 @@ export function createIdempotencyInterceptor(
     call: IdempotencyCall,
     recordKey: string,
     token: string,
+    horizonMs: number,
   ): Promise<UnaryResponse> {
     let res: UnaryResponse;
+    const stopHeartbeat = startHeartbeat(call, recordKey, token, horizonMs);
     try {
       res = await next(req);
     } catch (e) {
+      stopHeartbeat();
       const err = ConnectError.from(e);
       if (errorDisposition(err.code, storedCodes) === "store") {
         await finish(call, recordKey, token, captureError(err), err.code);
@@ -279,6 +315,7 @@ export function createIdempotencyInterceptor(
       }
       throw e;
     }
+    stopHeartbeat();
     const outcome = captureResponse(res);
     const bytes = outcomeSize(outcome);
     if (bytes > opts.maxStoredBytes) {
@@ -289,7 +326,9 @@ export function createIdempotencyInterceptor(
         action: opts.onTooLarge,
         ...call,
       });
-      if (opts.onTooLarge === "release") {
+      // A transactional store's release would roll back the writes of a call
+      // that succeeded: it always keeps a marker.
+      if (opts.onTooLarge === "release" && store.transactional !== true) {
         await release(call, recordKey, token);
       } else {
         await finish(call, recordKey, token, { kind: "unstored", bytes }, undefined);
@@ -300,8 +339,58 @@ export function createIdempotencyInterceptor(
     return res;
   }
 
+  // startHeartbeat renews the claim every claimRenewMs until stopped, the
+  // horizon passes, or the claim is found lost. A renewal that fails (store
+  // down) is reported and tried again at the next beat: the lease covers a few
+  // missed beats. Losing the claim cannot let this owner overwrite the next
+  // one's record: complete checks the token. The timers come from the clock
+  // (the system clock's do not keep the process alive).
+  function startHeartbeat(
+    call: IdempotencyCall,
+    recordKey: string,
+    token: string,
+    horizonMs: number,
+  ): () => void {
+    const renew = store.renew?.bind(store);
+    if (renew === undefined) return () => {};
+    const claimedAt = clock.now();
+    let stopped = false;
+    let timer: ClockTimer | undefined;
+    const beat = async () => {
+      timer = undefined;
+      const leaseMs = renewalLeaseMs(clock.now() - claimedAt, horizonMs, opts.claimLeaseMs);
+      if (stopped || leaseMs === undefined) return;
+      let kept = true;
+      try {
+        kept = await renew(recordKey, token, leaseMs);
+      } catch (e) {
+        emit({
+          type: "store-error",
+          operation: "renew",
+          error: asError(e),
+          failOpen: opts.failOpen,
+          ...call,
+        });
+      }
+      if (stopped) return;
+      if (!kept) {
+        emit({ type: "claim-expired", ...call });
+        return;
+      }
+      timer = clock.setTimeout(() => void beat(), opts.claimRenewMs);
+    };
+    timer = clock.setTimeout(() => void beat(), opts.claimRenewMs);
+    return () => {
+      stopped = true;
+      if (timer !== undefined) clock.clearTimeout(timer);
+    };
+  }
+
   // finish stores an outcome; a store failure is reported, never thrown: the
-  // handler has run and its answer must reach the caller.
+  // handler has run and its answer must reach the caller. Except with a
+  // transactional store: there a failed completion rolled the handler's
+  // writes back, so the answer would lie; the call fails with ABORTED (safe
+  // to retry: nothing it did remains).
   async function finish(
     call: IdempotencyCall,
     recordKey: string,
@@ -309,8 +398,10 @@ export function createIdempotencyInterceptor(
     outcome: IdempotencyOutcome,
     code: Code | undefined,
   ): Promise<void> {
+    let stored = false;
     try {
-      if (await store.complete(recordKey, token, outcome, opts.ttlMs)) {
+      stored = await store.complete(recordKey, token, outcome, opts.ttlMs);
+      if (stored) {
         emit({ type: "completed", code, bytes: outcomeSize(outcome), ...call });
       } else {
         emit({ type: "claim-lost", ...call });
@@ -323,6 +414,16 @@ export function createIdempotencyInterceptor(
         failOpen: opts.failOpen,
         ...call,
       });
+    }
+    if (!stored && store.transactional === true) {
+      emit({ type: "rolled-back", ...call });
+      throw new ConnectError(
+        "the idempotent call's transaction did not commit; its writes were rolled back",
+        Code.Aborted,
+        // Nothing the call did remains: a retry is safe, and the pushback
+        // tells mesh clients to make one.
+        { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
+      );
     }
   }
 
@@ -426,6 +527,8 @@ function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
 function validateOptions(opts: IdempotencyInterceptorOptions & IdempotencyDefaults): void {
   const positive = [
     ["maxLeaseMs", opts.maxLeaseMs],
+    ["claimLeaseMs", opts.claimLeaseMs],
+    ["claimRenewMs", opts.claimRenewMs],
     ["ttlMs", opts.ttlMs],
     ["maxStoredBytes", opts.maxStoredBytes],
     ["minPollMs", opts.minPollMs],
@@ -440,6 +543,11 @@ function validateOptions(opts: IdempotencyInterceptorOptions & IdempotencyDefaul
   ] as const) {
     if (!(v >= 0) || !Number.isFinite(v))
       throw new RangeError(`${name} ${v} must be a finite number >= 0`);
+  }
+  if (!(opts.claimRenewMs < opts.claimLeaseMs)) {
+    throw new RangeError(
+      `claimRenewMs ${opts.claimRenewMs} must be < claimLeaseMs ${opts.claimLeaseMs}`,
+    );
   }
   if (!(opts.maxPollMs >= opts.minPollMs)) {
     throw new RangeError(`maxPollMs ${opts.maxPollMs} must be >= minPollMs ${opts.minPollMs}`);

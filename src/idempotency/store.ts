@@ -9,15 +9,20 @@ export interface IdempotencyRecord {
 /**
  * ClaimResult is the answer to a claim:
  * - `claimed`: the caller owns the key now and must run the call, then
- *   `complete` or `release` with `token`;
- * - `in-progress`: another call owns it, for `leaseRemainingMs` more at most;
+ *   `complete` or `release` with `token`; a transactional store also gives
+ *   the `transaction` the handler must write through (see
+ *   idempotencyTransactionKey);
+ * - `in-progress`: another call owns it, for `leaseRemainingMs` more at most
+ *   (unless renewed); `fingerprint` is the owner's request fingerprint, or
+ *   undefined when the store cannot see it before the owner commits (the
+ *   Postgres store): a reused key is then detected once the owner completes;
  * - `completed`: the call ran before; replay `record`.
  */
 export type ClaimResult =
-  | { readonly state: "claimed"; readonly token: string }
+  | { readonly state: "claimed"; readonly token: string; readonly transaction?: unknown }
   | {
       readonly state: "in-progress";
-      readonly fingerprint: string;
+      readonly fingerprint: string | undefined;
       readonly leaseRemainingMs: number;
     }
   | { readonly state: "completed"; readonly record: IdempotencyRecord };
@@ -43,6 +48,16 @@ export type StoredState = Exclude<ClaimResult, { readonly state: "claimed" }>;
  *   record is completed.
  * - `release` deletes the in-progress record if `token` owns it (true), else
  *   does nothing (false).
+ * - `renew` (optional) extends a live in-progress claim owned by `token` to
+ *   `leaseMs` from now (true), else changes nothing (false: the lease ran out
+ *   or another claim owns the key). With it the interceptor holds short
+ *   leases renewed while the handler runs (heartbeat), so a dead owner's key
+ *   is taken over within about one lease; without it a lease lasts the
+ *   call's whole deadline.
+ * - `transactional` stores commit the handler's own writes with the outcome
+ *   in `complete`; `release` rolls them back. A `complete` that fails or
+ *   resolves false then means the handler's effects are gone, and the
+ *   interceptor fails the call (ABORTED) instead of answering it.
  * - Record keys are opaque strings from `formatRecordKey`; they may be long
  *   (principals are unbounded): hash them if the backend limits key size.
  * - Tokens are opaque strings chosen by the store.
@@ -56,6 +71,8 @@ export interface IdempotencyStore {
     ttlMs: number,
   ): Promise<boolean>;
   release(recordKey: string, token: string): Promise<boolean>;
+  renew?(recordKey: string, token: string, leaseMs: number): Promise<boolean>;
+  readonly transactional?: boolean;
   get(recordKey: string): Promise<StoredState | undefined>;
 }
 

@@ -53,6 +53,8 @@ const IDEMPOTENCY_LEVELS: Readonly<Record<IdempotencyEvent["type"], Level>> = {
   conflict: "info",
   "too-large": "warn",
   "claim-lost": "warn",
+  "claim-expired": "warn",
+  "rolled-back": "warn",
   "store-error": "warn",
 };
 

@@ -37,6 +37,8 @@ const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   released: "idempotency",
   "too-large": "idempotency",
   "claim-lost": "idempotency",
+  "claim-expired": "idempotency",
+  "rolled-back": "idempotency",
   "store-error": "idempotency",
 };
 

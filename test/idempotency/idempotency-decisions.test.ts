@@ -10,6 +10,7 @@ import {
   DETERMINISTIC_ERROR_CODES,
   errorDisposition,
   nextPollMs,
+  renewalLeaseMs,
 } from "../../src/idempotency/idempotency-policy.js";
 import {
   decodeOutcome,
@@ -94,6 +95,14 @@ describe("idempotency policy decisions", () => {
     expect(claimLeaseMs(250, 60_000, 1_000)).toBe(1_250);
     expect(claimLeaseMs(600_000, 60_000, 1_000)).toBe(61_000);
     expect(claimLeaseMs(-5, 60_000, 1_000)).toBe(1_000);
+  });
+
+  it("renews the short lease until the claim's horizon, then stops", () => {
+    expect(renewalLeaseMs(500, 61_000, 2_000)).toBe(2_000);
+    expect(renewalLeaseMs(59_500, 61_000, 2_000)).toBe(1_500);
+    expect(renewalLeaseMs(60_999, 61_000, 2_000)).toBe(1);
+    expect(renewalLeaseMs(61_000, 61_000, 2_000)).toBeUndefined();
+    expect(renewalLeaseMs(70_000, 61_000, 2_000)).toBeUndefined();
   });
 
   it("polls with doubling waits, capped, never past the lease's end", () => {

@@ -5,11 +5,13 @@ import { CreateOrderRequestSchema } from "../../gen/example/orders/v1/orders_pb.
 import { ErrorInfoSchema } from "../../src/idempotency/error-info.js";
 import type { IdempotencyEvent } from "../../src/idempotency/events.js";
 import { IDEMPOTENCY_REPLAYED_HEADER } from "../../src/idempotency/idempotency-key.js";
+import { createMemoryIdempotencyStore } from "../../src/idempotency/memory-store.js";
 import { createRedisIdempotencyStore } from "../../src/idempotency/redis-store.js";
 import {
   createIdempotencyInterceptor,
   type IdempotencyInterceptorOptions,
 } from "../../src/idempotency/server-interceptor.js";
+import { type IdempotencyStore, IdempotencyStoreError } from "../../src/idempotency/store.js";
 import {
   createMeshServer,
   type MeshServerOptions,
@@ -327,12 +329,65 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     expect(stats.executions).toBe(1);
   });
 
-  it("idempotency: the claim's lease follows the call's deadline plus the margin", async () => {
-    const { client, events } = await setup({ leaseMarginMs: 500 });
+  it("idempotency: the claim's lease is claimLeaseMs with a store that renews", async () => {
+    const { client, events } = await setup({ leaseMarginMs: 500, claimLeaseMs: 1_500 });
+    await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
+    const claimed = events.find((e) => e.type === "claimed");
+    expect(claimed?.type === "claimed" && claimed.leaseMs).toBe(1_500);
+  });
+
+  it("idempotency: with a store that cannot renew, the lease follows the call's deadline plus the margin", async () => {
+    const { renew: _renew, ...noRenew } = createMemoryIdempotencyStore();
+    const { client, events } = await setup({ leaseMarginMs: 500, store: noRenew });
     await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 2_000 });
     const claimed = events.find((e) => e.type === "claimed");
     expect(claimed?.type === "claimed" && claimed.leaseMs).toBeGreaterThan(2_000);
     expect(claimed?.type === "claimed" && claimed.leaseMs).toBeLessThanOrEqual(2_500);
+  });
+
+  it("idempotency: the owner's heartbeat keeps a handler running past claimLeaseMs; a duplicate waits and replays", async () => {
+    // 8 beats per lease: a busy host may delay a few without losing the claim.
+    const { client, stats, events } = await setup({ claimLeaseMs: 800, claimRenewMs: 100 });
+    stats.delayMs = 2_000;
+    const first = client.createOrder(ORDER, keyed("beat-key").options);
+    await expect.poll(() => stats.executions).toBe(1);
+    const dup = keyed("beat-key");
+    const second = await client.createOrder(ORDER, dup.options);
+    expect(second).toEqual(await first);
+    expect(dup.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBe("true");
+    expect(stats.executions).toBe(1);
+    expect(events.filter((e) => e.type === "claim-expired" || e.type === "claim-lost")).toEqual([]);
+  });
+
+  it("idempotency: an owner whose renewals fail loses the key to a duplicate and cannot overwrite its outcome", async () => {
+    const store = createMemoryIdempotencyStore();
+    // r1 cannot reach the store for renewals (down for it alone); r2 can.
+    const failing: IdempotencyStore = {
+      claim: (...a) => store.claim(...a),
+      complete: (...a) => store.complete(...a),
+      release: (...a) => store.release(...a),
+      get: (...a) => store.get(...a),
+      renew: async () => {
+        throw new IdempotencyStoreError("store down");
+      },
+    };
+    const opts = { claimLeaseMs: 150, claimRenewMs: 30 };
+    const a = await setup({ ...opts, store: failing });
+    const b = await setup({ ...opts, store });
+    a.stats.delayMs = 900;
+    const first = a.client.createOrder(ORDER, keyed("lost-key").options);
+    await expect.poll(() => a.stats.executions).toBe(1);
+    const second = await b.client.createOrder(ORDER, keyed("lost-key").options);
+    expect(b.stats.executions).toBe(1);
+    expect(b.events.map((e) => e.type)).toEqual(["waiting", "claimed", "completed"]);
+    // The first owner's own answer still reaches its caller, but not the store.
+    const r1 = await first;
+    expect(r1.order?.id).not.toBe(second.order?.id);
+    expect(a.events.some((e) => e.type === "store-error" && e.operation === "renew")).toBe(true);
+    expect(a.events.at(-1)?.type).toBe("claim-lost");
+    const replay = keyed("lost-key");
+    expect(await b.client.createOrder(ORDER, replay.options)).toEqual(second);
+    expect(replay.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBe("true");
   });
 
   it("idempotency: a too-large response is returned, not stored, and marked so a duplicate does not run the handler", async () => {
@@ -411,6 +466,9 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     [{ ttlMs: -1 }, RangeError],
     [{ maxStoredBytes: Number.NaN }, RangeError],
     [{ leaseMarginMs: -1 }, RangeError],
+    [{ claimLeaseMs: 0 }, RangeError],
+    [{ claimRenewMs: Number.POSITIVE_INFINITY }, RangeError],
+    [{ claimLeaseMs: 500, claimRenewMs: 500 }, RangeError],
     [{ minPollMs: 50, maxPollMs: 10 }, RangeError],
     [{ onConcurrent: "queue" }, RangeError],
     [{ onTooLarge: "drop" }, RangeError],

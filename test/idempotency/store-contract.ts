@@ -9,6 +9,13 @@ import type { IdempotencyStore } from "../../src/idempotency/store.js";
 export interface StoreUnderTest {
   readonly store: IdempotencyStore;
   elapse(ms: number): Promise<void>;
+  /**
+   * transactional stores (Postgres) differ in two documented ways: the
+   * owner's fingerprint is not visible until it commits (in-progress claims
+   * report undefined), and a lease that runs out ends the owner's
+   * transaction, so a late owner can no longer complete.
+   */
+  readonly transactional?: boolean;
 }
 
 const OK: IdempotencyOutcome = {
@@ -24,12 +31,15 @@ const freshKey = () => JSON.stringify(["p", "svc/M", `k-${process.pid}-${++n}-${
 /** storeContract registers the contract tests for the store `setup` returns. */
 export function storeContract(setup: () => StoreUnderTest): void {
   it("claims an absent key once; a second claim sees it in progress with its fingerprint", async () => {
-    const { store } = setup();
+    const { store, transactional } = setup();
     const key = freshKey();
     const first = await store.claim(key, "fp1", 5_000);
     expect(first.state).toBe("claimed");
     const second = await store.claim(key, "fp2", 5_000);
-    expect(second).toMatchObject({ state: "in-progress", fingerprint: "fp1" });
+    expect(second).toMatchObject({
+      state: "in-progress",
+      fingerprint: transactional === true ? undefined : "fp1",
+    });
     if (second.state === "in-progress") {
       expect(second.leaseRemainingMs).toBeGreaterThan(4_000);
       expect(second.leaseRemainingMs).toBeLessThanOrEqual(5_000);
@@ -100,14 +110,49 @@ export function storeContract(setup: () => StoreUnderTest): void {
     expect((await store.get(key))?.state).toBe("in-progress");
   });
 
-  it("lets a late owner complete when nobody took its expired claim over", async () => {
-    const { store, elapse } = setup();
+  it("lets a late owner complete when nobody took its expired claim over (not a transactional store)", async () => {
+    const { store, elapse, transactional } = setup();
     const key = freshKey();
     const c = await store.claim(key, "fp", 40);
     if (c.state !== "claimed") throw new Error("not claimed");
     await elapse(80);
+    // A transactional store's lease is its transaction: once it has run out,
+    // the handler's writes are gone and the outcome must not be stored.
+    expect(await store.complete(key, c.token, OK, 60_000)).toBe(transactional !== true);
+    expect((await store.get(key))?.state).toBe(transactional === true ? undefined : "completed");
+  });
+
+  it("renews a live claim by its owner's token only", async () => {
+    const { store, elapse } = setup();
+    if (store.renew === undefined) return;
+    const key = freshKey();
+    const c = await store.claim(key, "fp", 150);
+    if (c.state !== "claimed") throw new Error("not claimed");
+    expect(await store.renew(key, `${c.token.slice(0, -1)}x`, 5_000)).toBe(false);
+    expect(await store.renew(key, c.token, 5_000)).toBe(true);
+    await elapse(250);
+    // Renewed: still in progress well past the first lease.
+    const seen = await store.claim(key, "fp", 5_000);
+    expect(seen.state).toBe("in-progress");
+    if (seen.state === "in-progress") expect(seen.leaseRemainingMs).toBeGreaterThan(4_000);
     expect(await store.complete(key, c.token, OK, 60_000)).toBe(true);
-    expect((await store.get(key))?.state).toBe("completed");
+    // Nothing left to renew once completed.
+    expect(await store.renew(key, c.token, 5_000)).toBe(false);
+  });
+
+  it("refuses to renew an expired claim, so a taken-over key stays with its new owner", async () => {
+    const { store, elapse } = setup();
+    if (store.renew === undefined) return;
+    const key = freshKey();
+    const dead = await store.claim(key, "fp", 40);
+    if (dead.state !== "claimed") throw new Error("not claimed");
+    await elapse(80);
+    expect(await store.renew(key, dead.token, 5_000)).toBe(false);
+    const next = await store.claim(key, "fp", 5_000);
+    if (next.state !== "claimed") throw new Error("not claimed");
+    expect(await store.renew(key, dead.token, 5_000)).toBe(false);
+    expect(await store.complete(key, dead.token, OK, 60_000)).toBe(false);
+    expect(await store.renew(key, next.token, 5_000)).toBe(true);
   });
 
   it("forgets a completed record after its TTL", async () => {
