@@ -181,7 +181,14 @@ async function createMesh(spec: Extract<LoadgenInit["client"], { kind: "mesh" }>
       const headers = { "x-bench-client": tag, "x-bench-phase": phaseName };
       const contextValues = createContextValues();
       try {
-        const res = await orders.getOrder({ id }, { timeoutMs, headers, contextValues });
+        const options = { timeoutMs, headers, contextValues };
+        const res =
+          init?.method === "CreateOrder"
+            ? await orders.createOrder(
+                { customerId: `${phaseName}/${id}`, items: [{ sku: "b", quantity: 1 }] },
+                options,
+              )
+            : await orders.getOrder({ id }, options);
         return res.order?.servedBy ?? "?";
       } catch (e) {
         // No endpoint picked: no attempt left the process (an open breaker

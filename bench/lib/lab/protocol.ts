@@ -121,6 +121,13 @@ export interface LoadgenInit {
    * so servers can count attempts per client and phase.
    */
   readonly tag: string;
+  /**
+   * method is the OrderService method driven (mesh clients only): GetOrder
+   * (NO_SIDE_EFFECTS, the default) or CreateOrder (side effects: with the
+   * mesh's default `idempotencyKeys` every call carries a key and is retried;
+   * its `customer_id` is `<phase>/<call id>`, unique per logical call).
+   */
+  readonly method?: "GetOrder" | "CreateOrder";
   /** probe makes one call (which must succeed) before init returns; default true. */
   readonly probe?: boolean;
 }
