@@ -43,7 +43,8 @@ import { type ChildHandle, spawnChild } from "../lib/process.js";
 const REPLICA_FILE = fileURLToPath(new URL("../lib/lab/faults-replica-child.ts", import.meta.url));
 const REPLICAS = ["r0", "r1", "r2"] as const;
 const VICTIM = "r1";
-const RATE = 200;
+/** RATE is the calls started per second (BENCH_FAULTS_RPS overrides it for ad hoc runs). */
+const RATE = Number(process.env.BENCH_FAULTS_RPS ?? 200);
 /** DEADLINE_MS is every call's deadline (issue 14's figures were taken with 3 s). */
 const DEADLINE_MS = 3_000;
 /**
@@ -52,7 +53,8 @@ const DEADLINE_MS = 3_000;
  * after their side effect and before their stored outcome.
  */
 const SERVICE_MS = 20;
-const INIT_TIMEOUT_MS = 30_000;
+/** INIT_TIMEOUT_MS covers a child's tsx start-up on a busy 2-core host (8 s seen at load 19). */
+const INIT_TIMEOUT_MS = 90_000;
 const REQUIRE_ENV = "MESH_REQUIRE_SERVICES";
 /** MAX_IN_FLIGHT bounds outstanding calls: 200/s × 3 s deadline is 600, with room for bursts. */
 const MAX_IN_FLIGHT = 2_000;
@@ -427,7 +429,7 @@ export const faults: LabSuite = {
     "- Calls count in the window they started in, whenever they end. Endpoint-set minimum: the smallest `size` of the transport's balancer `endpoints` events in the window, counting the size at its start. Idempotency events are summed over the replicas alive at the end (a killed replica's counts are lost; its executions are not).",
     "- Nothing is asserted: the figures are reported. The exit code is non-zero only when the harness broke (a child or service failed to start, no call succeeded, no execution was logged).",
   ],
-  budgetMs: (quick) => (quick ? 120_000 : 420_000),
+  budgetMs: (quick) => (quick ? 240_000 : 600_000),
   async run(ctx: LabContext): Promise<LabResult> {
     const { quick, log } = ctx;
     const schedule = SCHEDULES[quick ? "quick" : "full"];
@@ -463,8 +465,11 @@ export const faults: LabSuite = {
           : { method: {}, results: {}, goals: [], markdown: "", failures, skipped: message };
       }
     }
+    // BENCH_FAULTS_RUNS=kill-9,redis-outage picks runs for ad hoc use.
+    const only = process.env.BENCH_FAULTS_RUNS?.split(",").filter(Boolean);
     const rows: RunRow[] = [];
-    for (const kind of kinds) {
+    for (const kind of kinds.filter((k) => only === undefined || only.includes(k))) {
+      log(`[faults] ${kind}: starting (${FAULT_TEXT[kind](schedule[kind])})`);
       try {
         const { row, failures: f } = await runOne(ctx, kind, schedule[kind], ETCD_BINARY);
         rows.push(row);
