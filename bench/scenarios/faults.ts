@@ -116,7 +116,10 @@ interface RunRow {
   readonly keys_executed: number;
   readonly executions_per_key_max: number;
   readonly keys_executed_more_than_once: number;
+  /** executions_by_replica: per execution log (`r1#1` is r1's restarted process). */
   readonly executions_by_replica: Readonly<Record<string, number>>;
+  /** handlers_cut_off: executions whose handler never returned (their process was SIGKILLed in it). */
+  readonly handlers_cut_off: number;
   /** endpoint_set_min: the smallest balancer endpoint set over the window (the size at its start included). */
   readonly endpoint_set_min: number | null;
   readonly endpoint_set_at_start: number | null;
@@ -130,7 +133,11 @@ interface RunRow {
   readonly idempotency_events: Readonly<Record<string, number>>;
   /** timeline: what the harness did, in ms from the window's start. */
   readonly timeline: Readonly<Record<string, number | null>>;
+  /** failed_by_second / ok_by_second: calls by start time, per second of the window. */
+  readonly ok_by_second: readonly number[];
+  readonly failed_by_second: readonly number[];
   readonly settle_clean: boolean;
+  readonly client_cpu_cores: number | null;
   readonly other_load_cores: number | null;
 }
 
@@ -163,14 +170,25 @@ function gitCommit(): string | null {
 function countExecutions(dir: string, prefix: string) {
   const perKey = new Map<string, number>();
   const byReplica: Record<string, number> = {};
+  /** cutOff: per replica log, executions whose handler never returned (its process was killed). */
+  const cutOff: Record<string, number> = {};
   for (const f of readdirSync(dir)) {
     if (!f.endsWith(".log")) continue;
     const replica = f.slice(0, -".log".length);
+    byReplica[replica] ??= 0;
+    const open = new Set<string>();
     for (const line of readFileSync(join(dir, f), "utf8").split("\n")) {
-      if (!line.startsWith(prefix)) continue;
-      perKey.set(line, (perKey.get(line) ?? 0) + 1);
+      const key = line.slice(2);
+      if (!key.startsWith(prefix)) continue;
+      if (line.startsWith("E ")) {
+        open.delete(key);
+        continue;
+      }
+      open.add(key);
+      perKey.set(key, (perKey.get(key) ?? 0) + 1);
       byReplica[replica] = (byReplica[replica] ?? 0) + 1;
     }
+    if (open.size > 0) cutOff[replica] = open.size;
   }
   let executions = 0;
   let max = 0;
@@ -180,7 +198,7 @@ function countExecutions(dir: string, prefix: string) {
     max = Math.max(max, n);
     if (n > 1) multi++;
   }
-  return { executions, keys: perKey.size, max, multi, byReplica };
+  return { executions, keys: perKey.size, max, multi, byReplica, cutOff };
 }
 
 /** endpointSets summarises the balancer's `endpoints` events over [fromMs, toMs]. */
@@ -289,6 +307,7 @@ async function runOne(
         ...(registry === undefined ? {} : { registry }),
       },
       method: "CreateOrder",
+      bucketMs: 1_000,
       load,
       timeoutMs: DEADLINE_MS,
       tag: kind,
@@ -389,6 +408,7 @@ async function runOne(
       executions_per_key_max: ex.max,
       keys_executed_more_than_once: ex.multi,
       executions_by_replica: ex.byReplica,
+      handlers_cut_off: Object.values(ex.cutOff).reduce((a, b) => a + b, 0),
       endpoint_set_min: sets.min,
       endpoint_set_at_start: sets.atStart,
       endpoint_set_sizes: sets.sizes,
@@ -398,7 +418,10 @@ async function runOne(
       retry_events: st.retryEvents,
       idempotency_events: idem,
       timeline,
+      ok_by_second: (st.buckets ?? []).map((b) => b.ok),
+      failed_by_second: (st.buckets ?? []).map((b) => b.errors),
       settle_clean: warm.clean,
+      client_cpu_cores: r(w.clientCpuCores, 2),
       other_load_cores: r(w.otherLoadCores, 2),
     };
     log(
@@ -493,6 +516,8 @@ export const faults: LabSuite = {
           "ok p50 ms",
           "ok p99 ms",
           "retries",
+          "handlers cut off",
+          "other load (cores)",
         ],
         rows.map((x) => [
           x.run,
@@ -505,6 +530,8 @@ export const faults: LabSuite = {
           fmt(x.ok_p50_ms, 1),
           fmt(x.ok_p99_ms, 1),
           String(x.retry_events.retry ?? 0),
+          String(x.handlers_cut_off),
+          fmt(x.other_load_cores, 2),
         ]),
       ),
       "",
@@ -513,7 +540,7 @@ export const faults: LabSuite = {
           Object.entries(x.timeline)
             .map(([k, v]) => `${k.replace(/_ms$/, "")} ${fmt(v, 0)}`)
             .join(", ") || "–"
-        }. Endpoint sets during the window: ${x.endpoint_set_at_start ?? "?"}${x.endpoint_set_sizes.map((n) => ` → ${n}`).join("")}; ejections ${x.ejections}. Executions by replica: ${codes(x.executions_by_replica)}. Server events: ${codes(x.idempotency_events)}. Retry events: ${codes(x.retry_events)}. Failed calls p50 / max ${fmt(x.failed_p50_ms, 0)} / ${fmt(x.failed_max_ms, 0)} ms. Other load ${fmt(x.other_load_cores, 2)} cores.`,
+        }. Endpoint sets during the window: ${x.endpoint_set_at_start ?? "?"}${x.endpoint_set_sizes.map((n) => ` → ${n}`).join("")}; ejections ${x.ejections}. Executions by replica log: ${codes(x.executions_by_replica)} (handlers cut off by SIGKILL: ${x.handlers_cut_off}). Failed calls by start second: ${x.failed_by_second.join(" ") || "–"}. Server events: ${codes(x.idempotency_events)}. Retry events: ${codes(x.retry_events)}. Failed calls p50 / max ${fmt(x.failed_p50_ms, 0)} / ${fmt(x.failed_max_ms, 0)} ms. Client CPU ${fmt(x.client_cpu_cores, 2)} cores; other load ${fmt(x.other_load_cores, 2)} cores.`,
       ]),
     ].join("\n");
     return {

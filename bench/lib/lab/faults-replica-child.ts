@@ -3,7 +3,8 @@
 // example.orders.v1.OrderService/CreateOrder, a side-effecting method, with
 // the mesh's default idempotency layer on a Redis store shared by all
 // replicas. The handler's side effect is one line appended to this process's
-// execution log before it waits out its service time; appendFileSync has
+// execution log before it waits out its service time (and another line when
+// it returns, so calls cut off by a SIGKILL show); appendFileSync has
 // handed the line to the kernel before the handler goes on, so a SIGKILL
 // cannot lose an execution that happened. Optionally registered in etcd.
 // Driven over IPC by bench/scenarios/faults.ts.
@@ -30,7 +31,10 @@ export interface FaultsReplicaInit {
   /** port to listen on (a restarted replica takes its predecessor's); 0 picks one. */
   readonly port: number;
   readonly redis: { readonly host: string; readonly port: number; readonly keyPrefix: string };
-  /** execLog is the file each handler execution appends `<customer_id>\n` to. */
+  /**
+   * execLog is the file each handler execution appends `S <customer_id>\n`
+   * to (the side effect), and `E <customer_id>\n` when its handler returns.
+   */
   readonly execLog: string;
   /** serviceMs is the handler's service time after its side effect. */
   readonly serviceMs: number;
@@ -79,10 +83,11 @@ serveCommands({
         router.service(OrderService, {
           async createOrder(req) {
             executions++;
-            appendFileSync(execLog, `${req.customerId}\n`);
+            appendFileSync(execLog, `S ${req.customerId}\n`);
             if (serviceMs > 0) {
               await sleep(serviceMs);
             }
+            appendFileSync(execLog, `E ${req.customerId}\n`);
             return {
               order: { id: `${name}-${++n}`, customerId: req.customerId, servedBy: name },
             };
