@@ -14,6 +14,20 @@ import { sleep } from "./lab.js";
 /** REDIS_BINARY is the redis-server executable; override with MESH_REDIS_SERVER_BINARY. */
 export const REDIS_BINARY = process.env.MESH_REDIS_SERVER_BINARY ?? "redis-server";
 
+// Services still running when the runner exits (a watchdog's process.exit,
+// an uncaught error) are killed with it, so no redis-server or etcd outlives
+// the suite; a SIGSTOPped one included (SIGKILL ends stopped processes too).
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const p of running) {
+    try {
+      p.kill("SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+});
+
 /** freePort asks the kernel for an unused loopback port. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -73,6 +87,7 @@ function startProcess(
     log = "";
     const proc = spawn(l.command, [...l.args], { stdio: ["ignore", "pipe", "pipe"] });
     child = proc;
+    running.add(proc);
     const keep = (chunk: Buffer) => {
       log = (log + chunk.toString("utf8")).slice(-4_000);
     };
@@ -83,6 +98,7 @@ function startProcess(
     });
     exited = new Promise((resolve) => {
       proc.once("close", () => {
+        running.delete(proc);
         if (child === proc) {
           child = undefined;
         }
