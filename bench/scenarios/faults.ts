@@ -380,11 +380,14 @@ async function runOne(
         idem[k] = (idem[k] ?? 0) + v;
       }
     }
-    if (st.ok === 0) {
-      failures.push(`${kind}: no call succeeded`);
-    }
-    if (ex.keys === 0) {
-      failures.push(`${kind}: the replicas logged no execution`);
+    // The loadgen's probe call already proved the stack works end to end; a
+    // window without a success is a result (an overloaded host can get
+    // there), but a success without a logged execution means the count broke.
+    const okKeys = Object.values(st.servedBy).reduce((a, b) => a + b, 0);
+    if (ex.keys < okKeys) {
+      failures.push(
+        `${kind}: ${okKeys} calls succeeded but only ${ex.keys} keys were logged as executed`,
+      );
     }
     const row: RunRow = {
       run: kind,
@@ -450,7 +453,7 @@ export const faults: LabSuite = {
     `- One client process: createMeshTransport with every default (p2c-ewma, auto idempotency keys, retries of UNAVAILABLE with the same key, breakers, outlier detection), starting ${RATE} CreateOrder calls/s with Poisson arrivals (open loop, ${DEADLINE_MS / 1000} s deadline). Each call's customer_id names the call, so executions per key are counted from the logs.`,
     '- The suite starts its own redis-server (memory only: `--save "" --appendonly no`) and etcd on free loopback ports for each run; the machine\'s Redis is not used. kill -9 and Redis runs use a static target; the etcd run registers the replicas in etcd (createEtcdRegistry) and the client resolves `etcd:///<service>`.',
     "- Calls count in the window they started in, whenever they end. Endpoint-set minimum: the smallest `size` of the transport's balancer `endpoints` events in the window, counting the size at its start. Idempotency events are summed over the replicas alive at the end (a killed replica's counts are lost; its executions are not).",
-    "- Nothing is asserted: the figures are reported. The exit code is non-zero only when the harness broke (a child or service failed to start, no call succeeded, no execution was logged).",
+    "- Nothing is asserted: the figures are reported. The exit code is non-zero only when the harness broke: a child or service failed to start, the load generator's probe call failed, or calls succeeded whose execution was not logged.",
   ],
   budgetMs: (quick) => (quick ? 240_000 : 600_000),
   async run(ctx: LabContext): Promise<LabResult> {
