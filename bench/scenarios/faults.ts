@@ -314,9 +314,11 @@ async function runOne(
     });
     const cutter = new Cutter(lab, [lg], []);
     await lg.start();
+    // Up to 15 s: long enough for a breaker opened by a slow start (open 5 s
+    // by default) to close again before the fault.
     const warm = await settle(cutter, {
       minMs: ctx.quick ? 700 : 2_000,
-      maxMs: ctx.quick ? 4_000 : 15_000,
+      maxMs: ctx.quick ? 8_000 : 15_000,
     });
     if (!warm.clean) {
       log(`[faults] ${kind}: warm-up still had failed calls after ${fmt(warm.waitedMs, 0)} ms`);
@@ -539,7 +541,7 @@ export const faults: LabSuite = {
       ),
       "",
       ...rows.flatMap((x) => [
-        `- **${x.run}**: ${x.fault}. Timeline (ms into the window): ${
+        `- **${x.run}**: ${x.fault}. ${x.settle_clean ? "Warm-up ended clean" : "**Warm-up still had failed calls**"}. Timeline (ms into the window): ${
           Object.entries(x.timeline)
             .map(([k, v]) => `${k.replace(/_ms$/, "")} ${fmt(v, 0)}`)
             .join(", ") || "–"
