@@ -71,7 +71,16 @@ serveCommands({
       connection: { host: init.redis.host, port: init.redis.port },
       keyPrefix: init.redis.keyPrefix,
     });
-    await store.redis.ping();
+    // Connect before serving; on a starved host one ping may exceed the
+    // store's 1 s command timeout, so try a few times.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await store.redis.ping();
+        break;
+      } catch (e) {
+        if (attempt >= 10) throw e;
+      }
+    }
     if (init.registration !== undefined) {
       registry = createRegistry(init.registration.registry);
     }
