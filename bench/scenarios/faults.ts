@@ -37,7 +37,13 @@ import {
   sleep,
 } from "../lib/lab/lab.js";
 import { Cutter, settle } from "../lib/lab/measure.js";
-import type { LabEvent, LoadShape, PhaseStats, RegistrySpec } from "../lib/lab/protocol.js";
+import type {
+  LabEvent,
+  LoadgenEvents,
+  LoadShape,
+  PhaseStats,
+  RegistrySpec,
+} from "../lib/lab/protocol.js";
 import { type ChildHandle, spawnChild } from "../lib/process.js";
 
 const REPLICA_FILE = fileURLToPath(new URL("../lib/lab/faults-replica-child.ts", import.meta.url));
@@ -360,11 +366,12 @@ async function runOne(
     if (w === undefined) {
       throw new Error(`${kind}: no window`);
     }
-    const events = (await lg.events()).events;
+    // Generous IPC bounds: a starved child may take seconds to answer.
+    const events = (await lg.child.call<LoadgenEvents>("events", undefined, 30_000)).events;
     const counts: FaultsReplicaCounts[] = [];
     for (const x of replicas) {
       try {
-        counts.push(await x.child.call<FaultsReplicaCounts>("counts"));
+        counts.push(await x.child.call<FaultsReplicaCounts>("counts", undefined, 30_000));
       } catch (e) {
         failures.push(
           `${kind}: replica ${x.name} did not answer at the end (${e instanceof Error ? e.message : String(e)})`,
