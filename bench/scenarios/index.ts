@@ -2,6 +2,7 @@ import type { Scenario } from "../lib/scenario.js";
 import { balancing } from "./balancing.js";
 import { breakers } from "./breakers.js";
 import { discovery } from "./discovery.js";
+import { faults } from "./faults.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
 import { queue } from "./queue.js";
@@ -18,4 +19,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [discovery.name]: discovery,
   [retries.name]: retries,
   [breakers.name]: breakers,
+  [faults.name]: faults,
 };

@@ -57,8 +57,18 @@ class Phase {
   readonly okLatency = new Samples(1 << 14);
   readonly breakerOpenLatency = new Samples(1 << 10);
   readonly errorLatency = new Samples(1 << 10);
+  /** buckets[i] counts the calls started in [i, i + 1) × init.bucketMs after the phase began. */
+  readonly buckets: Array<{ ok: number; errors: number }> = [];
 
   constructor(readonly name: string) {}
+
+  bucket(startAtMs: number): { ok: number; errors: number } | undefined {
+    const ms = init?.bucketMs;
+    if (ms === undefined) return undefined;
+    const i = Math.max(0, Math.floor((startAtMs - this.startAtMs) / ms));
+    while (this.buckets.length <= i) this.buckets.push({ ok: 0, errors: 0 });
+    return this.buckets[i];
+  }
 
   stats(): PhaseStats {
     return {
@@ -80,6 +90,7 @@ class Phase {
       retryEvents: Object.fromEntries(this.retryEvents),
       maxInFlightSeen: this.maxInFlightSeen,
       skipped: this.skipped,
+      ...(init?.bucketMs === undefined ? {} : { buckets: this.buckets.map((b) => ({ ...b })) }),
     };
   }
 }
@@ -179,7 +190,14 @@ async function createMesh(spec: Extract<LoadgenInit["client"], { kind: "mesh" }>
       const headers = { "x-bench-client": tag, "x-bench-phase": phaseName };
       const contextValues = createContextValues();
       try {
-        const res = await orders.getOrder({ id }, { timeoutMs, headers, contextValues });
+        const options = { timeoutMs, headers, contextValues };
+        const res =
+          init?.method === "CreateOrder"
+            ? await orders.createOrder(
+                { customerId: `${phaseName}/${id}`, items: [{ sku: "b", quantity: 1 }] },
+                options,
+              )
+            : await orders.getOrder({ id }, options);
         return res.order?.servedBy ?? "?";
       } catch (e) {
         // No endpoint picked: no attempt left the process (an open breaker
@@ -259,12 +277,14 @@ async function one(c: Client): Promise<boolean> {
     p.maxInFlightSeen = inFlight;
   }
   const t0 = performance.now();
+  const b = p.bucket(nowMs());
   try {
     const servedBy = await c.call(id, p.name);
     const dt = performance.now() - t0;
     p.completed++;
     p.ok++;
     p.okLatency.add(dt);
+    if (b !== undefined) b.ok++;
     bump(p.servedBy, servedBy);
     const at = nowMs();
     okTimes.add(at);
@@ -275,6 +295,7 @@ async function one(c: Client): Promise<boolean> {
     p.completed++;
     p.errors++;
     p.errorLatency.add(dt);
+    if (b !== undefined) b.errors++;
     bump(p.errorsByCode, codeName(err));
     p.firstError ??= errorMessage(err);
     if (isBreakerOpen(err)) {

@@ -81,12 +81,13 @@ export class Cutter {
   }
 
   /**
-   * finish ends the last phase, stops the load, waits for calls in flight,
-   * and returns a function giving each client's Window of a phase id.
+   * finish ends the last phase, stops the load, waits for calls in flight
+   * (up to `drainWaitMs`, default 5 s), and returns a function giving each
+   * client's Window of a phase id.
    */
-  async finish(): Promise<(id: string) => Window[]> {
+  async finish(drainWaitMs?: number): Promise<(id: string) => Window[]> {
     await this.cut("end");
-    const phases = await Promise.all(this.clients.map((c) => c.drain()));
+    const phases = await Promise.all(this.clients.map((c) => c.drain(drainWaitMs)));
     // A group that was killed on purpose has no counts any more.
     const counts = (
       await Promise.all(this.groups.map((g) => g.counts().catch(() => undefined)))

@@ -121,6 +121,18 @@ export interface LoadgenInit {
    * so servers can count attempts per client and phase.
    */
   readonly tag: string;
+  /**
+   * method is the OrderService method driven (mesh clients only): GetOrder
+   * (NO_SIDE_EFFECTS, the default) or CreateOrder (side effects: with the
+   * mesh's default `idempotencyKeys` every call carries a key and is retried;
+   * its `customer_id` is `<phase>/<call id>`, unique per logical call).
+   */
+  readonly method?: "GetOrder" | "CreateOrder";
+  /**
+   * bucketMs makes every phase also count ok and failed calls by start time
+   * in buckets of this many ms (PhaseStats.buckets); default off.
+   */
+  readonly bucketMs?: number;
   /** probe makes one call (which must succeed) before init returns; default true. */
   readonly probe?: boolean;
 }
@@ -178,6 +190,8 @@ export interface PhaseStats {
   readonly maxInFlightSeen: number;
   /** skipped counts rate-mode starts dropped because maxInFlight calls were outstanding. */
   readonly skipped: number;
+  /** buckets (with LoadgenInit.bucketMs): ok and failed calls by start time, from the phase's start. */
+  readonly buckets?: ReadonlyArray<{ readonly ok: number; readonly errors: number }>;
 }
 
 /** LabEvent is a mesh transport event worth a timestamp (ejections, endpoint sets, breakers). */
