@@ -53,9 +53,13 @@ function ratio(a: number | null, b: number | null): number | null {
 }
 
 /** computeRatios divides each row's medians by the reference row's of the same payload. */
-export function computeRatios(results: readonly ResultRow[], reference: string): RatioRow[] {
+export function computeRatios(
+  results: readonly ResultRow[],
+  referenceFor: string | ((config: string) => string),
+): RatioRow[] {
   const out: RatioRow[] = [];
   for (const row of results) {
+    const reference = typeof referenceFor === "string" ? referenceFor : referenceFor(row.config);
     const ref = results.find(
       (r) =>
         r.config === reference &&
@@ -191,9 +195,9 @@ function fmtRatio(v: number | null): string {
 /** ratioTable renders the ratios to the reference row, one line per row and payload. */
 export function ratioTable(ratios: readonly RatioRow[], u: ReportUnit = UNARY_UNIT): string {
   const lines: string[] = [];
-  const ref = ratios[0]?.reference ?? "reference";
+  const refs = [...new Set(ratios.map((x) => x.reference))];
   lines.push(
-    `Ratios to \`${ref}\` of the same payload (medians of this run; ${u.rate} above 1 is faster, CPU and RSS above 1 cost more):`,
+    `Ratios to ${refs.map((r) => `\`${r}\``).join(" / ")} of the same payload (medians of this run; ${u.rate} above 1 is faster, CPU and RSS above 1 cost more):`,
   );
   lines.push("");
   lines.push(

@@ -26,9 +26,10 @@ export interface Scenario {
   configs(opts: { readonly quick: boolean }): readonly BenchConfig[];
   /**
    * reference is the label of the row every other row of the same payload
-   * size is compared with in the report's ratio table (e.g. "grpc-js → grpc-js").
+   * size is compared with in the report's ratio table (e.g. "grpc-js → grpc-js"),
+   * or a function giving it per row label.
    */
-  readonly reference?: string;
+  readonly reference?: string | ((config: string) => string);
   /** unit names what one counted call is in the tables; default a unary call. */
   readonly unit?: ReportUnit;
 }

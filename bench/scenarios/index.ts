@@ -6,6 +6,7 @@ import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
+import { streaming } from "./streaming.js";
 import { transport } from "./transport.js";
 
 /** SCENARIOS lists the suites `npm run bench -- --suite <name>` can run. */
@@ -18,4 +19,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [discovery.name]: discovery,
   [retries.name]: retries,
   [breakers.name]: breakers,
+  [streaming.name]: streaming,
 };

@@ -120,43 +120,36 @@ interface PushQueue<T> extends AsyncIterable<T> {
 function createPushQueue<T>(): PushQueue<T> {
   const items: T[] = [];
   let ended = false;
-  let waiter: ((r: IteratorResult<T>) => void) | undefined;
-  const done: IteratorResult<T> = { done: true, value: undefined };
+  let waiter: (() => void) | undefined;
+  const wake = () => {
+    const w = waiter;
+    waiter = undefined;
+    w?.();
+  };
+  // An async generator, so Connect can call return() and throw() on it.
+  async function* iterate(): AsyncGenerator<T> {
+    for (;;) {
+      while (items.length > 0) {
+        yield items.shift() as T;
+      }
+      if (ended) {
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        waiter = resolve;
+      });
+    }
+  }
   return {
     push(value) {
-      const w = waiter;
-      if (w !== undefined) {
-        waiter = undefined;
-        w({ done: false, value });
-      } else {
-        items.push(value);
-      }
+      items.push(value);
+      wake();
     },
     end() {
       ended = true;
-      const w = waiter;
-      waiter = undefined;
-      w?.(done);
+      wake();
     },
-    [Symbol.asyncIterator]() {
-      return {
-        next(): Promise<IteratorResult<T>> {
-          if (items.length > 0) {
-            return Promise.resolve({ done: false, value: items.shift() as T });
-          }
-          if (ended) {
-            return Promise.resolve(done);
-          }
-          return new Promise((resolve) => {
-            waiter = resolve;
-          });
-        },
-        return(): Promise<IteratorResult<T>> {
-          ended = true;
-          return Promise.resolve(done);
-        },
-      };
-    },
+    [Symbol.asyncIterator]: iterate,
   };
 }
 
