@@ -75,7 +75,11 @@ function nonNegative(name: string, v: string | undefined, fallback: number): num
 
 const hrUs = () => Number(process.hrtime.bigint() / 1000n);
 
-interface ProcessProfile extends ProfileSummary {
+interface ProcessProfile extends Omit<ProfileSummary, "layers"> {
+  /** layers add cpu_us_per_call: the layer's share of busy samples times the process's CPU per call. */
+  readonly layers: ReadonlyArray<
+    ProfileSummary["layers"][number] & { cpu_us_per_call: number | null }
+  >;
   /** cpu_us_per_call is process.cpuUsage over the window, per call (the benchmark's figure). */
   readonly cpu_us_per_call: number;
   readonly peak_rss_mb: number;
@@ -167,16 +171,21 @@ async function profileOnce(
   }
 }
 
-/** readProfile reads the main thread's profile: of the child's files, the one with most samples. */
+/**
+ * readProfile reads the main thread's profile. Files are named
+ * CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile; the main thread is 0
+ * (tsx's loader thread writes one too).
+ */
 function readProfile(dir: string, name: string): CpuProfile {
   const own = join(dir, name);
   const files = readdirSync(own).filter((f) => f.endsWith(".cpuprofile"));
-  const profiles = files.map((f) => JSON.parse(readFileSync(join(own, f), "utf8")) as CpuProfile);
-  const main = profiles.sort((a, b) => b.samples.length - a.samples.length)[0];
+  const main = files.find((f) => f.split(".")[4] === "0");
   if (main === undefined) {
-    throw new Error(`${name}: no CPU profile written in ${own} (did the child exit cleanly?)`);
+    throw new Error(
+      `${name}: no main-thread CPU profile in ${own} (found ${files.join(", ") || "none"}; did the child exit cleanly?)`,
+    );
   }
-  return main;
+  return JSON.parse(readFileSync(join(own, main), "utf8")) as CpuProfile;
 }
 
 function markdown(r: ProfileReport): string {
@@ -190,23 +199,32 @@ function markdown(r: ProfileReport): string {
     `Process CPU µs/call (cpuUsage): client ${r.client.cpu_us_per_call}, server ${r.server.cpu_us_per_call}; sampled busy µs/call: client ${r.client.busy_us_per_call}, server ${r.server.busy_us_per_call}. Peak RSS MB: client ${r.client.peak_rss_mb}, server ${r.server.peak_rss_mb}.`,
   );
   lines.push("");
-  lines.push("| layer | client µs/call | client % | server µs/call | server % |");
-  lines.push("|---|--:|--:|--:|--:|");
-  const names = [...new Set([...r.client.layers, ...r.server.layers].map((l) => l.layer))];
+  lines.push(
+    "| layer | client CPU µs/call | client % | server CPU µs/call | server % | client + server CPU µs/call |",
+  );
+  lines.push("|---|--:|--:|--:|--:|--:|");
   const get = (p: ProcessProfile, name: string) => p.layers.find((l) => l.layer === name);
   const total = (name: string) =>
-    (get(r.client, name)?.us_per_call ?? 0) + (get(r.server, name)?.us_per_call ?? 0);
-  names.sort((a, b) => (a === "idle" ? 1 : b === "idle" ? -1 : total(b) - total(a)));
-  const cell = (l: { us_per_call: number; pct: number | null } | undefined) =>
-    l === undefined
+    (get(r.client, name)?.cpu_us_per_call ?? 0) + (get(r.server, name)?.cpu_us_per_call ?? 0);
+  const names = [...new Set([...r.client.layers, ...r.server.layers].map((l) => l.layer))].filter(
+    (n) => n !== "idle",
+  );
+  names.sort((a, b) => total(b) - total(a));
+  const cell = (l: ProcessProfile["layers"][number] | undefined) =>
+    l === undefined || l.cpu_us_per_call === null || l.pct === null
       ? "– | –"
-      : `${l.us_per_call.toFixed(1)} | ${l.pct === null ? "–" : `${l.pct.toFixed(1)}`}`;
+      : `${l.cpu_us_per_call.toFixed(1)} | ${l.pct.toFixed(1)}`;
   for (const name of names) {
-    lines.push(`| ${name} | ${cell(get(r.client, name))} | ${cell(get(r.server, name))} |`);
+    lines.push(
+      `| ${name} | ${cell(get(r.client, name))} | ${cell(get(r.server, name))} | ${total(name).toFixed(1)} |`,
+    );
   }
+  lines.push(
+    `| **total (process CPU)** | ${r.client.cpu_us_per_call.toFixed(1)} | 100 | ${r.server.cpu_us_per_call.toFixed(1)} | 100 | ${(r.client.cpu_us_per_call + r.server.cpu_us_per_call).toFixed(1)} |`,
+  );
   lines.push("");
   lines.push(
-    "Self time by layer: each sample is charged to its frame's layer; native frames (V8 builtins, C++ bindings) to their nearest JavaScript caller. % is of the sampled busy (non-idle) time; `idle` is the event loop waiting (wall time, not CPU). The profiler's own overhead inflates every figure a little; read the split, not the totals.",
+    "Self time by layer: each sample inside the measured window is charged to its frame's layer; native frames (V8 builtins, C++ bindings) to their nearest JavaScript caller. % is the layer's share of the busy (non-idle) samples; CPU µs/call is that share of the process's measured CPU per call (process.cpuUsage over the window), since samples count wall time and a descheduled process keeps \"spending\" it in its current frame. The profiler's own overhead inflates every figure a little; read the split, not the totals. Hottest functions below are raw sampled µs/call.",
   );
   for (const [side, p] of [
     ["client", r.client],
@@ -295,11 +313,22 @@ async function main(): Promise<number> {
       );
       return 1;
     }
-    const summarize = (name: "client" | "server", w: ProcessWindow): ProcessProfile => ({
-      cpu_us_per_call: Math.round((w.cpuUs / calls) * 10) / 10,
-      peak_rss_mb: Math.round((w.maxRssBytes / 2 ** 20) * 10) / 10,
-      ...summarizeProfile(readProfile(dir, name), run.fromUs, run.toUs, calls, REPO_ROOT),
-    });
+    const summarize = (name: "client" | "server", w: ProcessWindow): ProcessProfile => {
+      const cpuUsPerCall = w.cpuUs / calls;
+      const p = summarizeProfile(readProfile(dir, name), run.fromUs, run.toUs, calls, REPO_ROOT);
+      return {
+        cpu_us_per_call: Math.round(cpuUsPerCall * 10) / 10,
+        peak_rss_mb: Math.round((w.maxRssBytes / 2 ** 20) * 10) / 10,
+        ...p,
+        // Samples measure wall time: on a busy machine a descheduled process
+        // still "spends" the gap in whatever frame it was in, so the split is
+        // scaled to the process's measured CPU per call.
+        layers: p.layers.map((l) => ({
+          ...l,
+          cpu_us_per_call: l.pct === null ? null : Math.round(l.pct * cpuUsPerCall) / 100,
+        })),
+      };
+    };
     const cpus = os.cpus();
     const report: ProfileReport = {
       pair: config.label,
