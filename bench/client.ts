@@ -1,10 +1,17 @@
 // Benchmark client child: a closed-loop load generator keeping `inFlight`
-// unary Echo calls outstanding. Driven over IPC by the runner (lib/protocol.ts):
+// unary Echo calls outstanding (or `inFlight` server streams, or `inFlight`
+// bidi streams doing ping-pong round trips: see Workload). Driven over IPC by the runner (lib/protocol.ts):
 // load → init → start → mark-begin → mark-end → stop. Latencies and counts are kept
 // only between the marks; CPU is measured over the same window.
 
 import { errorMessage, serveCommands, WindowMeter } from "./lib/child.js";
-import type { ClientInit, ClientLoad, ClientStopped, ClientWindow } from "./lib/protocol.js";
+import type {
+  ClientInit,
+  ClientLoad,
+  ClientStopped,
+  ClientWindow,
+  Workload,
+} from "./lib/protocol.js";
 import { loadStack } from "./lib/stacks/index.js";
 import type { EchoClientHandle, Stack } from "./lib/stacks/types.js";
 import { Samples } from "./lib/stats.js";
@@ -12,6 +19,8 @@ import { Samples } from "./lib/stats.js";
 let client: EchoClientHandle | undefined;
 let payload = new Uint8Array(0);
 let inFlight = 1;
+let workload: Workload = "unary";
+let streamMessages = 1000;
 let running = false;
 let recording = false;
 let workers: Promise<void>[] = [];
@@ -57,6 +66,81 @@ async function worker(c: EchoClientHandle): Promise<void> {
   }
 }
 
+function recordOk(dt: number): void {
+  totalCalls++;
+  if (recording) {
+    windowCalls++;
+    latencies.add(dt);
+  }
+}
+
+function recordError(err: unknown): void {
+  const failure = errorMessage(err);
+  totalErrors++;
+  firstError ??= failure;
+  if (recording) {
+    windowErrors++;
+    windowFirstError ??= failure;
+  }
+}
+
+/**
+ * streamWorker runs server streams back to back; each message counts as one
+ * unit, its latency the gap since the previous message of the same caller.
+ */
+async function streamWorker(c: EchoClientHandle): Promise<void> {
+  while (running) {
+    let t0 = performance.now();
+    try {
+      await c.serverStream(payload, streamMessages, (m) => {
+        const t1 = performance.now();
+        if (m.byteLength === payload.byteLength) {
+          recordOk(t1 - t0);
+        } else {
+          recordError(
+            new Error(`stream sent ${m.byteLength} bytes, expected ${payload.byteLength}`),
+          );
+        }
+        t0 = t1;
+        return running;
+      });
+    } catch (err) {
+      recordError(err);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
+/** bidiWorker keeps one bidi stream and does round trips on it; each is one unit. */
+async function bidiWorker(c: EchoClientHandle): Promise<void> {
+  while (running) {
+    const stream = c.openBidi();
+    try {
+      while (running) {
+        const t0 = performance.now();
+        const res = await stream.roundTrip(payload);
+        if (res.byteLength === payload.byteLength) {
+          recordOk(performance.now() - t0);
+        } else {
+          recordError(
+            new Error(`bidi sent ${res.byteLength} bytes, expected ${payload.byteLength}`),
+          );
+        }
+      }
+      await stream.close();
+    } catch (err) {
+      recordError(err);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+}
+
+const WORKERS: Record<Workload, (c: EchoClientHandle) => Promise<void>> = {
+  unary: worker,
+  "server-stream": streamWorker,
+  bidi: bidiWorker,
+};
+
 let loading: Promise<Stack> | undefined;
 
 serveCommands({
@@ -74,6 +158,8 @@ serveCommands({
       payload[i] = (i * 31 + 7) & 0xff;
     }
     inFlight = init.inFlight;
+    workload = init.workload ?? "unary";
+    streamMessages = init.streamMessages ?? streamMessages;
     // One probe call per target connects the HTTP/2 sessions before the clock starts.
     for (let i = 0; i < init.targets.length; i++) {
       await client.echo(payload);
@@ -85,7 +171,8 @@ serveCommands({
       throw new Error("start before init");
     }
     running = true;
-    workers = Array.from({ length: inFlight }, () => worker(c));
+    const run = WORKERS[workload];
+    workers = Array.from({ length: inFlight }, () => run(c));
   },
   "mark-begin"() {
     latencies.clear();

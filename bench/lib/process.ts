@@ -19,11 +19,17 @@ export class ChildHandle {
   /** exited resolves when the process is gone. */
   readonly exited: Promise<void>;
 
-  constructor(name: string, file: string, args: readonly string[] = []) {
+  /** execArgv adds Node flags (e.g. `--cpu-prof`) to the child's own. */
+  constructor(
+    name: string,
+    file: string,
+    args: readonly string[] = [],
+    execArgv: readonly string[] = [],
+  ) {
     this.name = name;
     this.proc = fork(file, [...args], {
       // tsx's loader makes the child run TypeScript directly (Node >= 20.6).
-      execArgv: ["--import", "tsx", "--no-warnings"],
+      execArgv: ["--import", "tsx", "--no-warnings", ...execArgv],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });
@@ -114,8 +120,12 @@ export function sleep(ms: number): Promise<void> {
 /** Live children, so the runner can kill them all on SIGINT or a watchdog. */
 export const liveChildren = new Set<ChildHandle>();
 
-export function spawnChild(name: string, file: string): ChildHandle {
-  const c = new ChildHandle(name, file);
+export function spawnChild(
+  name: string,
+  file: string,
+  execArgv: readonly string[] = [],
+): ChildHandle {
+  const c = new ChildHandle(name, file, [], execArgv);
   liveChildren.add(c);
   void c.exited.then(() => liveChildren.delete(c));
   return c;

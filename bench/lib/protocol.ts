@@ -3,13 +3,18 @@
 // bench/client.ts (children). Everything here must be JSON-serialisable.
 
 /** StackName names an implementation of the echo service (server) or client. */
-export type StackName = "grpc-js" | "connect" | "mesh";
+export type StackName = "grpc-js" | "connect" | "mesh" | "lean";
 
-export const STACKS: readonly StackName[] = ["grpc-js", "connect", "mesh"];
+export const STACKS: readonly StackName[] = ["grpc-js", "connect", "mesh", "lean"];
 
 /**
  * StackOptions are per-scenario knobs passed through to a stack. Known keys:
  * - server `delayMs`: the echo handler waits this long before answering.
+ * - client `method`: `"echo"` (default, EchoService/Echo, idempotency unknown:
+ *   the mesh keys it and de-duplicates it) or `"no-side-effects"`
+ *   (EchoNoSideEffectsService/EchoNoSideEffects, declared NO_SIDE_EFFECTS).
+ * - mesh client and server `log`: `"file"` (default: pino at info to a temp
+ *   file per process) or `"off"` (`logger: false`).
  * Unknown keys are ignored, so later suites can add their own.
  */
 export type StackOptions = Readonly<Record<string, string | number | boolean>>;
@@ -32,8 +37,21 @@ export interface BenchConfig {
   /** servers are forked one process each; the client gets all their addresses as targets. */
   readonly servers: readonly ServerSpec[];
   readonly payloadBytes: number;
+  /** inFlight is how many callers run at once (concurrent calls or streams). */
   readonly inFlight: number;
+  /** workload is what each of the `inFlight` callers does; default unary. */
+  readonly workload?: Workload;
+  /** streamMessages is how many messages one server-streaming call asks for (server-stream only). */
+  readonly streamMessages?: number;
 }
+
+/**
+ * Workload is what one caller of the closed loop does, and so what one
+ * counted unit is: a unary call, one message of a server stream (each caller
+ * runs one stream after another), or one round trip on a long-lived bidi
+ * stream (send one message, await its answer).
+ */
+export type Workload = "unary" | "server-stream" | "bidi";
 
 /** ServerInit is sent to a server child; it answers with ServerReady. */
 export interface ServerInit {
@@ -56,6 +74,8 @@ export interface ClientInit {
   readonly targets: readonly string[];
   readonly payloadBytes: number;
   readonly inFlight: number;
+  readonly workload?: Workload;
+  readonly streamMessages?: number;
 }
 
 /** ProcessWindow is what a child measured between mark-begin and mark-end. */
@@ -117,5 +137,6 @@ export const STACK_DESCRIPTIONS: Readonly<Record<StackName, string>> = {
     "@grpc/grpc-js 1.14: Client.makeUnaryRequest / Server.addService with a hand-built service definition and protobuf-es toBinary/fromBinary serialisers (no proto-loader); no compression configured",
   connect:
     "stock Connect-ES 2.3: createGrpcTransport({ acceptCompression: [] }) client, connectNodeAdapter({ acceptCompression: [] }) on http2.createServer (h2c)",
-  mesh: "connect-mesh: createMeshTransport({ target, acceptCompression: [] }) client, createMeshServer({ connect: { acceptCompression: [] } }) server (health service on, no deadlines set)",
+  mesh: "connect-mesh with every default on: createMeshTransport({ target, acceptCompression: [], logger }) client (p2c-ewma balancer, outlier detection, retries, circuit breakers, idempotency keys, trace propagation), createMeshServer({ connect: { acceptCompression: [] }, logger }) server (idempotency de-duplication with the in-memory store, health service, trace context); `logger` is pino at info writing to a temp file per process (`pino.destination({ dest, sync: false })`), one line per finished call; no deadlines set",
+  lean: 'connect-mesh with every mesh feature off: createMeshTransport({ target, acceptCompression: [], policy: "pick-first", retry: false, circuitBreaker: false, idempotencyKeys: false, outlierDetection: false, logger: false }) client, createMeshServer({ connect: { acceptCompression: [] }, idempotency: false, logger: false }) server (health service on)',
 };

@@ -3,7 +3,26 @@
 
 import * as os from "node:os";
 import { DEFAULT_MAX_OTHER_CORES, type QuietWait, type ResultRow } from "./runner.js";
-import type { Scenario, Timing } from "./scenario.js";
+import type { ReportUnit, Scenario, Timing } from "./scenario.js";
+
+const UNARY_UNIT: ReportUnit = { rate: "req/s", per: "call" };
+
+/**
+ * RatioRow compares one configuration with the suite's reference row of the
+ * same payload size (ratios of the medians of one interleaved run; above 1
+ * means more throughput, or more CPU / memory, than the reference).
+ */
+export interface RatioRow {
+  readonly config: string;
+  readonly reference: string;
+  readonly payload_bytes: number;
+  readonly rps_ratio: number | null;
+  readonly cpu_ratio: number | null;
+  readonly client_cpu_ratio: number | null;
+  readonly server_cpu_ratio: number | null;
+  readonly client_peak_rss_ratio: number | null;
+  readonly server_peak_rss_ratio: number | null;
+}
 
 export interface SuiteReport {
   readonly suite: string;
@@ -22,7 +41,47 @@ export interface SuiteReport {
   };
   readonly notes: readonly string[];
   readonly wall_s: number;
+  /** unit says what `rps` and `*_cpu_us_per_call` count in this suite (a unary call unless said). */
+  readonly unit: ReportUnit;
   readonly results: readonly ResultRow[];
+  /** ratios compare every row with `reference` (same payload), when the suite names one. */
+  readonly ratios?: readonly RatioRow[];
+}
+
+function ratio(a: number | null, b: number | null): number | null {
+  return a === null || b === null || b === 0 ? null : Math.round((a / b) * 100) / 100;
+}
+
+/** computeRatios divides each row's medians by the reference row's of the same payload. */
+export function computeRatios(
+  results: readonly ResultRow[],
+  referenceFor: string | ((config: string) => string),
+): RatioRow[] {
+  const out: RatioRow[] = [];
+  for (const row of results) {
+    const reference = typeof referenceFor === "string" ? referenceFor : referenceFor(row.config);
+    const ref = results.find(
+      (r) =>
+        r.config === reference &&
+        r.payload_bytes === row.payload_bytes &&
+        r.servers === row.servers,
+    );
+    if (ref === undefined) {
+      continue;
+    }
+    out.push({
+      config: row.config,
+      reference,
+      payload_bytes: row.payload_bytes,
+      rps_ratio: ratio(row.rps, ref.rps),
+      cpu_ratio: ratio(row.cpu_us_per_call, ref.cpu_us_per_call),
+      client_cpu_ratio: ratio(row.client_cpu_us_per_call, ref.client_cpu_us_per_call),
+      server_cpu_ratio: ratio(row.server_cpu_us_per_call, ref.server_cpu_us_per_call),
+      client_peak_rss_ratio: ratio(row.client_peak_rss_mb, ref.client_peak_rss_mb),
+      server_peak_rss_ratio: ratio(row.server_peak_rss_mb, ref.server_peak_rss_mb),
+    });
+  }
+  return out;
 }
 
 export function buildReport(
@@ -60,7 +119,11 @@ export function buildReport(
     },
     notes: scenario.notes,
     wall_s: Math.round(wallMs / 100) / 10,
+    unit: scenario.unit ?? UNARY_UNIT,
     results,
+    ...(scenario.reference === undefined
+      ? {}
+      : { ratios: computeRatios(results, scenario.reference) }),
   };
 }
 
@@ -84,8 +147,9 @@ export function markdownTable(r: SuiteReport): string {
     `Node ${r.node}, ${r.machine.cpus} × ${r.machine.model}; ${r.settings.reps} × ${r.settings.duration_ms / 1000} s per configuration after ${r.settings.warmup_ms / 1000} s warm-up, round-robin; ${r.date.slice(0, 10)}.`,
   );
   lines.push("");
+  const u = r.unit;
   lines.push(
-    "| client → server | payload | in flight | req/s (median) | req/s min–max | p50 ms | p99 ms | p99.9 ms | CPU µs/call client | CPU µs/call server | CPU µs/call total | peak RSS MB client / server | other load (cores) |",
+    `| client → server | payload | in flight | ${u.rate} (median) | ${u.rate} min–max | p50 ms | p99 ms | p99.9 ms | CPU µs/${u.per} client | CPU µs/${u.per} server | CPU µs/${u.per} total | peak RSS MB client / server | other load (cores) |`,
   );
   lines.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
   for (const row of r.results) {
@@ -94,6 +158,10 @@ export function markdownTable(r: SuiteReport): string {
     lines.push(
       `| ${row.config}${failed}${errors} | ${formatBytes(row.payload_bytes)} | ${row.in_flight} | ${fmtInt(row.rps)} | ${fmtInt(row.rps_min)}–${fmtInt(row.rps_max)} | ${fmt(row.p50_ms, 2)} | ${fmt(row.p99_ms, 2)} | ${fmt(row.p999_ms, 2)} | ${fmt(row.client_cpu_us_per_call, 0)} | ${fmt(row.server_cpu_us_per_call, 0)} | ${fmt(row.cpu_us_per_call, 0)} | ${fmt(row.client_peak_rss_mb, 0)} / ${fmt(row.server_peak_rss_mb, 0)} | ${fmt(row.other_load_cores, 2)}${(row.other_load_max_cores ?? 0) > LOADED_CORES ? ` (max ${fmt(row.other_load_max_cores, 2)})` : ""} |`,
     );
+  }
+  if (r.ratios !== undefined && r.ratios.length > 0) {
+    lines.push("");
+    lines.push(ratioTable(r.ratios, u));
   }
   lines.push("");
   lines.push(
@@ -117,6 +185,30 @@ export function markdownTable(r: SuiteReport): string {
     }
   }
   lines.push("");
+  return lines.join("\n");
+}
+
+function fmtRatio(v: number | null): string {
+  return v === null ? "–" : `${v.toFixed(2)}x`;
+}
+
+/** ratioTable renders the ratios to the reference row, one line per row and payload. */
+export function ratioTable(ratios: readonly RatioRow[], u: ReportUnit = UNARY_UNIT): string {
+  const lines: string[] = [];
+  const refs = [...new Set(ratios.map((x) => x.reference))];
+  lines.push(
+    `Ratios to ${refs.map((r) => `\`${r}\``).join(" / ")} of the same payload (medians of this run; ${u.rate} above 1 is faster, CPU and RSS above 1 cost more):`,
+  );
+  lines.push("");
+  lines.push(
+    `| client → server | payload | ${u.rate} ratio | CPU/${u.per} ratio total | client | server | peak RSS ratio client / server |`,
+  );
+  lines.push("|---|--:|--:|--:|--:|--:|--:|");
+  for (const x of ratios) {
+    lines.push(
+      `| ${x.config} | ${formatBytes(x.payload_bytes)} | ${fmtRatio(x.rps_ratio)} | ${fmtRatio(x.cpu_ratio)} | ${fmtRatio(x.client_cpu_ratio)} | ${fmtRatio(x.server_cpu_ratio)} | ${fmtRatio(x.client_peak_rss_ratio)} / ${fmtRatio(x.server_peak_rss_ratio)} |`,
+    );
+  }
   return lines.join("\n");
 }
 

@@ -228,6 +228,8 @@ async function runOnce(
       targets: ready.map((r) => `127.0.0.1:${r.port}`),
       payloadBytes: config.payloadBytes,
       inFlight: config.inFlight,
+      ...(config.workload === undefined ? {} : { workload: config.workload }),
+      ...(config.streamMessages === undefined ? {} : { streamMessages: config.streamMessages }),
     };
     await clientLoaded;
     await client.call("init", init, INIT_TIMEOUT_MS);

@@ -24,4 +24,20 @@ export interface Scenario {
   /** timing overrides the runner's defaults for full and quick runs. */
   readonly timing?: { readonly full?: Partial<Timing>; readonly quick?: Partial<Timing> };
   configs(opts: { readonly quick: boolean }): readonly BenchConfig[];
+  /**
+   * reference is the label of the row every other row of the same payload
+   * size is compared with in the report's ratio table (e.g. "grpc-js → grpc-js"),
+   * or a function giving it per row label.
+   */
+  readonly reference?: string | ((config: string) => string);
+  /** unit names what one counted call is in the tables; default a unary call. */
+  readonly unit?: ReportUnit;
+}
+
+/** ReportUnit names a suite's unit of work, e.g. `{ rate: "msg/s", per: "msg" }`. */
+export interface ReportUnit {
+  /** rate heads the throughput column, e.g. "req/s". */
+  readonly rate: string;
+  /** per ends the CPU columns' heading, e.g. "call" in "CPU µs/call". */
+  readonly per: string;
 }

@@ -7,6 +7,7 @@ import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
+import { streaming } from "./streaming.js";
 import { transport } from "./transport.js";
 
 /** SCENARIOS lists the suites `npm run bench -- --suite <name>` can run. */
@@ -20,4 +21,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [retries.name]: retries,
   [breakers.name]: breakers,
   [faults.name]: faults,
+  [streaming.name]: streaming,
 };

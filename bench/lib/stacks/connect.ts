@@ -6,12 +6,28 @@ import type { AddressInfo } from "node:net";
 import { createClient } from "@connectrpc/connect";
 import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
 import type { StackOptions } from "../protocol.js";
-import { createBenchEchoImpl, EchoService } from "./echo-impl.js";
-import { type EchoClientHandle, type EchoServerHandle, roundRobin, type Stack } from "./types.js";
+import {
+  benchNoSideEffectsImpl,
+  createBenchEchoImpl,
+  createConnectEchoClient,
+  EchoNoSideEffectsService,
+  EchoService,
+} from "./echo-impl.js";
+import {
+  type EchoClientHandle,
+  type EchoMethod,
+  type EchoServerHandle,
+  echoMethodOption,
+  roundRobin,
+  type Stack,
+} from "./types.js";
 
 async function startServer(options: StackOptions): Promise<EchoServerHandle> {
   const handler = connectNodeAdapter({
-    routes: (router) => router.service(EchoService, createBenchEchoImpl(options)),
+    routes: (router) =>
+      router
+        .service(EchoService, createBenchEchoImpl(options))
+        .service(EchoNoSideEffectsService, benchNoSideEffectsImpl),
     acceptCompression: [],
   });
   const server = http2.createServer(handler);
@@ -40,21 +56,21 @@ async function startServer(options: StackOptions): Promise<EchoServerHandle> {
   };
 }
 
-function createOne(target: string): EchoClientHandle {
+function createOne(target: string, method: EchoMethod): EchoClientHandle {
   const transport = createGrpcTransport({ baseUrl: `http://${target}`, acceptCompression: [] });
-  const client = createClient(EchoService, transport);
-  return {
-    async echo(payload) {
-      const res = await client.echo({ payload });
-      return res.payload;
-    },
-    async close() {
-      // The stock transport has no close(); the process exits right after.
-    },
-  };
+  return createConnectEchoClient(
+    createClient(EchoService, transport),
+    createClient(EchoNoSideEffectsService, transport),
+    method,
+    // The stock transport has no close(); the process exits right after.
+    async () => {},
+  );
 }
 
 export const stack: Stack = {
   startServer,
-  createClient: (targets) => roundRobin(targets.map(createOne)),
+  createClient: (targets, options) => {
+    const method = echoMethodOption(options);
+    return roundRobin(targets.map((t) => createOne(t, method)));
+  },
 };

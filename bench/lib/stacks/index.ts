@@ -13,6 +13,8 @@ export async function loadStack(name: StackName): Promise<Stack> {
       return (await import("./connect.js")).stack;
     case "mesh":
       return (await import("./mesh.js")).stack;
+    case "lean":
+      return (await import("./mesh.js")).leanStack;
     default:
       throw new Error(`unknown stack ${String(name)}`);
   }

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file test/v1/echo.proto.
  */
 export const file_test_v1_echo: GenFile = /*@__PURE__*/
-  fileDesc("ChJ0ZXN0L3YxL2VjaG8ucHJvdG8SB3Rlc3QudjEicAoLRWNob1JlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDBIQCghkZWxheV9tcxgCIAEoDRIVCg1pZ25vcmVfY2FuY2VsGAMgASgIEhEKCWZhaWxfY29kZRgEIAEoDRIUCgxmYWlsX21lc3NhZ2UYBSABKAkiRgoMRWNob1Jlc3BvbnNlEg8KB3BheWxvYWQYASABKAwSEgoKdGltZW91dF9tcxgCIAEoARIRCglzZXJ2ZWRfYnkYAyABKAkiKgoXRWNob0NsaWVudFN0cmVhbVJlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDCI6ChhFY2hvQ2xpZW50U3RyZWFtUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoDBINCgVjb3VudBgCIAEoDSJiChdFY2hvU2VydmVyU3RyZWFtUmVxdWVzdBIPCgdwYXlsb2FkGAEgASgMEg4KBnJlcGVhdBgCIAEoDRITCgtpbnRlcnZhbF9tcxgDIAEoDRIRCglmYWlsX2NvZGUYBCABKA0iOgoYRWNob1NlcnZlclN0cmVhbVJlc3BvbnNlEg8KB3BheWxvYWQYASABKAwSDQoFaW5kZXgYAiABKA0iIgoPRWNob0JpZGlSZXF1ZXN0Eg8KB3BheWxvYWQYASABKAwiMgoQRWNob0JpZGlSZXNwb25zZRIPCgdwYXlsb2FkGAEgASgMEg0KBWluZGV4GAIgASgNMr0CCgtFY2hvU2VydmljZRIzCgRFY2hvEhQudGVzdC52MS5FY2hvUmVxdWVzdBoVLnRlc3QudjEuRWNob1Jlc3BvbnNlElkKEEVjaG9DbGllbnRTdHJlYW0SIC50ZXN0LnYxLkVjaG9DbGllbnRTdHJlYW1SZXF1ZXN0GiEudGVzdC52MS5FY2hvQ2xpZW50U3RyZWFtUmVzcG9uc2UoARJZChBFY2hvU2VydmVyU3RyZWFtEiAudGVzdC52MS5FY2hvU2VydmVyU3RyZWFtUmVxdWVzdBohLnRlc3QudjEuRWNob1NlcnZlclN0cmVhbVJlc3BvbnNlMAESQwoIRWNob0JpZGkSGC50ZXN0LnYxLkVjaG9CaWRpUmVxdWVzdBoZLnRlc3QudjEuRWNob0JpZGlSZXNwb25zZSgBMAFiBnByb3RvMw");
+  fileDesc("ChJ0ZXN0L3YxL2VjaG8ucHJvdG8SB3Rlc3QudjEicAoLRWNob1JlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDBIQCghkZWxheV9tcxgCIAEoDRIVCg1pZ25vcmVfY2FuY2VsGAMgASgIEhEKCWZhaWxfY29kZRgEIAEoDRIUCgxmYWlsX21lc3NhZ2UYBSABKAkiRgoMRWNob1Jlc3BvbnNlEg8KB3BheWxvYWQYASABKAwSEgoKdGltZW91dF9tcxgCIAEoARIRCglzZXJ2ZWRfYnkYAyABKAkiKgoXRWNob0NsaWVudFN0cmVhbVJlcXVlc3QSDwoHcGF5bG9hZBgBIAEoDCI6ChhFY2hvQ2xpZW50U3RyZWFtUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoDBINCgVjb3VudBgCIAEoDSJiChdFY2hvU2VydmVyU3RyZWFtUmVxdWVzdBIPCgdwYXlsb2FkGAEgASgMEg4KBnJlcGVhdBgCIAEoDRITCgtpbnRlcnZhbF9tcxgDIAEoDRIRCglmYWlsX2NvZGUYBCABKA0iOgoYRWNob1NlcnZlclN0cmVhbVJlc3BvbnNlEg8KB3BheWxvYWQYASABKAwSDQoFaW5kZXgYAiABKA0iIgoPRWNob0JpZGlSZXF1ZXN0Eg8KB3BheWxvYWQYASABKAwiMgoQRWNob0JpZGlSZXNwb25zZRIPCgdwYXlsb2FkGAEgASgMEg0KBWluZGV4GAIgASgNIisKGEVjaG9Ob1NpZGVFZmZlY3RzUmVxdWVzdBIPCgdwYXlsb2FkGAEgASgMIiwKGUVjaG9Ob1NpZGVFZmZlY3RzUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoDDK9AgoLRWNob1NlcnZpY2USMwoERWNobxIULnRlc3QudjEuRWNob1JlcXVlc3QaFS50ZXN0LnYxLkVjaG9SZXNwb25zZRJZChBFY2hvQ2xpZW50U3RyZWFtEiAudGVzdC52MS5FY2hvQ2xpZW50U3RyZWFtUmVxdWVzdBohLnRlc3QudjEuRWNob0NsaWVudFN0cmVhbVJlc3BvbnNlKAESWQoQRWNob1NlcnZlclN0cmVhbRIgLnRlc3QudjEuRWNob1NlcnZlclN0cmVhbVJlcXVlc3QaIS50ZXN0LnYxLkVjaG9TZXJ2ZXJTdHJlYW1SZXNwb25zZTABEkMKCEVjaG9CaWRpEhgudGVzdC52MS5FY2hvQmlkaVJlcXVlc3QaGS50ZXN0LnYxLkVjaG9CaWRpUmVzcG9uc2UoATABMnsKGEVjaG9Ob1NpZGVFZmZlY3RzU2VydmljZRJfChFFY2hvTm9TaWRlRWZmZWN0cxIhLnRlc3QudjEuRWNob05vU2lkZUVmZmVjdHNSZXF1ZXN0GiIudGVzdC52MS5FY2hvTm9TaWRlRWZmZWN0c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw");
 
 /**
  * EchoRequest carries a payload and knobs for the test server.
@@ -232,6 +232,44 @@ export const EchoBidiResponseSchema: GenMessage<EchoBidiResponse> = /*@__PURE__*
   messageDesc(file_test_v1_echo, 7);
 
 /**
+ * EchoNoSideEffectsRequest carries the payload to echo.
+ *
+ * @generated from message test.v1.EchoNoSideEffectsRequest
+ */
+export type EchoNoSideEffectsRequest = Message<"test.v1.EchoNoSideEffectsRequest"> & {
+  /**
+   * @generated from field: bytes payload = 1;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message test.v1.EchoNoSideEffectsRequest.
+ * Use `create(EchoNoSideEffectsRequestSchema)` to create a new message.
+ */
+export const EchoNoSideEffectsRequestSchema: GenMessage<EchoNoSideEffectsRequest> = /*@__PURE__*/
+  messageDesc(file_test_v1_echo, 8);
+
+/**
+ * EchoNoSideEffectsResponse returns the payload.
+ *
+ * @generated from message test.v1.EchoNoSideEffectsResponse
+ */
+export type EchoNoSideEffectsResponse = Message<"test.v1.EchoNoSideEffectsResponse"> & {
+  /**
+   * @generated from field: bytes payload = 1;
+   */
+  payload: Uint8Array;
+};
+
+/**
+ * Describes the message test.v1.EchoNoSideEffectsResponse.
+ * Use `create(EchoNoSideEffectsResponseSchema)` to create a new message.
+ */
+export const EchoNoSideEffectsResponseSchema: GenMessage<EchoNoSideEffectsResponse> = /*@__PURE__*/
+  messageDesc(file_test_v1_echo, 9);
+
+/**
  * EchoService echoes bytes back, for interop tests and benchmarks.
  *
  * @generated from service test.v1.EchoService
@@ -279,4 +317,26 @@ export const EchoService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_test_v1_echo, 0);
+
+/**
+ * EchoNoSideEffectsService echoes like EchoService.Echo, from a method
+ * declared NO_SIDE_EFFECTS: clients send it no idempotency key, servers do not
+ * de-duplicate it, and retries and hedges may repeat it freely. It is its own
+ * service so that complete EchoService implementations stay complete.
+ *
+ * @generated from service test.v1.EchoNoSideEffectsService
+ */
+export const EchoNoSideEffectsService: GenService<{
+  /**
+   * EchoNoSideEffects returns the request payload.
+   *
+   * @generated from rpc test.v1.EchoNoSideEffectsService.EchoNoSideEffects
+   */
+  echoNoSideEffects: {
+    methodKind: "unary";
+    input: typeof EchoNoSideEffectsRequestSchema;
+    output: typeof EchoNoSideEffectsResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_test_v1_echo, 1);
 
