@@ -8,7 +8,7 @@ export {
 } from "./breaker/breaker-interceptor.js";
 export { BreakerOpenError } from "./breaker/breaker-open-error.js";
 export { CIRCUIT_BREAKER_DEFAULTS, type CircuitState } from "./breaker/circuit-breaker.js";
-export { type CallScope, currentCallScope, runOutsideCallScope } from "./call-scope.js";
+export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
 export {
   createMeshTransport,
   type MeshTransport,
@@ -16,6 +16,17 @@ export {
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
 export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
+export {
+  createFaultInjector,
+  FAULT_HEADER,
+  type FaultCodeRate,
+  type FaultConfig,
+  type FaultConfigUpdate,
+  type FaultCounts,
+  type FaultInjector,
+  type FaultInjectorOptions,
+  type FaultRule,
+} from "./faults/fault-injection.js";
 export {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
@@ -50,6 +61,12 @@ export {
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
+export {
+  CONCURRENCY_LIMIT_DEFAULTS,
+  type ConcurrencyLimit,
+  type ConcurrencyLimitOptions,
+  createConcurrencyLimit,
+} from "./limit/concurrency-limit.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";
@@ -108,12 +125,6 @@ export {
   type RetryPolicy,
 } from "./retry/retry-interceptor.js";
 export {
-  CONCURRENCY_LIMIT_DEFAULTS,
-  type ConcurrencyLimit,
-  type ConcurrencyLimitOptions,
-  createConcurrencyLimit,
-} from "./server/concurrency-limit.js";
-export {
   type BoundAddress,
   type CloseOptions,
   createMeshServer,
@@ -122,17 +133,6 @@ export {
   type MeshServerOptions,
   type MeshServerTlsOptions,
 } from "./server/create-mesh-server.js";
-export {
-  createFaultInjector,
-  FAULT_HEADER,
-  type FaultCodeRate,
-  type FaultConfig,
-  type FaultConfigUpdate,
-  type FaultCounts,
-  type FaultInjector,
-  type FaultInjectorOptions,
-  type FaultRule,
-} from "./server/fault-injection.js";
 export { type HealthStatus, ServingStatus } from "./server/health-status.js";
 
 // --- For integrators ---------------------------------------------------------
@@ -151,8 +151,10 @@ export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
 export type { SlowStartOptions } from "./balancer/slow-start.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
-export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
-export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
+export { type MeshCall, meshCallKey } from "./call/mesh-call.js";
+export { type ServerCall, serverCallKey } from "./call/server-call.js";
+export { CLIENT_INTERCEPTOR_ORDER } from "./chain/client-chain.js";
+export { SERVER_INTERCEPTOR_ORDER } from "./chain/server-chain.js";
 export { type Clock, type ClockTimer, systemClock } from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
 export {
@@ -241,5 +243,3 @@ export {
   type QueuedCall,
   type QueuedCallJson,
 } from "./queue/queued-call.js";
-export { type ServerCall, serverCallKey } from "./server/server-call.js";
-export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

@@ -8,8 +8,8 @@ import {
   type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { onStreamEnd } from "../client/stream-end.js";
-import { isEndpointLocalFailure } from "../client/transport-error.js";
+import { onStreamEnd } from "../call/stream-end.js";
+import { isEndpointLocalFailure } from "../call/transport-error.js";
 import { type Clock, systemClock } from "../clock.js";
 import { BreakerOpenError, withoutStack } from "./breaker-open-error.js";
 import {

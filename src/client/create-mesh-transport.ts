@@ -35,7 +35,11 @@ import {
   type BreakerOptions,
   createBreakerInterceptor,
 } from "../breaker/breaker-interceptor.js";
-import { currentCallScope } from "../call-scope.js";
+import { currentCallScope } from "../call/call-scope.js";
+import { attemptDeadline, type MeshCall, meshCallKey } from "../call/mesh-call.js";
+import { mapStreamErrors, onStreamEnd } from "../call/stream-end.js";
+import { classifyTransportError } from "../call/transport-error.js";
+import { buildClientChain } from "../chain/client-chain.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
@@ -57,15 +61,11 @@ import {
   type RetryEvent,
   type RetryOptions,
 } from "../retry/retry-interceptor.js";
-import { buildClientChain } from "./client-chain.js";
 import {
   createEndpointTransport,
   type EndpointTransport,
   type EndpointTransportOptions,
 } from "./endpoint-transport.js";
-import { attemptDeadline, type MeshCall, meshCallKey } from "./mesh-call.js";
-import { mapStreamErrors, onStreamEnd } from "./stream-end.js";
-import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
 export interface MeshTransportOptions extends EndpointTransportOptions, ResolverChoice {

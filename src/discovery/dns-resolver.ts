@@ -1,6 +1,6 @@
 import { getServers } from "node:dns";
+import { createBackoff } from "../call/backoff.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
-import { createBackoff } from "../retry/backoff.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { formatAddress } from "./address.js";
 import { createDnsClient, DNS_CLIENT_DEFAULTS } from "./dns-client.js";

@@ -5,8 +5,8 @@ import type {
   WatchRequestSchema,
 } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../../gen/etcd/mvccpb/kv_pb.js";
+import { type BackoffOptions, createBackoff } from "../call/backoff.js";
 import { type Clock, systemClock } from "../clock.js";
-import { type BackoffOptions, createBackoff } from "../retry/backoff.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { parseAddress } from "./address.js";
 import { createEndpoint, createEndpointSet, type Endpoint, type EndpointSet } from "./endpoint.js";

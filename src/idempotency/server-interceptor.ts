@@ -8,8 +8,8 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { serverCallKey } from "../call/server-call.js";
 import { type Clock, systemClock } from "../clock.js";
-import { serverCallKey } from "../server/server-call.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { captureError, captureResponse } from "./capture-outcome.js";
 import {

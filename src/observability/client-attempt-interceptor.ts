@@ -1,7 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { meshCallKey } from "../client/mesh-call.js";
-import { onStreamEnd } from "../client/stream-end.js";
+import { meshCallKey } from "../call/mesh-call.js";
+import { onStreamEnd } from "../call/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";

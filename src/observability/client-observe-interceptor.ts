@@ -1,8 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { breakerStateKey } from "../breaker/breaker-interceptor.js";
-import { meshCallKey } from "../client/mesh-call.js";
-import { onStreamEnd } from "../client/stream-end.js";
+import { meshCallKey } from "../call/mesh-call.js";
+import { onStreamEnd } from "../call/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { parseGrpcTimeout } from "../grpc-timeout.js";
 import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";

@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import type { BalancerEvent } from "../balancer/balancer.js";
 import type { BreakerEvent } from "../breaker/breaker-interceptor.js";
-import { currentCallScope } from "../call-scope.js";
+import { currentCallScope } from "../call/call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { RetryEvent } from "../retry/retry-interceptor.js";

@@ -1,9 +1,9 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { onStreamEnd } from "../client/stream-end.js";
+import { peerKey, serverCallKey } from "../call/server-call.js";
+import { onStreamEnd } from "../call/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
 import { parseGrpcTimeout } from "../grpc-timeout.js";
-import { peerKey, serverCallKey } from "../server/server-call.js";
 import {
   errorCode,
   messageJson,

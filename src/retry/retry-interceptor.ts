@@ -10,11 +10,11 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { BreakerOpenError } from "../breaker/breaker-open-error.js";
-import { type MeshCall, meshCallKey, setAttemptDeadline } from "../client/mesh-call.js";
-import { wasNotSent } from "../client/not-sent.js";
-import { onStreamEnd, prependFirst } from "../client/stream-end.js";
+import { createBackoff } from "../call/backoff.js";
+import { type MeshCall, meshCallKey, setAttemptDeadline } from "../call/mesh-call.js";
+import { wasNotSent } from "../call/not-sent.js";
+import { onStreamEnd, prependFirst } from "../call/stream-end.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
-import { createBackoff } from "./backoff.js";
 import { canSleepAndRetry, parsePushback } from "./deadline-math.js";
 import { createRetryBudget, type RetryBudget, type RetryBudgetOptions } from "./retry-budget.js";
 

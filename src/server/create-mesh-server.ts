@@ -12,20 +12,20 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { peerKey } from "../call/server-call.js";
+import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import type { FaultInjector } from "../faults/fault-injection.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
+import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import type { ServerObserveOptions } from "../observability/server-observe-interceptor.js";
-import type { ConcurrencyLimitOptions } from "./concurrency-limit.js";
-import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
-import { peerKey } from "./server-call.js";
-import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
 import { sendErrorsAsTrailersOnly } from "./trailers-only.js";
 
 /** MeshServerTlsOptions turns on TLS (h2 over ALPN) instead of cleartext h2c. */

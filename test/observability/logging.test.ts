@@ -7,7 +7,7 @@ import {
 } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { type CallScope, runInCallScope } from "../../src/call-scope.js";
+import { type CallScope, runInCallScope } from "../../src/call/call-scope.js";
 import {
   createMeshServer,
   createMeshTransport,

@@ -1,6 +1,6 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { bindIterableToScope, type CallScope, runInCallScope } from "../call-scope.js";
-import { serverCallKey } from "./server-call.js";
+import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
+import { serverCallKey } from "../call/server-call.js";
 
 /**
  * createServerDeadlineInterceptor enforces the caller's deadline and opens the

@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { onStreamEnd } from "../client/stream-end.js";
+import { onStreamEnd } from "../call/stream-end.js";
 import { stripUndefined } from "../strip-undefined.js";
 
 /** ConcurrencyLimitOptions configures createConcurrencyLimit. */
