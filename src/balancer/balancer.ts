@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOutcome } from "../breaker/call-outcome.js";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
 import type { Endpoint, EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver, ResolverEvent } from "../discovery/resolver.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
@@ -223,20 +223,24 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     changeTimer = undefined;
     const at = detector?.nextChangeAt();
     if (at !== undefined && !closed) {
-      changeTimer = clock.setTimeout(rebuild, Math.max(0, at - clock.now()));
+      changeTimer = clock.setTimeout(rebuild, Math.max(0, at - clock.now()), BACKGROUND);
     }
   }
 
   function scheduleEvaluate(): void {
     if (detector === undefined || closed) return;
     const intervalMs = outlierOptions?.intervalMs ?? 10_000;
-    evaluateTimer = clock.setTimeout(() => {
-      const before = ready.length;
-      detector.evaluate(clock.now());
-      const after = set === undefined ? 0 : detector.filter(set.endpoints, clock.now()).length;
-      if (after !== before) rebuild();
-      scheduleEvaluate();
-    }, intervalMs);
+    evaluateTimer = clock.setTimeout(
+      () => {
+        const before = ready.length;
+        detector.evaluate(clock.now());
+        const after = set === undefined ? 0 : detector.filter(set.endpoints, clock.now()).length;
+        if (after !== before) rebuild();
+        scheduleEvaluate();
+      },
+      intervalMs,
+      BACKGROUND,
+    );
   }
 
   function onUpdate(next: EndpointSet): void {

@@ -8,7 +8,7 @@ import {
   type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { onStreamEnd } from "../call/stream-end.js";
+import { onSettled } from "../call/settle.js";
 import { isEndpointLocalFailure } from "../call/transport-error.js";
 import { type Clock, systemClock } from "../clock.js";
 import { BreakerOpenError, withoutStack } from "./breaker-open-error.js";
@@ -150,17 +150,7 @@ export function createBreakerInterceptor(
         now,
       );
     };
-    try {
-      const res = await next(req);
-      if (!res.stream) {
-        release(undefined);
-        return res;
-      }
-      return { ...res, message: onStreamEnd((res as StreamResponse).message, release) };
-    } catch (e) {
-      release(e);
-      throw e;
-    }
+    return onSettled(next(req), release);
   };
   return { interceptor, registry, gate };
 }

@@ -6,7 +6,7 @@ import type {
 } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../../gen/etcd/mvccpb/kv_pb.js";
 import { type BackoffOptions, createBackoff } from "../call/backoff.js";
-import { type Clock, systemClock } from "../clock.js";
+import { BACKGROUND, type Clock, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { parseAddress } from "./address.js";
 import { createEndpoint, createEndpointSet, type Endpoint, type EndpointSet } from "./endpoint.js";
@@ -158,7 +158,7 @@ export function createEtcdRegistry(options: EtcdRegistryOptions = {}): ServiceRe
         wake?.removeEventListener("abort", done);
         resolve();
       };
-      const timer = clock.setTimeout(done, ms);
+      const timer = clock.setTimeout(done, ms, BACKGROUND);
       signal.addEventListener("abort", done);
       wake?.addEventListener("abort", done);
       if (signal.aborted || wake?.aborted === true) {
@@ -208,11 +208,11 @@ export function createEtcdRegistry(options: EtcdRegistryOptions = {}): ServiceRe
       expired = true;
       stream.abort();
     };
-    let deadline = clock.setTimeout(expire, lastConfirmedAt.at + ttlMs - clock.now());
+    let deadline = clock.setTimeout(expire, lastConfirmedAt.at + ttlMs - clock.now(), BACKGROUND);
     let ticker: unknown;
     const tick = () => {
       requests.push({ ID: leaseId });
-      ticker = clock.setTimeout(tick, ttlMs / 3);
+      ticker = clock.setTimeout(tick, ttlMs / 3, BACKGROUND);
     };
     tick();
     try {
@@ -222,7 +222,7 @@ export function createEtcdRegistry(options: EtcdRegistryOptions = {}): ServiceRe
         }
         lastConfirmedAt.at = clock.now();
         clock.clearTimeout(deadline);
-        deadline = clock.setTimeout(expire, ttlMs);
+        deadline = clock.setTimeout(expire, ttlMs, BACKGROUND);
       }
       return { lost: false, error: new Error("etcd closed the keepalive stream") };
     } catch (e) {
@@ -555,9 +555,9 @@ function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
         return;
       }
       requests.push({ requestUnion: { case: "progressRequest", value: {} } });
-      timer = clock.setTimeout(check, ctx.progressIntervalMs);
+      timer = clock.setTimeout(check, ctx.progressIntervalMs, BACKGROUND);
     };
-    timer = clock.setTimeout(check, ctx.progressIntervalMs);
+    timer = clock.setTimeout(check, ctx.progressIntervalMs, BACKGROUND);
     requests.push({
       requestUnion: {
         case: "createRequest",

@@ -8,7 +8,9 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { serverCallKey } from "../call/server-call.js";
+import { abortableSleep } from "../call/signals.js";
 import { type Clock, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { captureError, captureResponse } from "./capture-outcome.js";
@@ -240,12 +242,12 @@ export function createIdempotencyInterceptor(
               "a call with this idempotency-key is in progress",
               Code.Aborted,
               "IDEMPOTENCY_KEY_IN_USE",
-              { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
+              { [RETRY_PUSHBACK_HEADER]: String(opts.retryPushbackMs) },
             );
           }
           if (pollMs === undefined) emit({ type: "waiting", ...call });
           pollMs = nextPollMs(pollMs, claim.leaseRemainingMs, opts.minPollMs, opts.maxPollMs);
-          await sleep(clock, pollMs, req.signal);
+          await abortableSleep(clock, pollMs, req.signal);
       }
     }
   }
@@ -402,25 +404,6 @@ function idempotencyError(
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
-}
-
-/** sleep waits `ms` on `clock`, or rejects with the call's abort reason. */
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      reject(ConnectError.from(signal.reason ?? "call was cancelled", Code.Canceled));
-    };
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function validateOptions(opts: IdempotencyInterceptorOptions & IdempotencyDefaults): void {

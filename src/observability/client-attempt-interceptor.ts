@@ -1,7 +1,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { meshCallKey } from "../call/mesh-call.js";
-import { onStreamEnd } from "../call/stream-end.js";
+import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
 import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
@@ -68,17 +68,6 @@ export function createClientAttemptInterceptor(options: ClientAttemptOptions): I
       if (error !== undefined) fields["grpc.error"] = error.rawMessage;
       logger.debug(fields, "finished attempt");
     };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (e) {
-      finish(e);
-      throw e;
-    }
-    if (!res.stream) {
-      finish(undefined);
-      return res;
-    }
-    return { ...res, message: onStreamEnd(res.message, finish) };
+    return onSettled(next(req), finish);
   };
 }
