@@ -1,43 +1,57 @@
 import { createContextKey } from "@connectrpc/connect";
+import type { CallOutcome } from "./attempt.js";
 
 /**
- * MeshCall is the per-logical-call state the mesh transport hands to its
- * interceptors as the Connect context value `meshCallKey`: the one deadline
- * that covers every attempt, and what each attempt did.
+ * MeshCall is what the mesh transport knows about one logical call, handed
+ * to its interceptors (and readable by the caller afterwards) as the Connect
+ * context value `meshCallKey`. Its fields never change while attempts run:
+ * what each attempt does travels with its own Attempt, so concurrent hedges
+ * cannot overwrite each other. `attempt` and `endpoint` tell the call's
+ * outcome once it has settled.
  */
 export interface MeshCall {
   /** target is the transport's target string. */
   readonly target: string;
   /** deadlineAt is the absolute deadline on the transport's clock, or undefined. */
   readonly deadlineAt: number | undefined;
-  /** attempt is the 1-based number of the attempt in flight (retries raise it). */
-  attempt: number;
-  /** endpoint is the address picked for the latest attempt, once picked. */
-  endpoint: string | undefined;
   /**
-   * avoidEndpoints lists endpoints later attempts should avoid when others
-   * are ready: those of failed attempts and of hedges still in flight.
+   * attempt is the number of the attempt whose result became the call's
+   * (1 until the call has settled).
    */
-  readonly avoidEndpoints: string[];
+  readonly attempt: number;
+  /**
+   * endpoint is the address that served that attempt (when it was never sent,
+   * the latest attempt's that was); undefined when no attempt left the process.
+   */
+  readonly endpoint: string | undefined;
 }
-
-// Per-attempt deadlines are keyed by the attempt's signal: attempts (hedges)
-// of one call run concurrently and share the call's context values.
-const attemptDeadlines = new WeakMap<AbortSignal, number>();
 
 /**
- * setAttemptDeadline records a per-attempt deadline (clock time) for the
- * attempt whose request carries `signal`; the attempt step announces
- * min(call deadline, attempt deadline) in `grpc-timeout`.
+ * createMeshCall returns a call and the writer of its outcome, which the
+ * transport hands to the retry step (or the attempt step) as callOutcomeKey.
  * @private
  */
-export function setAttemptDeadline(signal: AbortSignal, deadlineAt: number): void {
-  attemptDeadlines.set(signal, deadlineAt);
-}
-
-/** attemptDeadline returns the per-attempt deadline of `signal`, if any. @private */
-export function attemptDeadline(signal: AbortSignal): number | undefined {
-  return attemptDeadlines.get(signal);
+export function createMeshCall(
+  target: string,
+  deadlineAt: number | undefined,
+): { readonly call: MeshCall; readonly report: (outcome: CallOutcome) => void } {
+  let outcome: CallOutcome | undefined;
+  const call: MeshCall = Object.freeze({
+    target,
+    deadlineAt,
+    get attempt() {
+      return outcome?.attempt ?? 1;
+    },
+    get endpoint() {
+      return outcome?.endpoint;
+    },
+  });
+  return {
+    call,
+    report(o: CallOutcome) {
+      outcome = o;
+    },
+  };
 }
 
 /** meshCallKey is the Connect context key of the current MeshCall. */

@@ -1,11 +1,11 @@
 import type { Interceptor } from "@connectrpc/connect";
 
 /**
- * CLIENT_INTERCEPTOR_ORDER documents the fixed order of the client chain,
- * outermost first. The mesh transport runs the chain once per logical call;
- * everything below the `retry` slot runs once per attempt. Every feature
- * (tracing, idempotency keys, retries, breakers) has its slot here, so their
- * order is decided in this one place.
+ * CLIENT_INTERCEPTOR_ORDER is the fixed order of the client chain, outermost
+ * first; buildClientChain assembles the chain by walking it, so this constant
+ * is the chain's order, not a description of it. The mesh transport runs the
+ * chain once per logical call; everything below the `retry` slot runs once
+ * per attempt.
  *
  * User interceptors run first, once per logical call, so they see the call as
  * the application made it and the final outcome after all retries.
@@ -19,27 +19,45 @@ export const CLIENT_INTERCEPTOR_ORDER = [
   // --- per attempt from here on ---
   "attempt-observe", // one span per attempt: traceparent with a new span id
   "breaker", // per-method circuit breaker: fail fast while open
-  "attempt", // rewrite grpc-timeout to the time left, pick an endpoint, send
+  "attempt", // the attempt step: pick an endpoint, rewrite grpc-timeout, send
 ] as const;
 
-/** ClientChainParts are the interceptors of each slot; absent slots are skipped. */
-export interface ClientChainParts {
-  readonly user: readonly Interceptor[];
-  readonly observe?: Interceptor | undefined;
-  readonly idempotencyKey?: Interceptor | undefined;
-  readonly retry?: Interceptor | undefined;
-  readonly attemptObserve?: Interceptor | undefined;
-  readonly breaker?: Interceptor | undefined;
+/** ClientSlot names one slot of CLIENT_INTERCEPTOR_ORDER. */
+export type ClientSlot = (typeof CLIENT_INTERCEPTOR_ORDER)[number];
+
+/**
+ * ClientChainSlots give each interceptor slot its interceptor(s); absent slots
+ * are skipped. The `attempt` slot is the step the chain ends in, not an
+ * interceptor: composeChain takes it.
+ */
+export type ClientChainSlots = {
+  readonly [S in Exclude<ClientSlot, "attempt">]?: Interceptor | readonly Interceptor[] | undefined;
+};
+
+/** buildClientChain lists the client interceptors, outermost first, by walking CLIENT_INTERCEPTOR_ORDER. */
+export function buildClientChain(slots: ClientChainSlots): Interceptor[] {
+  const chain: Interceptor[] = [];
+  for (const slot of CLIENT_INTERCEPTOR_ORDER) {
+    if (slot === "attempt") continue;
+    const part = slots[slot];
+    if (part === undefined) continue;
+    if (typeof part === "function") chain.push(part);
+    else chain.push(...part);
+  }
+  return chain;
 }
 
-/** buildClientChain assembles the client interceptors in CLIENT_INTERCEPTOR_ORDER. */
-export function buildClientChain(parts: ClientChainParts): Interceptor[] {
-  return [
-    ...parts.user,
-    parts.observe,
-    parts.idempotencyKey,
-    parts.retry,
-    parts.attemptObserve,
-    parts.breaker,
-  ].filter((i): i is Interceptor => i !== undefined);
+/**
+ * composeChain wraps `step` in `interceptors` (outermost first) once, as
+ * Connect's applyInterceptors would on every call.
+ */
+export function composeChain<Req, Res>(
+  interceptors: readonly Interceptor[],
+  step: (req: Req) => Promise<Res>,
+): (req: Req) => Promise<Res> {
+  type Next = (req: Req) => Promise<Res>;
+  return interceptors.reduceRight<Next>(
+    (next, interceptor) => (interceptor as unknown as (next: Next) => Next)(next),
+    step,
+  );
 }

@@ -1,11 +1,11 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 
 /**
- * SERVER_INTERCEPTOR_ORDER documents the fixed order of the server chain,
- * outermost first. Every feature has its slot here. User interceptors run
- * after deadlines are enforced and the call scope is open, and before
- * idempotency, so an auth interceptor can set the principal that scopes keys.
+ * SERVER_INTERCEPTOR_ORDER is the fixed order of the server chain, outermost
+ * first; buildServerChain assembles the chain by walking it. User
+ * interceptors run after deadlines are enforced and the call scope is open,
+ * and before idempotency, so an auth interceptor can set the principal that
+ * scopes keys.
  */
 export const SERVER_INTERCEPTOR_ORDER = [
   "observe", // continue the W3C trace, child logger, one log line + metrics per call
@@ -16,23 +16,22 @@ export const SERVER_INTERCEPTOR_ORDER = [
   "faults", // fault injection for tests and demos, right before the handler
 ] as const;
 
-/** ServerChainParts are the interceptors of each slot; absent slots are skipped. */
-export interface ServerChainParts {
-  readonly observe?: Interceptor | undefined;
-  readonly limit?: Interceptor | undefined;
-  readonly user: readonly Interceptor[];
-  readonly idempotency?: Interceptor | undefined;
-  readonly faults?: Interceptor | undefined;
-}
+/** ServerSlot names one slot of SERVER_INTERCEPTOR_ORDER. */
+export type ServerSlot = (typeof SERVER_INTERCEPTOR_ORDER)[number];
 
-/** buildServerChain assembles the server interceptors in SERVER_INTERCEPTOR_ORDER. */
-export function buildServerChain(parts: ServerChainParts): Interceptor[] {
-  return [
-    parts.observe,
-    createServerDeadlineInterceptor(),
-    parts.limit,
-    ...parts.user,
-    parts.idempotency,
-    parts.faults,
-  ].filter((i): i is Interceptor => i !== undefined);
+/** ServerChainSlots give each slot its interceptor(s); absent slots are skipped. */
+export type ServerChainSlots = {
+  readonly [S in ServerSlot]?: Interceptor | readonly Interceptor[] | undefined;
+};
+
+/** buildServerChain lists the server interceptors, outermost first, by walking SERVER_INTERCEPTOR_ORDER. */
+export function buildServerChain(slots: ServerChainSlots): Interceptor[] {
+  const chain: Interceptor[] = [];
+  for (const slot of SERVER_INTERCEPTOR_ORDER) {
+    const part = slots[slot];
+    if (part === undefined) continue;
+    if (typeof part === "function") chain.push(part);
+    else chain.push(...part);
+  }
+  return chain;
 }

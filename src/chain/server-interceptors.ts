@@ -16,6 +16,7 @@ import {
   createServerObserveInterceptor,
   type ServerObserveOptions,
 } from "../observability/server-observe-interceptor.js";
+import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 import { buildServerChain } from "./server-chain.js";
 
 /** ServerInterceptorOptions are the options every server-side runner shares (server, queue worker). */
@@ -57,6 +58,7 @@ export function createServerInterceptors(
               idempotency?.onEvent?.(e);
             },
           }),
+    "deadline+scope": createServerDeadlineInterceptor(),
     user: opts.interceptors ?? [],
     limit:
       opts.concurrencyLimit === undefined
