@@ -45,7 +45,7 @@ export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
  */
 export function clampTimerDelayMs(delayMs: number): number {
   if (!(delayMs > 0)) return 0;
-  return delayMs > MAX_TIMER_DELAY_MS ? MAX_TIMER_DELAY_MS : delayMs;
+  return Math.min(delayMs, MAX_TIMER_DELAY_MS);
 }
 
 /**

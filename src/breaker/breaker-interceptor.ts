@@ -5,7 +5,6 @@ import {
   createContextKey,
   type Interceptor,
   type StreamRequest,
-  type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
 import { onSettled } from "../call/settle.js";

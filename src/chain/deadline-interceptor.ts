@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import type { Interceptor, StreamResponse } from "@connectrpc/connect";
 import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
 import { serverCallKey } from "../call/server-call.js";
 import { raceAbort } from "../call/signals.js";

@@ -42,10 +42,9 @@ import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
 import { deadlineSignal, linkSignals } from "../call/signals.js";
 import { onStreamEnd } from "../call/stream-end.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { type Clock, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
-import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
 import {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,

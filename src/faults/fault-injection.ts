@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { abortableSleep } from "../call/signals.js";
 import { type Clock, systemClock } from "../clock.js";

@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { onSettled } from "../call/settle.js";
 import { stripUndefined } from "../strip-undefined.js";
