@@ -2,13 +2,13 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOutcome } from "../breaker/call-outcome.js";
 import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
 import type { Endpoint, EndpointSet } from "../discovery/endpoint.js";
-import type { Resolver, ResolverEvent } from "../discovery/resolver.js";
+import type { Resolver } from "../discovery/resolver.js";
+import type { BalancerEvent } from "./balancer-events.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
 import {
   createOutlierDetector,
   type OutlierDetector,
   type OutlierDetectorOptions,
-  type OutlierEvent,
 } from "./outlier-detector.js";
 import { createP2cEwmaPicker } from "./p2c-ewma.js";
 import type { PeakEwmaOptions } from "./peak-ewma.js";
@@ -27,18 +27,7 @@ export interface Subchannel {
   close(): void;
 }
 
-/** BalancerEvent is what the balancer reports: resolver news, ejections, set changes. */
-export type BalancerEvent =
-  | (ResolverEvent & { readonly source: "resolver" })
-  | (OutlierEvent & { readonly source: "outlier"; readonly target: string })
-  | {
-      readonly source: "balancer";
-      readonly type: "endpoints";
-      readonly target: string;
-      readonly added: readonly string[];
-      readonly removed: readonly string[];
-      readonly size: number;
-    };
+export type { BalancerEvent } from "./balancer-events.js";
 
 /** BalancerOptions configures createBalancer. */
 export interface BalancerOptions<S extends Subchannel> {

@@ -1,6 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { breakerStateKey } from "../breaker/breaker-interceptor.js";
+import { breakerStateKey } from "../breaker/breaker-events.js";
 import { meshCallKey } from "../call/mesh-call.js";
 import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
