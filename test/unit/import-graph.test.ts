@@ -41,7 +41,8 @@ function sourceFiles(dir: string): string[] {
 function importsOf(file: string): string[] {
   const text = readFileSync(file, "utf8");
   const out: string[] = [];
-  const pattern = /(?:^|[\s;])(?:import|export)\s[^"';]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|^import\s*["']([^"']+)["']/gm;
+  const pattern =
+    /(?:^|[\s;])(?:import|export)\s[^"';]*?from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)|^import\s*["']([^"']+)["']/gm;
   for (const m of text.matchAll(pattern)) {
     const spec = m[1] ?? m[2] ?? m[3];
     if (spec === undefined || !spec.startsWith(".")) continue;
@@ -54,7 +55,10 @@ function importsOf(file: string): string[] {
 function buildGraph(): Map<string, string[]> {
   const graph = new Map<string, string[]>();
   for (const f of sourceFiles(SRC)) {
-    graph.set(relative(SRC, f), importsOf(f).map((t) => relative(SRC, t)));
+    graph.set(
+      relative(SRC, f),
+      importsOf(f).map((t) => relative(SRC, t)),
+    );
   }
   return graph;
 }
