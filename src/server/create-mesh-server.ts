@@ -14,6 +14,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { peerKey } from "../call/server-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
+import { createEventEmitter } from "../call/event-emitter.js";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
@@ -187,11 +188,11 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   validateServerOptions(opts);
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
-  const onEvent = (e: IdempotencyEvent | RegistryEvent) => {
-    eventLogger.onEvent(e);
-    opts.metrics?.onEvent(e);
-    opts.onEvent?.(e);
-  };
+  const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
+    eventLogger.onEvent,
+    opts.metrics?.onEvent.bind(opts.metrics),
+    opts.onEvent,
+  );
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
   setMaxListeners(0, shutdown.signal);
