@@ -7,7 +7,16 @@ export {
   breakerStateKey,
 } from "./breaker/breaker-interceptor.js";
 export { BreakerOpenError } from "./breaker/breaker-open-error.js";
-export { CIRCUIT_BREAKER_DEFAULTS, type CircuitState } from "./breaker/circuit-breaker.js";
+export {
+  CIRCUIT_BREAKER_DEFAULTS,
+  type CircuitBreakerOptions,
+  type CircuitState,
+} from "./breaker/circuit-breaker.js";
+export {
+  FAILURE_ACCRUAL_DEFAULTS,
+  type FailureAccrualOptions,
+} from "./breaker/failure-accrual.js";
+export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
 export {
   createMeshTransport,
@@ -46,11 +55,13 @@ export {
 } from "./idempotency/idempotency-key.js";
 export {
   createMemoryIdempotencyStore,
+  MEMORY_STORE_DEFAULTS,
   type MemoryIdempotencyStore,
   type MemoryIdempotencyStoreOptions,
 } from "./idempotency/memory-store.js";
 export {
   createRedisIdempotencyStore,
+  REDIS_STORE_CONNECTION_DEFAULTS,
   type RedisIdempotencyStore,
   type RedisIdempotencyStoreOptions,
 } from "./idempotency/redis-store.js";
@@ -74,8 +85,10 @@ export type { MeshEvent } from "./observability/mesh-event.js";
 export {
   createMetrics,
   type MeshMetrics,
+  type MetricsHandlerOptions,
   type MetricsOptions,
   metricsHandler,
+  type ServeMetricsOptions,
   serveMetrics,
 } from "./observability/metrics.js";
 export { redactHeaders } from "./observability/redact-headers.js";
@@ -115,15 +128,14 @@ export {
   REDIS_QUEUE_DEFAULTS,
   type RedisQueueOptions,
 } from "./queue/redis-queue.js";
-export type { RetryBudgetOptions } from "./retry/retry-budget.js";
+export { RETRY_BUDGET_DEFAULTS, type RetryBudgetOptions } from "./retry/retry-budget.js";
+export type { GiveUpReason, RetryEvent } from "./retry/retry-events.js";
 export {
-  type GiveUpReason,
   type HedgingOptions,
   RETRY_POLICY_DEFAULTS,
-  type RetryEvent,
   type RetryOptions,
   type RetryPolicy,
-} from "./retry/retry-interceptor.js";
+} from "./retry/retry-policy.js";
 export {
   type BoundAddress,
   type CloseOptions,
@@ -146,16 +158,38 @@ export {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "./balancer/balancer.js";
-export type { OutlierDetectorOptions, OutlierEvent } from "./balancer/outlier-detector.js";
-export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
+export {
+  OUTLIER_DETECTOR_DEFAULTS,
+  type OutlierDetectorOptions,
+  type OutlierEvent,
+} from "./balancer/outlier-detector.js";
+export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
-export type { SlowStartOptions } from "./balancer/slow-start.js";
+export { SLOW_START_DEFAULTS, type SlowStartOptions } from "./balancer/slow-start.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
+export { type Attempt, attemptKey, createAttempt, withPicked } from "./call/attempt.js";
+export { createEventEmitter } from "./call/event-emitter.js";
+export {
+  GRPC_STATUS_HEADER,
+  PREVIOUS_ATTEMPTS_HEADER,
+  RETRY_PUSHBACK_HEADER,
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+} from "./call/headers.js";
 export { type MeshCall, meshCallKey } from "./call/mesh-call.js";
 export { type ServerCall, serverCallKey } from "./call/server-call.js";
+export { onSettled, type Settled } from "./call/settle.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./chain/client-chain.js";
 export { SERVER_INTERCEPTOR_ORDER } from "./chain/server-chain.js";
-export { type Clock, type ClockTimer, systemClock } from "./clock.js";
+export {
+  BACKGROUND,
+  type Clock,
+  type ClockTimer,
+  clampTimerDelayMs,
+  MAX_TIMER_DELAY_MS,
+  systemClock,
+  type TimerOptions,
+} from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
 export {
   type ResolverChoice,
@@ -163,6 +197,10 @@ export {
   sharedEtcdRegistry,
   sharedMeshRegistry,
 } from "./discovery/create-resolver.js";
+export {
+  DNS_CLIENT_DEFAULTS,
+  type DnsClientOptions,
+} from "./discovery/dns-client.js";
 export {
   createDnsResolver,
   DNS_RESOLVER_DEFAULTS,
@@ -200,7 +238,7 @@ export {
 export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/resolver.js";
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
-export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
+export { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "./grpc-timeout.js";
 export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
 export {
   type ClaimResult,

@@ -74,19 +74,20 @@ export const attemptKey = createContextKey<Attempt | undefined>(undefined, {
 });
 
 /**
- * CallOutcome is what the call's observer learns once the call settled: the
+ * MeshCallOutcome is what a MeshCall learns once the call settled: the
  * attempt whose result became the call's, and the endpoint that served it.
  */
-export interface CallOutcome {
+export interface MeshCallOutcome {
   readonly attempt: number;
   readonly endpoint: string | undefined;
 }
 
 /**
- * callOutcomeKey holds the per-call observer's hook; the retry step calls it
- * once with the deciding attempt (the attempt step, when nothing retries).
+ * callOutcomeKey holds the writer of the MeshCall's outcome, set by the
+ * transport; the retry step calls it with the deciding attempt (the attempt
+ * step, when nothing retries). @private
  */
-export const callOutcomeKey = createContextKey<((outcome: CallOutcome) => void) | undefined>(
+export const callOutcomeKey = createContextKey<((outcome: MeshCallOutcome) => void) | undefined>(
   undefined,
   { description: "connect-mesh call outcome" },
 );

@@ -1,5 +1,5 @@
 import { createContextKey } from "@connectrpc/connect";
-import type { CallOutcome } from "./attempt.js";
+import type { MeshCallOutcome } from "./attempt.js";
 
 /**
  * MeshCall is what the mesh transport knows about one logical call, handed
@@ -34,8 +34,8 @@ export interface MeshCall {
 export function createMeshCall(
   target: string,
   deadlineAt: number | undefined,
-): { readonly call: MeshCall; readonly report: (outcome: CallOutcome) => void } {
-  let outcome: CallOutcome | undefined;
+): { readonly call: MeshCall; readonly report: (outcome: MeshCallOutcome) => void } {
+  let outcome: MeshCallOutcome | undefined;
   const call: MeshCall = Object.freeze({
     target,
     deadlineAt,
@@ -48,7 +48,7 @@ export function createMeshCall(
   });
   return {
     call,
-    report(o: CallOutcome) {
+    report(o: MeshCallOutcome) {
       outcome = o;
     },
   };

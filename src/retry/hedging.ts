@@ -7,7 +7,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import type { CallOutcome } from "../call/attempt.js";
+import type { MeshCallOutcome } from "../call/attempt.js";
 import type { MeshCall } from "../call/mesh-call.js";
 import type { Clock, ClockTimer } from "../clock.js";
 import { createAttemptRequest } from "./attempt-request.js";
@@ -40,7 +40,7 @@ export interface HedgeCall {
   readonly path: string;
   readonly policy: ResolvedPolicy;
   /** report tells the call which attempt decided it and where it ran. */
-  readonly report: ((outcome: CallOutcome) => void) | undefined;
+  readonly report: ((outcome: MeshCallOutcome) => void) | undefined;
 }
 
 /** Hedger runs hedged calls and keeps each method's recent latencies. */

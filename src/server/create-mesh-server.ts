@@ -12,9 +12,9 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { createEventEmitter } from "../call/event-emitter.js";
 import { peerKey } from "../call/server-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
-import { createEventEmitter } from "../call/event-emitter.js";
 import { formatAddress } from "../discovery/address.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
 import type { FaultInjector } from "../faults/fault-injection.js";

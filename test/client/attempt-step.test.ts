@@ -13,7 +13,7 @@ import type { BalancerPick, BalancerPickInfo } from "../../src/balancer/balancer
 import type { CallOutcome as PickOutcome } from "../../src/breaker/call-outcome.js";
 import {
   attemptKey,
-  type CallOutcome,
+  type MeshCallOutcome,
   callOutcomeKey,
   createAttempt,
   withAttempt,
@@ -67,7 +67,7 @@ function harness(answer: Answer) {
 function request(deadlineAt: number | undefined, attempt?: ReturnType<typeof createAttempt>) {
   const values = createContextValues();
   const { call, report } = createMeshCall("t", deadlineAt);
-  const outcomes: CallOutcome[] = [];
+  const outcomes: MeshCallOutcome[] = [];
   values.set(meshCallKey, call);
   values.set(callOutcomeKey, (o) => {
     outcomes.push(o);
