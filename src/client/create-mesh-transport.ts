@@ -42,7 +42,7 @@ import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
 import { deadlineSignal, linkSignals } from "../call/signals.js";
 import { onStreamEnd } from "../call/stream-end.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
-import { type Clock, systemClock } from "../clock.js";
+import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import {
@@ -320,7 +320,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         res = await runStreamingCall<I, O>({
           interceptors,
           signal: p.signal,
-          timeoutMs: p.timeoutMs,
+          // Connect arms a raw timer with this: past 2^31-1 ms it would fire at once.
+          timeoutMs: p.timeoutMs === undefined ? undefined : clampTimerDelayMs(p.timeoutMs),
           req: {
             stream: true,
             service: method.parent,
