@@ -13,9 +13,9 @@ import type { BalancerPick, BalancerPickInfo } from "../../src/balancer/balancer
 import type { CallOutcome as PickOutcome } from "../../src/breaker/call-outcome.js";
 import {
   attemptKey,
-  type MeshCallOutcome,
   callOutcomeKey,
   createAttempt,
+  type MeshCallOutcome,
   withAttempt,
 } from "../../src/call/attempt.js";
 import { createMeshCall, meshCallKey } from "../../src/call/mesh-call.js";
