@@ -1,7 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 
-/** GRPC_TIMEOUT_HEADER is the gRPC request header carrying the deadline. */
-export const GRPC_TIMEOUT_HEADER = "grpc-timeout";
+export { GRPC_TIMEOUT_HEADER } from "./call/headers.js";
 
 // The gRPC spec allows at most 8 digits; grpc-js's server parses the header with
 // an unanchored regex, so a 9-digit or fractional value is misread there

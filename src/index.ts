@@ -7,8 +7,17 @@ export {
   breakerStateKey,
 } from "./breaker/breaker-interceptor.js";
 export { BreakerOpenError } from "./breaker/breaker-open-error.js";
-export { CIRCUIT_BREAKER_DEFAULTS, type CircuitState } from "./breaker/circuit-breaker.js";
-export { type CallScope, currentCallScope, runOutsideCallScope } from "./call-scope.js";
+export {
+  CIRCUIT_BREAKER_DEFAULTS,
+  type CircuitBreakerOptions,
+  type CircuitState,
+} from "./breaker/circuit-breaker.js";
+export {
+  FAILURE_ACCRUAL_DEFAULTS,
+  type FailureAccrualOptions,
+} from "./breaker/failure-accrual.js";
+export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
+export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
 export {
   createMeshTransport,
   type MeshTransport,
@@ -16,6 +25,17 @@ export {
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
 export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
+export {
+  createFaultInjector,
+  FAULT_HEADER,
+  type FaultCodeRate,
+  type FaultConfig,
+  type FaultConfigUpdate,
+  type FaultCounts,
+  type FaultInjector,
+  type FaultInjectorOptions,
+  type FaultRule,
+} from "./faults/fault-injection.js";
 export {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
@@ -36,6 +56,7 @@ export {
 export { idempotencyTransactionKey } from "./idempotency/idempotency-transaction.js";
 export {
   createMemoryIdempotencyStore,
+  MEMORY_STORE_DEFAULTS,
   type MemoryIdempotencyStore,
   type MemoryIdempotencyStoreOptions,
 } from "./idempotency/memory-store.js";
@@ -48,6 +69,7 @@ export {
 } from "./idempotency/postgres-store.js";
 export {
   createRedisIdempotencyStore,
+  REDIS_STORE_CONNECTION_DEFAULTS,
   type RedisIdempotencyStore,
   type RedisIdempotencyStoreOptions,
 } from "./idempotency/redis-store.js";
@@ -58,6 +80,12 @@ export {
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
+export {
+  CONCURRENCY_LIMIT_DEFAULTS,
+  type ConcurrencyLimit,
+  type ConcurrencyLimitOptions,
+  createConcurrencyLimit,
+} from "./limit/concurrency-limit.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";
@@ -65,8 +93,10 @@ export type { MeshEvent } from "./observability/mesh-event.js";
 export {
   createMetrics,
   type MeshMetrics,
+  type MetricsHandlerOptions,
   type MetricsOptions,
   metricsHandler,
+  type ServeMetricsOptions,
   serveMetrics,
 } from "./observability/metrics.js";
 export { redactHeaders } from "./observability/redact-headers.js";
@@ -106,21 +136,14 @@ export {
   REDIS_QUEUE_DEFAULTS,
   type RedisQueueOptions,
 } from "./queue/redis-queue.js";
-export type { RetryBudgetOptions } from "./retry/retry-budget.js";
+export { RETRY_BUDGET_DEFAULTS, type RetryBudgetOptions } from "./retry/retry-budget.js";
+export type { GiveUpReason, RetryEvent } from "./retry/retry-events.js";
 export {
-  type GiveUpReason,
   type HedgingOptions,
   RETRY_POLICY_DEFAULTS,
-  type RetryEvent,
   type RetryOptions,
   type RetryPolicy,
-} from "./retry/retry-interceptor.js";
-export {
-  CONCURRENCY_LIMIT_DEFAULTS,
-  type ConcurrencyLimit,
-  type ConcurrencyLimitOptions,
-  createConcurrencyLimit,
-} from "./server/concurrency-limit.js";
+} from "./retry/retry-policy.js";
 export {
   type BoundAddress,
   type CloseOptions,
@@ -130,17 +153,6 @@ export {
   type MeshServerOptions,
   type MeshServerTlsOptions,
 } from "./server/create-mesh-server.js";
-export {
-  createFaultInjector,
-  FAULT_HEADER,
-  type FaultCodeRate,
-  type FaultConfig,
-  type FaultConfigUpdate,
-  type FaultCounts,
-  type FaultInjector,
-  type FaultInjectorOptions,
-  type FaultRule,
-} from "./server/fault-injection.js";
 export { type HealthStatus, ServingStatus } from "./server/health-status.js";
 export {
   type MeshServerRegistration,
@@ -162,15 +174,19 @@ export {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "./balancer/balancer.js";
-export type { OutlierDetectorOptions, OutlierEvent } from "./balancer/outlier-detector.js";
-export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
+export {
+  OUTLIER_DETECTOR_DEFAULTS,
+  type OutlierDetectorOptions,
+  type OutlierEvent,
+} from "./balancer/outlier-detector.js";
+export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
 export {
   PICKER_FACTORIES,
   type PickerContext,
   type PickerFactory,
 } from "./balancer/picker-registry.js";
-export type { SlowStartOptions } from "./balancer/slow-start.js";
+export { SLOW_START_DEFAULTS, type SlowStartOptions } from "./balancer/slow-start.js";
 export {
   type HeldEndpoint,
   type RemovalReason,
@@ -179,9 +195,29 @@ export {
   stabilizeEndpoints,
 } from "./balancer/stabilize-endpoints.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
-export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
-export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
-export { type Clock, type ClockTimer, systemClock } from "./clock.js";
+export { type Attempt, attemptKey, createAttempt, withPicked } from "./call/attempt.js";
+export { createEventEmitter } from "./call/event-emitter.js";
+export {
+  GRPC_STATUS_HEADER,
+  PREVIOUS_ATTEMPTS_HEADER,
+  RETRY_PUSHBACK_HEADER,
+  TRACEPARENT_HEADER,
+  TRACESTATE_HEADER,
+} from "./call/headers.js";
+export { type MeshCall, meshCallKey } from "./call/mesh-call.js";
+export { type ServerCall, serverCallKey } from "./call/server-call.js";
+export { onSettled, type Settled } from "./call/settle.js";
+export { CLIENT_INTERCEPTOR_ORDER } from "./chain/client-chain.js";
+export { SERVER_INTERCEPTOR_ORDER } from "./chain/server-chain.js";
+export {
+  BACKGROUND,
+  type Clock,
+  type ClockTimer,
+  clampTimerDelayMs,
+  MAX_TIMER_DELAY_MS,
+  systemClock,
+  type TimerOptions,
+} from "./clock.js";
 export { formatAddress, type HostPort, parseAddress } from "./discovery/address.js";
 export {
   type ResolverChoice,
@@ -189,6 +225,10 @@ export {
   sharedEtcdRegistry,
   sharedMeshRegistry,
 } from "./discovery/create-resolver.js";
+export {
+  DNS_CLIENT_DEFAULTS,
+  type DnsClientOptions,
+} from "./discovery/dns-client.js";
 export {
   createDnsResolver,
   DNS_RESOLVER_DEFAULTS,
@@ -226,7 +266,7 @@ export {
 export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/resolver.js";
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
-export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
+export { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "./grpc-timeout.js";
 export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
 export {
   type ClaimResult,
@@ -269,5 +309,3 @@ export {
   type QueuedCall,
   type QueuedCallJson,
 } from "./queue/queued-call.js";
-export { type ServerCall, serverCallKey } from "./server/server-call.js";
-export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

@@ -1,14 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOutcome } from "../breaker/call-outcome.js";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
-import type { Resolver, ResolverEvent } from "../discovery/resolver.js";
+import type { Resolver } from "../discovery/resolver.js";
+import type { BalancerEvent } from "./balancer-events.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
 import {
   createOutlierDetector,
   type OutlierDetector,
   type OutlierDetectorOptions,
-  type OutlierEvent,
 } from "./outlier-detector.js";
 import type { PeakEwmaOptions } from "./peak-ewma.js";
 import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
@@ -36,41 +36,7 @@ export interface Subchannel {
   state?(): string;
 }
 
-/** BalancerEvent is what the balancer reports: resolver news, ejections, set changes. */
-export type BalancerEvent =
-  | (ResolverEvent & { readonly source: "resolver" })
-  | (OutlierEvent & { readonly source: "outlier"; readonly target: string })
-  | {
-      readonly source: "balancer";
-      readonly type: "endpoints";
-      readonly target: string;
-      readonly added: readonly string[];
-      readonly removed: readonly string[];
-      readonly size: number;
-    }
-  | {
-      readonly source: "balancer";
-      readonly type: "removal-held";
-      readonly target: string;
-      /** address left the resolver's set but stays in use for up to graceMs. */
-      readonly address: string;
-      readonly graceMs: number;
-    }
-  | {
-      readonly source: "balancer";
-      readonly type: "removal-applied";
-      readonly target: string;
-      readonly address: string;
-      /** reason: the grace ran out (`expired`) or the endpoint stopped answering (`dead`). */
-      readonly reason: RemovalReason;
-    }
-  | {
-      readonly source: "balancer";
-      readonly type: "removal-cancelled";
-      readonly target: string;
-      /** address came back to the resolver's set while its removal was held. */
-      readonly address: string;
-    };
+export type { BalancerEvent } from "./balancer-events.js";
 
 /** BalancerOptions configures createBalancer. */
 export interface BalancerOptions<S extends Subchannel> {
@@ -277,20 +243,24 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     changeTimer = undefined;
     const at = detector?.nextChangeAt();
     if (at !== undefined && !closed) {
-      changeTimer = clock.setTimeout(rebuild, Math.max(0, at - clock.now()));
+      changeTimer = clock.setTimeout(rebuild, Math.max(0, at - clock.now()), BACKGROUND);
     }
   }
 
   function scheduleEvaluate(): void {
     if (detector === undefined || closed) return;
     const intervalMs = outlierOptions?.intervalMs ?? 10_000;
-    evaluateTimer = clock.setTimeout(() => {
-      const before = ready.length;
-      detector.evaluate(clock.now());
-      const after = set === undefined ? 0 : detector.filter(set.endpoints, clock.now()).length;
-      if (after !== before) rebuild();
-      scheduleEvaluate();
-    }, intervalMs);
+    evaluateTimer = clock.setTimeout(
+      () => {
+        const before = ready.length;
+        detector.evaluate(clock.now());
+        const after = set === undefined ? 0 : detector.filter(set.endpoints, clock.now()).length;
+        if (after !== before) rebuild();
+        scheduleEvaluate();
+      },
+      intervalMs,
+      BACKGROUND,
+    );
   }
 
   // isDead says whether a held endpoint stopped answering: its connection
@@ -364,7 +334,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     holdTimer =
       decision.nextExpiryAt === undefined
         ? undefined
-        : clock.setTimeout(stabilize, Math.max(0, decision.nextExpiryAt - now));
+        : clock.setTimeout(stabilize, Math.max(0, decision.nextExpiryAt - now), BACKGROUND);
     const endpoints =
       decision.endpoints === resolved.endpoints && decision.held.size === 0
         ? resolved

@@ -2,27 +2,21 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
-  createContextKey,
   type Interceptor,
   type StreamRequest,
-  type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { onStreamEnd } from "../client/stream-end.js";
-import { isEndpointLocalFailure } from "../client/transport-error.js";
+import { onSettled } from "../call/settle.js";
+import { isEndpointLocalFailure } from "../call/transport-error.js";
 import { type Clock, systemClock } from "../clock.js";
+import { type BreakerEvent, breakerStateKey } from "./breaker-events.js";
 import { BreakerOpenError, withoutStack } from "./breaker-open-error.js";
 import {
   type BreakerRegistry,
   type BreakerRegistryOptions,
   createBreakerRegistry,
 } from "./breaker-registry.js";
-import type {
-  Admission,
-  CircuitBreakerOptions,
-  CircuitState,
-  CircuitTransition,
-} from "./circuit-breaker.js";
+import type { Admission, CircuitBreakerOptions } from "./circuit-breaker.js";
 
 /** BreakerOptions configures the client's per-method (or per-service) circuit breakers. */
 export interface BreakerOptions extends Omit<CircuitBreakerOptions, "onTransition"> {
@@ -32,20 +26,7 @@ export interface BreakerOptions extends Omit<CircuitBreakerOptions, "onTransitio
   readonly idleMs?: number;
 }
 
-/** BreakerEvent is a breaker state change, for logging (warn) and metrics. */
-export interface BreakerEvent {
-  readonly type: "breaker";
-  readonly key: string;
-  readonly from: CircuitState["type"];
-  readonly to: CircuitState["type"];
-  readonly reason: CircuitTransition["reason"];
-  readonly at: number;
-}
-
-/** breakerStateKey holds the state of the breaker that admitted the call's latest attempt. */
-export const breakerStateKey = createContextKey<CircuitState["type"] | undefined>(undefined, {
-  description: "connect-mesh breaker state",
-});
+export { type BreakerEvent, breakerStateKey } from "./breaker-events.js";
 
 /**
  * createBreakerInterceptor runs each attempt through the circuit breaker of
@@ -150,17 +131,7 @@ export function createBreakerInterceptor(
         now,
       );
     };
-    try {
-      const res = await next(req);
-      if (!res.stream) {
-        release(undefined);
-        return res;
-      }
-      return { ...res, message: onStreamEnd((res as StreamResponse).message, release) };
-    } catch (e) {
-      release(e);
-      throw e;
-    }
+    return onSettled(next(req), release);
   };
   return { interceptor, registry, gate };
 }

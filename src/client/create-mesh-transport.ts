@@ -35,11 +35,16 @@ import {
   type BreakerOptions,
   createBreakerInterceptor,
 } from "../breaker/breaker-interceptor.js";
-import { currentCallScope } from "../call-scope.js";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { callOutcomeKey } from "../call/attempt.js";
+import { currentCallScope } from "../call/call-scope.js";
+import { createEventEmitter } from "../call/event-emitter.js";
+import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
+import { deadlineSignal, linkSignals } from "../call/signals.js";
+import { onStreamEnd } from "../call/stream-end.js";
+import { buildClientChain, composeChain } from "../chain/client-chain.js";
+import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
-import { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER } from "../grpc-timeout.js";
 import {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
@@ -57,15 +62,12 @@ import {
   type RetryEvent,
   type RetryOptions,
 } from "../retry/retry-interceptor.js";
-import { buildClientChain } from "./client-chain.js";
+import { createAttemptStep } from "./attempt-step.js";
 import {
   createEndpointTransport,
   type EndpointTransport,
   type EndpointTransportOptions,
 } from "./endpoint-transport.js";
-import { attemptDeadline, type MeshCall, meshCallKey } from "./mesh-call.js";
-import { mapStreamErrors, onStreamEnd } from "./stream-end.js";
-import { classifyTransportError } from "./transport-error.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
 export interface MeshTransportOptions extends EndpointTransportOptions, ResolverChoice {
@@ -173,11 +175,11 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
-  const onEvent = (e: MeshTransportEvent) => {
-    eventLogger.onEvent(e);
-    opts.metrics?.onEvent(e);
-    opts.onEvent?.(e);
-  };
+  const onEvent = createEventEmitter<MeshTransportEvent>(
+    eventLogger.onEvent,
+    opts.metrics?.onEvent.bind(opts.metrics),
+    opts.onEvent,
+  );
   const closing = new AbortController();
   // Every call in flight listens to this signal: many are expected.
   setMaxListeners(0, closing.signal);
@@ -218,116 +220,20 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       clock,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
     }),
-    idempotencyKey:
+    "idempotency-key":
       opts.idempotencyKeys === false
         ? undefined
         : createIdempotencyKeyInterceptor(opts.idempotencyKeys ?? {}),
-    attemptObserve: createClientAttemptInterceptor({ logger, clock }),
+    "attempt-observe": createClientAttemptInterceptor({ logger, clock }),
     breaker: breaker?.interceptor,
   });
 
-  // attempt is the innermost step: it runs once per attempt, after every
-  // interceptor, picks an endpoint and sends the request there.
-  async function attempt(
-    req: UnaryRequest | StreamRequest,
-  ): Promise<UnaryResponse | StreamResponse> {
-    const call = req.contextValues.get(meshCallKey);
-    const info =
-      call === undefined || call.avoidEndpoints.length === 0
-        ? undefined
-        : { avoid: call.avoidEndpoints };
-    const pick =
-      balancer.pick(info) ??
-      (await balancer.waitForPick(
-        req.signal,
-        // Give up just before the deadline, so the caller learns why (no
-        // endpoint) instead of a bare DEADLINE_EXCEEDED.
-        call?.deadlineAt === undefined
-          ? opts.firstResolutionTimeoutMs
-          : Math.max(0, call.deadlineAt - clock.now() - 1),
-        info,
-      ));
-    const address = pick.endpoint.address;
-    const started = clock.now();
-    const attemptAt = attemptDeadline(req.signal);
-    const deadlineAt =
-      attemptAt === undefined
-        ? call?.deadlineAt
-        : Math.min(attemptAt, call?.deadlineAt ?? Number.POSITIVE_INFINITY);
-    if (deadlineAt !== undefined) {
-      const remainingMs = deadlineAt - started;
-      if (remainingMs <= 0) {
-        pick.done({ ok: false, code: Code.Canceled, latencyMs: 0 });
-        throw new ConnectError(
-          `deadline exceeded before attempt ${call?.attempt ?? 1} could start`,
-          Code.DeadlineExceeded,
-        );
-      }
-      req.header.set(GRPC_TIMEOUT_HEADER, encodeGrpcTimeout(remainingMs));
-    }
-    if (call !== undefined) {
-      call.endpoint = address;
-    }
-    const { transport: inner } = pick.subchannel;
-    // The first call on a new connection pays the handshake: not a latency
-    // sample for p2c (it would make a new endpoint look slow for seconds).
-    const connState = pick.subchannel.state();
-    const latencySample = connState !== "closed" && connState !== "connecting";
-    try {
-      // timeoutMs stays undefined below: the deadline is enforced by the outer
-      // call's signal and announced by the header written above.
-      if (!req.stream) {
-        const res = await inner.unary(
-          req.method,
-          req.signal,
-          undefined,
-          req.header,
-          req.message,
-          req.contextValues,
-        );
-        pick.done({ ok: true, latencyMs: clock.now() - started, latencySample });
-        return res;
-      }
-      const res = await inner.stream(
-        req.method,
-        req.signal,
-        undefined,
-        req.header,
-        req.message,
-        req.contextValues,
-      );
-      // A stream's latency is its time to response headers; it stays pending
-      // (for load) until it ends.
-      const latencyMs = clock.now() - started;
-      return {
-        ...res,
-        message: onStreamEnd(
-          mapStreamErrors(res.message, (e) =>
-            classifyTransportError(e, address, req.signal.aborted),
-          ),
-          (error) => {
-            pick.done(
-              error === undefined
-                ? { ok: true, latencyMs, latencySample }
-                : { ok: false, code: ConnectError.from(error).code, latencyMs },
-            );
-          },
-        ),
-      };
-    } catch (e) {
-      const error = classifyTransportError(e, address, req.signal.aborted);
-      pick.done({ ok: false, code: error.code, latencyMs: clock.now() - started });
-      throw error;
-    }
-  }
-
-  // The chain is composed once; Connect's applyInterceptors would do the same per call.
-  const unaryChain = [...interceptors]
-    .reverse()
-    .reduce<(req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>>(
-      (next, interceptor) => interceptor(next),
-      attempt,
-    );
+  const attempt = createAttemptStep({
+    balancer,
+    clock,
+    firstResolutionTimeoutMs: opts.firstResolutionTimeoutMs,
+  });
+  const unaryChain = composeChain(interceptors, attempt);
 
   // prepare links the caller's signal, the transport's close, and (inside a
   // mesh handler) the incoming call's signal and deadline.
@@ -353,14 +259,12 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       ? deadlineSignal(clock, effectiveMs, [signal, closing.signal, scope?.signal])
       : linkSignals([signal, closing.signal, scope?.signal]);
     const values = contextValues ?? createContextValues();
-    const call: MeshCall = {
-      target: opts.target,
-      deadlineAt: effectiveMs === undefined ? undefined : clock.now() + effectiveMs,
-      attempt: 1,
-      endpoint: undefined,
-      avoidEndpoints: [],
-    };
+    const { call, report } = createMeshCall(
+      opts.target,
+      effectiveMs === undefined ? undefined : clock.now() + effectiveMs,
+    );
     values.set(meshCallKey, call);
+    values.set(callOutcomeKey, report);
     return { signal: link.signal, cleanup: link.cleanup, timeoutMs: effectiveMs, values };
   }
 
@@ -416,7 +320,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         res = await runStreamingCall<I, O>({
           interceptors,
           signal: p.signal,
-          timeoutMs: p.timeoutMs,
+          // Connect arms a raw timer with this: past 2^31-1 ms it would fire at once.
+          timeoutMs: p.timeoutMs === undefined ? undefined : clampTimerDelayMs(p.timeoutMs),
           req: {
             stream: true,
             service: method.parent,
@@ -455,70 +360,4 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   if (opts.defaultTimeoutMs !== undefined && !(opts.defaultTimeoutMs > 0)) {
     throw new RangeError(`defaultTimeoutMs ${opts.defaultTimeoutMs} must be > 0`);
   }
-}
-
-/**
- * deadlineSignal is a call's own signal: it aborts when any input aborts, or
- * with DEADLINE_EXCEEDED after `timeoutMs`; cleanup removes listeners and the
- * timer. Unlike Connect's, it is not aborted when the call succeeds (an abort
- * allocates a DOMException, which showed in profiles).
- */
-function deadlineSignal(
-  clock: Clock,
-  timeoutMs: number | undefined,
-  signals: readonly (AbortSignal | undefined)[],
-): { signal: AbortSignal; cleanup: () => void } {
-  const controller = new AbortController();
-  const link = linkInto(controller, signals);
-  let timer: ClockTimer | undefined;
-  if (timeoutMs !== undefined && !controller.signal.aborted) {
-    const onTimeout = () =>
-      controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
-    if (timeoutMs <= 0) onTimeout();
-    else timer = clock.setTimeout(onTimeout, timeoutMs);
-  }
-  return {
-    signal: controller.signal,
-    cleanup() {
-      link();
-      if (timer !== undefined) clock.clearTimeout(timer);
-    },
-  };
-}
-
-/** linkInto aborts `controller` when any signal aborts; returns a cleanup. */
-function linkInto(
-  controller: AbortController,
-  signals: readonly (AbortSignal | undefined)[],
-): () => void {
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  const onAbort = (event: Event) => {
-    controller.abort((event.target as AbortSignal).reason);
-    cleanup();
-  };
-  const cleanup = () => {
-    for (const s of present) s.removeEventListener("abort", onAbort);
-  };
-  for (const s of present) {
-    if (s.aborted) {
-      controller.abort(s.reason);
-      cleanup();
-      return cleanup;
-    }
-    s.addEventListener("abort", onAbort);
-  }
-  return cleanup;
-}
-
-/** linkSignals aborts one signal when any input aborts; cleanup removes the listeners. */
-function linkSignals(signals: readonly (AbortSignal | undefined)[]): {
-  signal: AbortSignal;
-  cleanup: () => void;
-} {
-  const present = signals.filter((s): s is AbortSignal => s !== undefined);
-  if (present.length === 1 && present[0] !== undefined) {
-    return { signal: present[0], cleanup: () => {} };
-  }
-  const controller = new AbortController();
-  return { signal: controller.signal, cleanup: linkInto(controller, present) };
 }

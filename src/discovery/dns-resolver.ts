@@ -1,6 +1,6 @@
 import { getServers } from "node:dns";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
-import { createBackoff } from "../retry/backoff.js";
+import { createBackoff } from "../call/backoff.js";
+import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { formatAddress } from "./address.js";
 import { createDnsClient, DNS_CLIENT_DEFAULTS } from "./dns-client.js";
@@ -167,11 +167,15 @@ export function createDnsResolver(options: DnsResolverOptions): Resolver {
     if (closed) return;
     if (timer !== undefined) clock.clearTimeout(timer);
     timerDueAt = clock.now() + delayMs;
-    timer = clock.setTimeout(() => {
-      timer = undefined;
-      timerDueAt = Number.POSITIVE_INFINITY;
-      resolve();
-    }, delayMs);
+    timer = clock.setTimeout(
+      () => {
+        timer = undefined;
+        timerDueAt = Number.POSITIVE_INFINITY;
+        resolve();
+      },
+      delayMs,
+      BACKGROUND,
+    );
   };
 
   const onAnswer = (result: DnsLookup): void => {

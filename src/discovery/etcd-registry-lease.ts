@@ -1,7 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequestSchema } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
-import type { Clock } from "../clock.js";
+import { BACKGROUND, type Clock } from "../clock.js";
 import { createRequestQueue, type EtcdClient } from "./etcd-client.js";
 import { utf8 } from "./etcd-registry-record.js";
 import { sleepOnClock } from "./etcd-registry-sleep.js";
@@ -80,11 +80,11 @@ async function keepAlive(
     expired = true;
     stream.abort();
   };
-  let deadline = clock.setTimeout(expire, lastConfirmedAt.at + ttlMs - clock.now());
+  let deadline = clock.setTimeout(expire, lastConfirmedAt.at + ttlMs - clock.now(), BACKGROUND);
   let ticker: unknown;
   const tick = () => {
     requests.push({ ID: leaseId });
-    ticker = clock.setTimeout(tick, ttlMs / 3);
+    ticker = clock.setTimeout(tick, ttlMs / 3, BACKGROUND);
   };
   tick();
   try {
@@ -94,7 +94,7 @@ async function keepAlive(
       }
       lastConfirmedAt.at = clock.now();
       clock.clearTimeout(deadline);
-      deadline = clock.setTimeout(expire, ttlMs);
+      deadline = clock.setTimeout(expire, ttlMs, BACKGROUND);
     }
     return { lost: false, error: new Error("etcd closed the keepalive stream") };
   } catch (e) {

@@ -2,7 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { WatchRequestSchema } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../../gen/etcd/mvccpb/kv_pb.js";
-import type { Clock } from "../clock.js";
+import { BACKGROUND, type Clock } from "../clock.js";
 import { createEndpoint, createEndpointSet, type Endpoint, type EndpointSet } from "./endpoint.js";
 import { createRequestQueue, type EtcdClient, prefixRangeEnd } from "./etcd-client.js";
 import { parseEtcdRecordKey, utf8 } from "./etcd-registry-record.js";
@@ -149,9 +149,9 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
         return;
       }
       requests.push({ requestUnion: { case: "progressRequest", value: {} } });
-      timer = clock.setTimeout(check, ctx.progressIntervalMs);
+      timer = clock.setTimeout(check, ctx.progressIntervalMs, BACKGROUND);
     };
-    timer = clock.setTimeout(check, ctx.progressIntervalMs);
+    timer = clock.setTimeout(check, ctx.progressIntervalMs, BACKGROUND);
     requests.push({
       requestUnion: {
         case: "createRequest",

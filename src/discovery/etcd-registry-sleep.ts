@@ -1,4 +1,4 @@
-import type { Clock } from "../clock.js";
+import { BACKGROUND, type Clock } from "../clock.js";
 
 /**
  * sleepOnClock waits `ms` on the injected clock, ending early (never
@@ -18,7 +18,7 @@ export function sleepOnClock(
       wake?.removeEventListener("abort", done);
       resolve();
     };
-    const timer = clock.setTimeout(done, ms);
+    const timer = clock.setTimeout(done, ms, BACKGROUND);
     signal.addEventListener("abort", done);
     wake?.addEventListener("abort", done);
     if (signal.aborted || wake?.aborted === true) {

@@ -1,6 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { type BackoffOptions, createBackoff } from "../call/backoff.js";
 import { type Clock, systemClock } from "../clock.js";
-import { type BackoffOptions, createBackoff } from "../retry/backoff.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { createEtcdClient, type EtcdClient } from "./etcd-client.js";
 import {

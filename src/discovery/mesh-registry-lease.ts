@@ -1,4 +1,4 @@
-import type { Clock, ClockTimer } from "../clock.js";
+import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
 import { formatMeshRegistryRecord } from "./mesh-registry-record.js";
 import { recordPath, removeRecord, writeRecordAtomically } from "./mesh-registry-store.js";
 import type { Registration, RegistryEvent } from "./registry.js";
@@ -76,19 +76,23 @@ export async function startMeshRegistryLease(
   };
 
   const schedule = () => {
-    timer = clock.setTimeout(() => {
-      timer = undefined;
-      if (stopped) return;
-      if (Date.now() >= expiresAt && !lost) {
-        // Readers may already have dropped us; say so even if this renewal works.
-        lost = true;
-        onEvent({ type: "lease-lost", registration });
-      }
-      writing = renew().finally(() => {
-        writing = undefined;
-        if (!stopped) schedule();
-      });
-    }, renewEveryMs);
+    timer = clock.setTimeout(
+      () => {
+        timer = undefined;
+        if (stopped) return;
+        if (Date.now() >= expiresAt && !lost) {
+          // Readers may already have dropped us; say so even if this renewal works.
+          lost = true;
+          onEvent({ type: "lease-lost", registration });
+        }
+        writing = renew().finally(() => {
+          writing = undefined;
+          if (!stopped) schedule();
+        });
+      },
+      renewEveryMs,
+      BACKGROUND,
+    );
   };
 
   await write();

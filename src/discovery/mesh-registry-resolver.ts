@@ -1,6 +1,6 @@
 import { type FSWatcher, watch } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
-import type { Clock, ClockTimer } from "../clock.js";
+import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
 import { createEndpoint, createEndpointSet, type EndpointSet } from "./endpoint.js";
 import { type ScannedRecord, scanServiceDir } from "./mesh-registry-store.js";
 import type { Resolver, ResolverEvent, ResolverListener } from "./resolver.js";
@@ -94,11 +94,15 @@ export function createMeshRegistryResolver(options: MeshRegistryResolverOptions)
       clock.clearTimeout(timer);
     }
     timerDueAt = dueAt;
-    timer = clock.setTimeout(() => {
-      timer = undefined;
-      timerDueAt = Number.POSITIVE_INFINITY;
-      runScan();
-    }, delayMs);
+    timer = clock.setTimeout(
+      () => {
+        timer = undefined;
+        timerDueAt = Number.POSITIVE_INFINITY;
+        runScan();
+      },
+      delayMs,
+      BACKGROUND,
+    );
   };
 
   const runScan = () => {

@@ -1,10 +1,6 @@
 import { createHash } from "node:crypto";
 
-/** IDEMPOTENCY_KEY_HEADER is the request header carrying an idempotency key. */
-export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
-
-/** IDEMPOTENCY_REPLAYED_HEADER marks a response replayed from a stored outcome. */
-export const IDEMPOTENCY_REPLAYED_HEADER = "idempotency-replayed";
+export { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAYED_HEADER } from "../call/headers.js";
 
 /** IDEMPOTENCY_KEY_MAX_LENGTH is the longest key accepted (as in the IETF draft's examples). */
 export const IDEMPOTENCY_KEY_MAX_LENGTH = 255;

@@ -1,5 +1,5 @@
 import type { UnaryRequest } from "@connectrpc/connect";
-import { serverCallKey } from "../server/server-call.js";
+import { serverCallKey } from "../call/server-call.js";
 
 /**
  * ResponseMetadata is the handler context's own response headers and

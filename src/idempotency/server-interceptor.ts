@@ -8,8 +8,10 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { type Clock, type ClockTimer, systemClock } from "../clock.js";
-import { serverCallKey } from "../server/server-call.js";
+import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { serverCallKey } from "../call/server-call.js";
+import { abortableSleep } from "../call/signals.js";
+import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { captureError, captureResponse } from "./capture-outcome.js";
 import {
@@ -273,12 +275,12 @@ export function createIdempotencyInterceptor(
               "a call with this idempotency-key is in progress",
               Code.Aborted,
               "IDEMPOTENCY_KEY_IN_USE",
-              { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
+              { [RETRY_PUSHBACK_HEADER]: String(opts.retryPushbackMs) },
             );
           }
           if (pollMs === undefined) emit({ type: "waiting", ...call });
           pollMs = nextPollMs(pollMs, claim.leaseRemainingMs, opts.minPollMs, opts.maxPollMs);
-          await sleep(clock, pollMs, req.signal);
+          await abortableSleep(clock, pollMs, req.signal);
       }
     }
   }
@@ -377,9 +379,9 @@ export function createIdempotencyInterceptor(
         emit({ type: "claim-expired", ...call });
         return;
       }
-      timer = clock.setTimeout(() => void beat(), opts.claimRenewMs);
+      timer = clock.setTimeout(() => void beat(), opts.claimRenewMs, BACKGROUND);
     };
-    timer = clock.setTimeout(() => void beat(), opts.claimRenewMs);
+    timer = clock.setTimeout(() => void beat(), opts.claimRenewMs, BACKGROUND);
     return () => {
       stopped = true;
       if (timer !== undefined) clock.clearTimeout(timer);
@@ -503,25 +505,6 @@ function idempotencyError(
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
-}
-
-/** sleep waits `ms` on `clock`, or rejects with the call's abort reason. */
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      reject(ConnectError.from(signal.reason ?? "call was cancelled", Code.Canceled));
-    };
-    if (signal.aborted) {
-      onAbort();
-      return;
-    }
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
 }
 
 function validateOptions(opts: IdempotencyInterceptorOptions & IdempotencyDefaults): void {

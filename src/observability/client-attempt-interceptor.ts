@@ -1,7 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { meshCallKey } from "../client/mesh-call.js";
-import { onStreamEnd } from "../client/stream-end.js";
+import { attemptKey, withAttempt, withPicked } from "../call/attempt.js";
+import { meshCallKey } from "../call/mesh-call.js";
+import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
 import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
@@ -47,38 +48,46 @@ export function createClientAttemptInterceptor(options: ClientAttemptOptions): I
     if (!logger.isLevelEnabled("debug")) {
       return next(req);
     }
-    // Our own count: every attempt passes here (hedges too, which share the
-    // MeshCall, so its `attempt` may already name a later one).
-    const attempt = count;
+    // The retry step numbers attempts (hedges and refused attempts included);
+    // without it this is the only attempt.
+    const attempt = req.contextValues.get(attemptKey);
+    const number = attempt?.number ?? count;
+    // The endpoint comes back through the attempt's own hook, never through
+    // state shared with concurrent hedges.
+    let endpoint: string | undefined;
+    const observed =
+      attempt === undefined
+        ? req
+        : {
+            ...req,
+            contextValues: withAttempt(
+              req.contextValues,
+              withPicked(attempt, (e) => {
+                endpoint = e;
+              }),
+            ),
+          };
 
     const started = clock.now();
     const finish = (failure: unknown) => {
       const { code, error } = errorCode(failure);
-      const meshCall = req.contextValues.get(meshCallKey);
       const fields: Record<string, unknown> = {
         ...traceFields(span),
         "grpc.component": "client",
         "grpc.service": req.service.typeName,
         "grpc.method": req.method.name,
-        attempt,
+        attempt: number,
         "grpc.code": codeName(code),
         "grpc.time_ms": roundMs(clock.now() - started),
       };
-      if (meshCall?.endpoint !== undefined) fields.endpoint = meshCall.endpoint;
+      const served =
+        endpoint ??
+        (attempt === undefined ? req.contextValues.get(meshCallKey)?.endpoint : undefined);
+      if (served !== undefined) fields.endpoint = served;
+      if (attempt !== undefined && attempt.avoid.length > 0) fields.avoid = attempt.avoid;
       if (error !== undefined) fields["grpc.error"] = error.rawMessage;
       logger.debug(fields, "finished attempt");
     };
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (e) {
-      finish(e);
-      throw e;
-    }
-    if (!res.stream) {
-      finish(undefined);
-      return res;
-    }
-    return { ...res, message: onStreamEnd(res.message, finish) };
+    return onSettled(next(observed as typeof req), finish);
   };
 }

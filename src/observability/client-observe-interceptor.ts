@@ -1,10 +1,10 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { breakerStateKey } from "../breaker/breaker-interceptor.js";
-import { meshCallKey } from "../client/mesh-call.js";
-import { onStreamEnd } from "../client/stream-end.js";
+import { breakerStateKey } from "../breaker/breaker-events.js";
+import { meshCallKey } from "../call/mesh-call.js";
+import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
-import { parseGrpcTimeout } from "../grpc-timeout.js";
+import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
 import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
@@ -107,25 +107,13 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
       logger[level](fields, "finished call");
     };
 
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (e) {
-      finish(e, undefined);
-      throw e;
-    }
-    if (!res.stream) {
-      finish(undefined, res.header);
-      return res;
-    }
-    const header = res.header;
-    return { ...res, message: onStreamEnd(res.message, (e) => finish(e, header)) };
+    return onSettled(next(req), (e, res) => finish(e, res?.header));
   };
 }
 
 function headerTimeoutMs(header: Headers): number | undefined {
   try {
-    return parseGrpcTimeout(header.get("grpc-timeout"));
+    return parseGrpcTimeout(header.get(GRPC_TIMEOUT_HEADER));
   } catch {
     return undefined;
   }

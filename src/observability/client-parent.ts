@@ -1,5 +1,5 @@
 import { type ContextValues, createContextKey } from "@connectrpc/connect";
-import { currentCallScope } from "../call-scope.js";
+import { currentCallScope } from "../call/call-scope.js";
 import { traceContextKey } from "./context-keys.js";
 import { activeOtelContext } from "./otel.js";
 import { type TraceContext, traceContextFromHeaders } from "./trace-context.js";

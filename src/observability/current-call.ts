@@ -1,5 +1,5 @@
 import { type Logger, pino } from "pino";
-import { currentCallScope } from "../call-scope.js";
+import { currentCallScope } from "../call/call-scope.js";
 import { loggerKey, traceContextKey } from "./context-keys.js";
 import type { TraceContext } from "./trace-context.js";
 

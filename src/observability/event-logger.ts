@@ -1,10 +1,10 @@
 import type { Logger } from "pino";
-import type { BalancerEvent } from "../balancer/balancer.js";
-import type { BreakerEvent } from "../breaker/breaker-interceptor.js";
-import { currentCallScope } from "../call-scope.js";
+import type { BalancerEvent } from "../balancer/balancer-events.js";
+import type { BreakerEvent } from "../breaker/breaker-events.js";
+import { currentCallScope } from "../call/call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
-import type { RetryEvent } from "../retry/retry-interceptor.js";
+import type { RetryEvent } from "../retry/retry-events.js";
 import { traceFields } from "./call-outcome-fields.js";
 import { traceContextKey } from "./context-keys.js";
 import { codeName } from "./grpc-fields.js";

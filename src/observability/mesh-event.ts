@@ -1,8 +1,8 @@
-import type { BalancerEvent } from "../balancer/balancer.js";
-import type { BreakerEvent } from "../breaker/breaker-interceptor.js";
+import type { BalancerEvent } from "../balancer/balancer-events.js";
+import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
-import type { RetryEvent } from "../retry/retry-interceptor.js";
+import type { RetryEvent } from "../retry/retry-events.js";
 
 /**
  * MeshEvent is any typed event the mesh reports: a transport's `onEvent`

@@ -1,11 +1,11 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { BalancerEvent } from "../balancer/balancer.js";
-import type { BreakerEvent } from "../breaker/breaker-interceptor.js";
+import type { BalancerEvent } from "../balancer/balancer-events.js";
+import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { CircuitState } from "../breaker/circuit-breaker.js";
 import { formatAddress } from "../discovery/address.js";
-import type { RetryEvent } from "../retry/retry-interceptor.js";
+import type { RetryEvent } from "../retry/retry-events.js";
 import { type MeshEvent, meshEventKind } from "./mesh-event.js";
 
 type PromClient = typeof import("prom-client");

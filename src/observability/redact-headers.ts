@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { IDEMPOTENCY_KEY_HEADER } from "../call/headers.js";
 
 /** REDACTED replaces a secret header value in logs. */
 export const REDACTED = "[REDACTED]";
@@ -16,7 +17,7 @@ export const DEFAULT_REDACTED_HEADERS: readonly string[] = Object.freeze([
  * a bearer of a stored outcome, but correlating retries of one key in logs is
  * what makes them debuggable.
  */
-export const HASHED_HEADERS: readonly string[] = Object.freeze(["idempotency-key"]);
+export const HASHED_HEADERS: readonly string[] = Object.freeze([IDEMPOTENCY_KEY_HEADER]);
 
 // 12 hex characters (48 bits) correlate keys within any log search window
 // without making a short key guessable from its log line.

@@ -1,9 +1,9 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { onStreamEnd } from "../client/stream-end.js";
+import { peerKey, serverCallKey } from "../call/server-call.js";
+import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
-import { parseGrpcTimeout } from "../grpc-timeout.js";
-import { peerKey, serverCallKey } from "../server/server-call.js";
+import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
 import {
   errorCode,
   messageJson,
@@ -135,19 +135,9 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       log[level](fields, "finished call");
     };
 
-    let res: Awaited<ReturnType<typeof next>>;
-    try {
-      res = await next(req);
-    } catch (e) {
-      finish(e, undefined);
-      throw e;
-    }
-    if (!res.stream) {
-      finish(undefined, res.header, res.message);
-      return res;
-    }
-    const header = res.header;
-    return { ...res, message: onStreamEnd(res.message, (e) => finish(e, header)) };
+    return onSettled(next(req), (e, res) =>
+      finish(e, res?.header, res === undefined || res.stream ? undefined : res.message),
+    );
   };
 }
 
@@ -157,7 +147,7 @@ function childOrRoot(parent: TraceContext | undefined): TraceContext {
 
 function headerTimeoutMs(header: Headers): number | undefined {
   try {
-    return parseGrpcTimeout(header.get("grpc-timeout"));
+    return parseGrpcTimeout(header.get(GRPC_TIMEOUT_HEADER));
   } catch {
     return undefined;
   }

@@ -1,10 +1,8 @@
 import { randomFillSync } from "node:crypto";
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER } from "../call/headers.js";
 import { normalizeTracestate } from "./tracestate.js";
 
-/** TRACEPARENT_HEADER is the W3C Trace Context header naming the caller's span. */
-export const TRACEPARENT_HEADER = "traceparent";
-/** TRACESTATE_HEADER is the W3C Trace Context header carrying vendor state. */
-export const TRACESTATE_HEADER = "tracestate";
+export { TRACEPARENT_HEADER, TRACESTATE_HEADER };
 
 /** TRACE_FLAG_SAMPLED is the `sampled` bit of trace-flags. */
 export const TRACE_FLAG_SAMPLED = 0x01;

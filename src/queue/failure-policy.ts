@@ -1,5 +1,5 @@
 import { Code } from "@connectrpc/connect";
-import type { Backoff } from "../retry/backoff.js";
+import type { Backoff } from "../call/backoff.js";
 import type { DeadLetterReason } from "./queue.js";
 
 /**

@@ -12,9 +12,13 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { createEventEmitter } from "../call/event-emitter.js";
+import { peerKey } from "../call/server-call.js";
+import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { formatAddress } from "../discovery/address.js";
 import type { RegistryEvent } from "../discovery/registry.js";
+import type { FaultInjector } from "../faults/fault-injection.js";
 import { createAbortedCallGuard } from "../grpc/server-aborted-guard.js";
 import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
 import { createGrpcServerHandler } from "../grpc/server-handler.js";
@@ -27,12 +31,11 @@ import { captureRoutes } from "../grpc/server-routes.js";
 import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
+import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import type { ServerObserveOptions } from "../observability/server-observe-interceptor.js";
-import type { ConcurrencyLimitOptions } from "./concurrency-limit.js";
-import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import {
@@ -41,8 +44,6 @@ import {
   REGISTRATION_DEFAULTS,
   validateRegistration,
 } from "./registrar.js";
-import { peerKey } from "./server-call.js";
-import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
 import { sendErrorsAsTrailersOnly } from "./trailers-only.js";
 
 /** MeshServerTlsOptions turns on TLS (h2 over ALPN) instead of cleartext h2c. */
@@ -212,11 +213,11 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   validateServerOptions(opts);
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
-  const onEvent = (e: IdempotencyEvent | RegistryEvent) => {
-    eventLogger.onEvent(e);
-    opts.metrics?.onEvent(e);
-    opts.onEvent?.(e);
-  };
+  const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
+    eventLogger.onEvent,
+    opts.metrics?.onEvent.bind(opts.metrics),
+    opts.onEvent,
+  );
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
   setMaxListeners(0, shutdown.signal);

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Clock, ClockTimer } from "../clock.js";
+import { type BackoffOptions, createBackoff } from "../call/backoff.js";
+import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
-import { type BackoffOptions, createBackoff } from "../retry/backoff.js";
 import { type HealthStatus, ServingStatus } from "./health-status.js";
 
 /**
@@ -272,7 +272,7 @@ function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener("abort", done);
       resolve();
     };
-    const timer = clock.setTimeout(done, ms);
+    const timer = clock.setTimeout(done, ms, BACKGROUND);
     signal.addEventListener("abort", done, { once: true });
     if (signal.aborted) done();
   });

@@ -42,7 +42,7 @@ export function createFakeClock(startMs = 0): FakeClock {
 
   return {
     now: () => now,
-    setTimeout(fn, delayMs) {
+    setTimeout(fn, delayMs, _options) {
       const id = nextId++;
       timers.set(id, { id, at: now + Math.max(0, delayMs), fn });
       return id;

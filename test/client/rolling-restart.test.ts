@@ -59,7 +59,8 @@ describe("rolling restart through the embedded mesh registry", () => {
       }
     };
     const load = Promise.all(Array.from({ length: 8 }, worker));
-    await new Promise((r) => setTimeout(r, 300));
+    // The load is flowing once every replica has answered a call.
+    await expect.poll(() => served.size, { timeout: 10_000 }).toBe(replicas.length);
     for (let i = 0; i < replicas.length; i++) {
       // Stop the old process first (the other two keep serving), then start its successor.
       await (replicas[i] as MeshServer).close({ graceMs: 2_000 });

@@ -21,8 +21,8 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EchoRequestSchema, EchoResponseSchema, EchoService } from "../../gen/test/v1/echo_pb.js";
+import { peerKey } from "../../src/call/server-call.js";
 import { createMeshServer, type MeshServer } from "../../src/index.js";
-import { peerKey } from "../../src/server/server-call.js";
 import { sleep } from "../support/echo-service.js";
 import { createEchoGrpcClient, type EchoGrpcClient, grpcUnary } from "../support/grpc-js-echo.js";
 import { connect, frame, gzipFrame, messages, rawRequest } from "./server-raw-h2.js";

@@ -8,9 +8,9 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { serverCallKey } from "../../src/call/server-call.js";
 import { IDEMPOTENCY_REPLAYED_HEADER } from "../../src/idempotency/idempotency-key.js";
 import { createIdempotencyInterceptor } from "../../src/idempotency/server-interceptor.js";
-import { serverCallKey } from "../../src/server/server-call.js";
 import {
   callOutcome,
   countingOrderService,

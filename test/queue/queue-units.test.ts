@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { createBackoff } from "../../src/call/backoff.js";
 import { decideFailure, QUEUE_TRANSIENT_CODES } from "../../src/queue/failure-policy.js";
 import { createMemoryQueue } from "../../src/queue/memory-queue.js";
 import type { Queue } from "../../src/queue/queue.js";
@@ -12,7 +13,6 @@ import {
 } from "../../src/queue/queued-call.js";
 import { createQueuedClient } from "../../src/queue/queued-client.js";
 import { formatFailedReason, parseFailedReason } from "../../src/queue/redis-queue.js";
-import { createBackoff } from "../../src/retry/backoff.js";
 import { waitFor } from "../support/wait-for.js";
 import { createOrderJobs, OrderService } from "./order-jobs.js";
 

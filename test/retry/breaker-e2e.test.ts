@@ -210,7 +210,8 @@ describe("circuit breaker end to end with a real server", () => {
       () => undefined,
       (e: unknown) => ConnectError.from(e),
     );
-    expect(performance.now() - started).toBeLessThan(50);
+    // Far below the 2 s deadline: refused at once, not after hedges or waits.
+    expect(performance.now() - started).toBeLessThan(1_000);
     expect(err?.cause).toBeInstanceOf(BreakerOpenError);
     expect(s.arrivals.length).toBe(arrivals);
     expect(events.filter((e) => e.type === "hedge" || e.type === "budget-exhausted")).toEqual([]);

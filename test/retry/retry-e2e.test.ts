@@ -275,13 +275,11 @@ describe("retry end to end with real servers", () => {
       retry: { hedging: { delayMs: 50 } },
     });
     cleanups.push(() => transport.close());
-    const started = performance.now();
     const res = await createClient(OrderService, transport).getOrder(
       { id: "h" },
       { timeoutMs: 3_000 },
     );
     expect(res.order?.servedBy).toBe("fast");
-    expect(performance.now() - started).toBeLessThan(600);
     expect(slow.arrivals).toHaveLength(1);
     expect(fast.arrivals).toHaveLength(1);
   });

@@ -6,11 +6,11 @@ import {
   type MeshServer,
   type MeshTransport,
 } from "../../src/index.js";
-import { parsePushback } from "../../src/retry/deadline-math.js";
 import {
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
-} from "../../src/server/concurrency-limit.js";
+} from "../../src/limit/concurrency-limit.js";
+import { parsePushback } from "../../src/retry/deadline-math.js";
 import { Health } from "../../src/server/health-service.js";
 import { createEchoImpl, EchoService } from "../support/echo-service.js";
 import { waitFor } from "../support/wait-for.js";

@@ -1,6 +1,8 @@
 import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { OrderService } from "../../gen/example/orders/v1/orders_pb.js";
+import { createFaultInjector, type FaultConfig } from "../../src/faults/fault-injection.js";
+import { decideFault, ruleFor } from "../../src/faults/fault-injection-rule.js";
 import {
   type BoundAddress,
   createMeshServer,
@@ -9,8 +11,6 @@ import {
   type MeshTransport,
 } from "../../src/index.js";
 import { parsePushback } from "../../src/retry/deadline-math.js";
-import { createFaultInjector, type FaultConfig } from "../../src/server/fault-injection.js";
-import { decideFault, ruleFor } from "../../src/server/fault-injection-rule.js";
 import { Health } from "../../src/server/health-service.js";
 import { createFakeClock } from "../../src/testing/fake-clock.js";
 import { createEchoImpl, EchoService } from "../support/echo-service.js";

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { type BackoffOptions, createBackoff } from "../../src/retry/backoff.js";
+import { type BackoffOptions, createBackoff } from "../../src/call/backoff.js";
 
 describe("full-jitter backoff", () => {
   it.each([

@@ -1,5 +1,6 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { onStreamEnd } from "../client/stream-end.js";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { onSettled } from "../call/settle.js";
 import { stripUndefined } from "../strip-undefined.js";
 
 /** ConcurrencyLimitOptions configures createConcurrencyLimit. */
@@ -37,7 +38,6 @@ export const CONCURRENCY_LIMIT_DEFAULTS = Object.freeze({
 // Health checks must keep answering under load, or an overloaded server would
 // also look dead and be ejected.
 const HEALTH_SERVICE = "grpc.health.v1.Health";
-const PUSHBACK_HEADER = "grpc-retry-pushback-ms";
 const METHOD_KEY = /^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\/[A-Za-z_]\w*)?$/;
 
 /**
@@ -73,7 +73,7 @@ export function createConcurrencyLimit(options: ConcurrencyLimitOptions): Concur
       throw new ConnectError(
         `concurrency limit of ${limit} calls in flight reached for ${method}`,
         Code.ResourceExhausted,
-        new Headers({ [PUSHBACK_HEADER]: pushback }),
+        new Headers({ [RETRY_PUSHBACK_HEADER]: pushback }),
       );
     }
     inFlight.set(method, now + 1);
@@ -89,21 +89,7 @@ export function createConcurrencyLimit(options: ConcurrencyLimitOptions): Concur
     // Cancellation and deadlines end the call for the client even when the
     // handler or its stream never settles.
     req.signal.addEventListener("abort", release, { once: true });
-    if (!req.stream) {
-      try {
-        return await next(req);
-      } finally {
-        release();
-      }
-    }
-    let res: StreamResponse;
-    try {
-      res = (await next(req)) as StreamResponse;
-    } catch (e) {
-      release();
-      throw e;
-    }
-    return { ...res, message: onStreamEnd(res.message, release) };
+    return onSettled(next(req), release);
   };
 
   return {

@@ -1,18 +1,22 @@
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { peerKey, serverCallKey } from "../call/server-call.js";
+import type { FaultInjector } from "../faults/fault-injection.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import {
   createIdempotencyInterceptor,
   type IdempotencyInterceptorOptions,
 } from "../idempotency/server-interceptor.js";
+import {
+  type ConcurrencyLimitOptions,
+  createConcurrencyLimit,
+} from "../limit/concurrency-limit.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
   createServerObserveInterceptor,
   type ServerObserveOptions,
 } from "../observability/server-observe-interceptor.js";
-import { type ConcurrencyLimitOptions, createConcurrencyLimit } from "./concurrency-limit.js";
-import type { FaultInjector } from "./fault-injection.js";
-import { peerKey, serverCallKey } from "./server-call.js";
+import { createServerDeadlineInterceptor } from "./deadline-interceptor.js";
 import { buildServerChain } from "./server-chain.js";
 
 /** ServerInterceptorOptions are the options every server-side runner shares (server, queue worker). */
@@ -54,6 +58,7 @@ export function createServerInterceptors(
               idempotency?.onEvent?.(e);
             },
           }),
+    "deadline+scope": createServerDeadlineInterceptor(),
     user: opts.interceptors ?? [],
     limit:
       opts.concurrencyLimit === undefined

@@ -1,4 +1,6 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { abortableSleep } from "../call/signals.js";
 import { type Clock, systemClock } from "../clock.js";
 import {
   decideFault,
@@ -22,8 +24,6 @@ export type {
  * response headers of delayed calls that succeed.
  */
 export const FAULT_HEADER = "x-mesh-fault";
-
-const PUSHBACK_HEADER = "grpc-retry-pushback-ms";
 
 /** FaultInjectorOptions are the injector's sources of chance and time. */
 export interface FaultInjectorOptions {
@@ -92,13 +92,13 @@ export function createFaultInjector(
     const decision = decideFault(rule, random, methodName);
     if (decision.delayMs !== undefined) {
       count(methodName).delays++;
-      await sleep(decision.delayMs, req.signal, clock);
+      await abortableSleep(clock, decision.delayMs, req.signal);
     }
     if (decision.abort !== undefined) {
       count(methodName).aborts++;
       const metadata = new Headers({ [FAULT_HEADER]: "abort" });
       if (rule?.pushbackMs !== undefined) {
-        metadata.set(PUSHBACK_HEADER, String(rule.pushbackMs));
+        metadata.set(RETRY_PUSHBACK_HEADER, String(rule.pushbackMs));
       }
       throw new ConnectError(decision.abort.message, decision.abort.code, metadata);
     }
@@ -126,29 +126,4 @@ export function createFaultInjector(
       return Object.freeze(out);
     },
   };
-}
-
-/** sleep waits `ms` on `clock`, rejecting with the call's error once `signal` aborts. */
-function sleep(ms: number, signal: AbortSignal, clock: Clock): Promise<void> {
-  if (signal.aborted) {
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      reject(abortError(signal));
-    };
-    const timer = clock.setTimeout(() => {
-      signal.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function abortError(signal: AbortSignal): ConnectError {
-  return ConnectError.from(
-    signal.reason ?? new ConnectError("call was cancelled", Code.Canceled),
-    Code.Canceled,
-  );
 }

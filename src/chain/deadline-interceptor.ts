@@ -1,6 +1,7 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
-import { bindIterableToScope, type CallScope, runInCallScope } from "../call-scope.js";
-import { serverCallKey } from "./server-call.js";
+import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
+import { serverCallKey } from "../call/server-call.js";
+import { raceAbort } from "../call/signals.js";
 
 /**
  * createServerDeadlineInterceptor enforces the caller's deadline and opens the
@@ -43,39 +44,6 @@ export function createServerDeadlineInterceptor(): Interceptor {
       message: abortableIterable(bindIterableToScope(scope, res.message), signal),
     };
   };
-}
-
-/** raceAbort settles with `promise`, or rejects with the signal's reason once it aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => {});
-    return Promise.reject(abortError(signal));
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => {
-      // The handler may still settle later; its outcome is dropped on purpose.
-      promise.catch(() => {});
-      reject(abortError(signal));
-    };
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(error);
-      },
-    );
-  });
-}
-
-function abortError(signal: AbortSignal): ConnectError {
-  return ConnectError.from(
-    signal.reason ?? new ConnectError("call was cancelled", Code.Canceled),
-    Code.Canceled,
-  );
 }
 
 /** abortableIterable ends a response stream with the signal's reason once it aborts. */
