@@ -89,6 +89,13 @@ export type ParseFn = (data: Uint8Array) => unknown;
 // slow consumer pushes back on the server through HTTP/2 flow control.
 const STREAM_HIGH_WATER_FRAMES = 32;
 
+// How long a call that missed its deadline leaves the stream open before
+// resetting it with CANCEL: the server's timer for the same deadline fires
+// within a few ms (grpc-timeout is rounded down), and a server that sees its
+// deadline pass reports DEADLINE_EXCEEDED where an earlier CANCEL reads
+// CANCELED. Short enough that the stream's slot is soon free.
+const DEADLINE_RESET_GRACE_MS = 20;
+
 const kCall = Symbol("grpcClientCall");
 type CallStream = http2.ClientHttp2Stream & { [kCall]?: ClientCall };
 
@@ -202,10 +209,22 @@ export class ClientCall {
     if (this.failure !== undefined || this.isSettled()) return;
     this.failure = error;
     this.frames.length = 0;
+    if (error.code === Code.DeadlineExceeded) {
+      // The server holds the same deadline (grpc-timeout): let it see its own
+      // deadline pass rather than our CANCEL racing it, so both ends report
+      // DEADLINE_EXCEEDED. The call itself fails now.
+      const t = setTimeout(() => this.reset(rstCode), DEADLINE_RESET_GRACE_MS);
+      t.unref();
+    } else {
+      this.reset(rstCode);
+    }
+    this.wake();
+  }
+
+  private reset(rstCode: number): void {
     if (!this.stream.closed && !this.stream.destroyed) {
       this.stream.close(rstCode);
     }
-    this.wake();
   }
 
   private isSettled(): boolean {
