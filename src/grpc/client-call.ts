@@ -375,6 +375,7 @@ export class ClientCall {
     const e = this.streamError;
     const address = this.config.address;
     const rstCode = this.stream.rstCode ?? NGHTTP2_NO_ERROR;
+    const session = this.entry.session;
     if (e !== undefined) {
       const code = (e as { code?: unknown }).code;
       const message = e.message;
@@ -387,6 +388,10 @@ export class ClientCall {
           undefined,
           e,
         );
+      }
+      if (e instanceof ConnectError && e.code !== Code.Unavailable) {
+        // The reason the transport was closed with.
+        return e;
       }
       if (code === "ERR_HTTP2_GOAWAY_SESSION" || !this.entry.connected) {
         // Never reached the server: the connection failed or went away first.
@@ -402,28 +407,18 @@ export class ClientCall {
         const byCode = rstCodeError(rstCode, e);
         if (byCode !== undefined) return byCode;
       }
-      const lost = `connection to ${address} lost: ${message}`;
-      return new ConnectError(
-        lost,
-        Code.Unavailable,
-        this.header,
-        undefined,
-        new ConnectionLostError(lost, { cause: e }),
+      return this.lost(`connection to ${address} lost: ${message}`, e);
+    }
+    if (session.destroyed || session.closed) {
+      // node resets the streams of a closed session with CANCEL itself: the
+      // peer did not cancel, the connection went away.
+      return this.lost(
+        `connection to ${address} closed before the call completed`,
+        this.entry.error,
       );
     }
     const byCode = rstCodeError(rstCode);
     if (byCode !== undefined) return byCode;
-    const session = this.entry.session;
-    if (session.destroyed || session.closed) {
-      const lost = `connection to ${address} closed before the call completed`;
-      return new ConnectError(
-        lost,
-        Code.Unavailable,
-        this.header,
-        undefined,
-        new ConnectionLostError(lost, { cause: this.entry.error }),
-      );
-    }
     if (this.header === undefined) {
       return new ConnectError(
         "http/2 stream closed with error code NO_ERROR (0x0) before the response was received",
@@ -431,6 +426,18 @@ export class ClientCall {
       );
     }
     return new ConnectError("protocol error: missing status", Code.Internal, this.header);
+  }
+
+  // lost is UNAVAILABLE for a connection that broke mid-call, with the cause
+  // classifyTransportError would give it (the outlier detector counts it).
+  private lost(message: string, cause: unknown): ConnectError {
+    return new ConnectError(
+      message,
+      Code.Unavailable,
+      this.header,
+      undefined,
+      new ConnectionLostError(message, { cause }),
+    );
   }
 
   /** waitHeader resolves once the response headers arrived (or the call failed first). */

@@ -334,7 +334,10 @@ describe.each([
     it("a request over writeMaxBytes is RESOURCE_EXHAUSTED before it is sent", async () => {
       const id = newTestId("toolarge");
       const err = await expectError(
-        client.echo({ payload: new Uint8Array(4 * MiB + 1) }, { headers: { [TEST_ID_HEADER]: id } }),
+        client.echo(
+          { payload: new Uint8Array(4 * MiB + 1) },
+          { headers: { [TEST_ID_HEADER]: id } },
+        ),
       );
       expect(err.code).toBe(Code.ResourceExhausted);
       expect(err.rawMessage).toContain(String(4 * MiB));
