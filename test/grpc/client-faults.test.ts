@@ -321,6 +321,29 @@ describe("connection failures feed transparent retries", () => {
   });
 });
 
+describe("connection establishment", () => {
+  it("a TLS peer that never completes the handshake fails after connectTimeoutMs: UNAVAILABLE", async () => {
+    const accepted = new Set<net.Socket>();
+    // Accept the TCP connection, never speak TLS.
+    const silent = net.createServer((socket) => accepted.add(socket));
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    cleanups.push(
+      () =>
+        new Promise<void>((r) => {
+          for (const socket of accepted) socket.destroy();
+          silent.close(() => r());
+        }),
+    );
+    const port = (silent.address() as net.AddressInfo).port;
+    const t = transportTo(`127.0.0.1:${port}`, { tls: {}, connectTimeoutMs: 200 });
+    const p = createClient(EchoService, t).echo({});
+    expect(t.state()).toBe("connecting");
+    const err = await expectError(p);
+    expect(err.code).toBe(Code.Unavailable);
+    expect(err.rawMessage).toContain("timed out after 200ms");
+  });
+});
+
 describe("options", () => {
   it.each([
     [{ readMaxBytes: 0 }, "readMaxBytes 0"],

@@ -109,7 +109,7 @@ function capture(extra: CallOptions = {}) {
 describe.each([
   ["grpc-js", startGrpcJsPeer],
   ["mesh", startMeshPeer],
-] as const)("gRPC client transport → %s server", (_name, start) => {
+] as const)("gRPC client transport → %s server", (name, start) => {
   let peer: Peer;
   let transport: GrpcClientTransport;
   let client: Client<typeof EchoService>;
@@ -290,6 +290,17 @@ describe.each([
       expect(n).toBe(2);
       await peer.log.waitFor(id, (r) => r.cancelledAfterMs !== undefined, 5_000);
     });
+  });
+
+  // grpc-js serves every application/grpc* body with its binary deserializer.
+  it.runIf(name === "mesh")("JSON messages (useBinaryFormat: false) round-trip", async () => {
+    const json = createGrpcClientTransport(peer.address, { useBinaryFormat: false });
+    try {
+      const res = await createClient(EchoService, json).echo({ payload: new Uint8Array([5, 6]) });
+      expect([...res.payload]).toEqual([5, 6]);
+    } finally {
+      json.close();
+    }
   });
 
   describe("compression", () => {
