@@ -25,6 +25,13 @@ export {
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
 export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
+export type { ClientSessionState } from "./grpc/client-session.js";
+export {
+  createGrpcClientTransport,
+  GRPC_DEFAULT_MAX_MESSAGE_BYTES,
+  type GrpcClientTransport,
+  type GrpcClientTransportOptions,
+} from "./grpc/client-transport.js";
 export {
   createFaultInjector,
   FAULT_HEADER,

@@ -1,42 +1,43 @@
 import type * as http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import type { ClientSessionState } from "../grpc/client-session.js";
+import { createGrpcClientTransport } from "../grpc/client-transport.js";
 
 /** EndpointTransportOptions configures the HTTP/2 connection to one endpoint. */
 export interface EndpointTransportOptions {
   /** tls connects with TLS (ALPN h2); the value holds node:tls client options. */
   readonly tls?: http2.SecureClientSessionOptions;
-  /** pingIntervalMs sends HTTP/2 PINGs to detect dead connections; Connect's default. */
+  /** pingIntervalMs sends HTTP/2 PINGs while calls are open, to detect dead connections; default none. */
   readonly pingIntervalMs?: number;
-  /** pingTimeoutMs closes a connection whose PING is not answered in time. */
+  /** pingTimeoutMs closes a connection whose PING is not answered in time (its calls fail UNAVAILABLE); default 15 s. */
   readonly pingTimeoutMs?: number;
-  /** idleConnectionTimeoutMs closes an unused connection after this long. */
+  /** idleConnectionTimeoutMs closes an unused connection after this long; default 15 min. */
   readonly idleConnectionTimeoutMs?: number;
-  /** connectTimeoutMs bounds connection establishment. */
+  /** connectTimeoutMs bounds connection establishment; default 20 s. */
   readonly connectTimeoutMs?: number;
   /** useBinaryFormat sends protobuf binary (default) rather than JSON. */
   readonly useBinaryFormat?: boolean;
-  /** sendCompression compresses request messages; default none. */
+  /** sendCompression compresses request messages of 1 KiB or more; default none. */
   readonly sendCompression?: Compression;
-  /** acceptCompression lists response compressions offered; Connect's default (gzip, br). */
+  /** acceptCompression lists response compressions offered in grpc-accept-encoding; default none. */
   readonly acceptCompression?: Compression[];
-  /** readMaxBytes caps response message size. */
+  /** readMaxBytes caps one response message, checked on its length prefix and while inflating; default 4 MiB. */
   readonly readMaxBytes?: number;
-  /** writeMaxBytes caps request message size. */
+  /** writeMaxBytes caps one request message; default 4 MiB. */
   readonly writeMaxBytes?: number;
 }
 
 /**
- * EndpointTransport is the gRPC transport for one endpoint, owning one HTTP/2
- * session manager. A stock Connect transport is bound to one origin, so the
- * mesh keeps one of these per endpoint and picks among them per attempt.
+ * EndpointTransport is the gRPC transport for one endpoint, owning its HTTP/2
+ * session. The mesh keeps one of these per endpoint (a balancer subchannel)
+ * and picks among them per attempt.
  */
 export interface EndpointTransport {
   readonly address: string;
   readonly transport: Transport;
-  /** state is the HTTP/2 connection state ("closed", "connecting", "open", "idle", ...). */
-  state(): ReturnType<Http2SessionManager["state"]>;
+  /** state is the HTTP/2 connection state ("closed", "connecting", "open", "idle", "error"). */
+  state(): ClientSessionState;
   /** close closes the connection and its open streams. */
   close(reason?: Error): void;
 }
@@ -46,33 +47,22 @@ export function createEndpointTransport(
   address: string,
   options: EndpointTransportOptions = {},
 ): EndpointTransport {
-  const baseUrl = `${options.tls === undefined ? "http" : "https"}://${address}`;
-  const pingOptions = {
-    ...(options.pingIntervalMs === undefined ? {} : { pingIntervalMs: options.pingIntervalMs }),
-    ...(options.pingTimeoutMs === undefined ? {} : { pingTimeoutMs: options.pingTimeoutMs }),
-    ...(options.idleConnectionTimeoutMs === undefined
-      ? {}
-      : { idleConnectionTimeoutMs: options.idleConnectionTimeoutMs }),
-    ...(options.connectTimeoutMs === undefined
-      ? {}
-      : { connectTimeoutMs: options.connectTimeoutMs }),
-  };
-  const sessionManager = new Http2SessionManager(baseUrl, pingOptions, options.tls);
-  const transport = createGrpcTransport({
-    baseUrl,
-    sessionManager,
-    ...(options.useBinaryFormat === undefined ? {} : { useBinaryFormat: options.useBinaryFormat }),
-    ...(options.sendCompression === undefined ? {} : { sendCompression: options.sendCompression }),
-    ...(options.acceptCompression === undefined
-      ? {}
-      : { acceptCompression: options.acceptCompression }),
-    ...(options.readMaxBytes === undefined ? {} : { readMaxBytes: options.readMaxBytes }),
-    ...(options.writeMaxBytes === undefined ? {} : { writeMaxBytes: options.writeMaxBytes }),
+  const transport = createGrpcClientTransport(address, {
+    tls: options.tls,
+    pingIntervalMs: options.pingIntervalMs,
+    pingTimeoutMs: options.pingTimeoutMs,
+    idleConnectionTimeoutMs: options.idleConnectionTimeoutMs,
+    connectTimeoutMs: options.connectTimeoutMs,
+    useBinaryFormat: options.useBinaryFormat,
+    sendCompression: options.sendCompression,
+    acceptCompression: options.acceptCompression,
+    readMaxBytes: options.readMaxBytes,
+    writeMaxBytes: options.writeMaxBytes,
   });
   return {
     address,
     transport,
-    state: () => sessionManager.state(),
-    close: (reason) => sessionManager.abort(reason),
+    state: () => transport.state(),
+    close: (reason) => transport.close(reason),
   };
 }
