@@ -24,14 +24,6 @@ export {
   type MeshTransportEvent,
   type MeshTransportOptions,
 } from "./client/create-mesh-transport.js";
-export type { EndpointTransportOptions } from "./client/endpoint-transport.js";
-export type { ClientSessionState } from "./grpc/client-session.js";
-export {
-  createGrpcClientTransport,
-  GRPC_DEFAULT_MAX_MESSAGE_BYTES,
-  type GrpcClientTransport,
-  type GrpcClientTransportOptions,
-} from "./grpc/client-transport.js";
 export {
   createFaultInjector,
   FAULT_HEADER,
@@ -43,6 +35,14 @@ export {
   type FaultInjectorOptions,
   type FaultRule,
 } from "./faults/fault-injection.js";
+export type { ClientSessionState } from "./grpc/client-session.js";
+export {
+  createGrpcClientTransport,
+  GRPC_DEFAULT_MAX_MESSAGE_BYTES,
+  type GrpcClientTransport,
+  type GrpcClientTransportOptions,
+} from "./grpc/client-transport.js";
+export type { EndpointTransportOptions } from "./grpc/endpoint-transport.js";
 export {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,

@@ -14,9 +14,9 @@ import { onSettled } from "../call/settle.js";
 import { mapStreamErrors } from "../call/stream-end.js";
 import { classifyTransportError } from "../call/transport-error.js";
 import type { Clock } from "../clock.js";
+import type { EndpointTransport } from "../grpc/endpoint-transport.js";
 import { encodeGrpcTimeout } from "../grpc-timeout.js";
 import { remainingMs } from "../retry/deadline-math.js";
-import type { EndpointTransport } from "./endpoint-transport.js";
 
 /** AttemptStep sends one attempt: the innermost step of the client chain. */
 export type AttemptStep = (

@@ -46,6 +46,11 @@ import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import {
+  createEndpointTransport,
+  type EndpointTransport,
+  type EndpointTransportOptions,
+} from "../grpc/endpoint-transport.js";
+import {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
 } from "../idempotency/client-key-interceptor.js";
@@ -63,11 +68,6 @@ import {
   type RetryOptions,
 } from "../retry/retry-interceptor.js";
 import { createAttemptStep } from "./attempt-step.js";
-import {
-  createEndpointTransport,
-  type EndpointTransport,
-  type EndpointTransportOptions,
-} from "./endpoint-transport.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
 export interface MeshTransportOptions extends EndpointTransportOptions, ResolverChoice {

@@ -15,7 +15,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { KV, Lease, Watch } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
-import { createEndpointTransport, type EndpointTransport } from "../client/endpoint-transport.js";
+import { createEndpointTransport, type EndpointTransport } from "../grpc/endpoint-transport.js";
 import { parseAddress } from "./address.js";
 
 /*

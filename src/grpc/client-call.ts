@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
-import { ConnectionLostError } from "../client/transport-error.js";
+import { ConnectionLostError } from "../call/transport-error.js";
 import type { SessionEntry } from "./client-session.js";
 import { compressionGzip, decompressError } from "./compression.js";
 import { parseGrpcContentType } from "./content-type.js";

@@ -21,8 +21,8 @@ import {
 import { createMeshCall, meshCallKey } from "../../src/call/mesh-call.js";
 import { ConnectionLostError } from "../../src/call/transport-error.js";
 import { createAttemptStep } from "../../src/client/attempt-step.js";
-import type { EndpointTransport } from "../../src/client/endpoint-transport.js";
 import { createEndpoint } from "../../src/discovery/endpoint.js";
+import type { EndpointTransport } from "../../src/grpc/endpoint-transport.js";
 import { createFakeClock } from "../../src/testing/fake-clock.js";
 
 type Answer = (header: Headers) => Promise<UnaryResponse>;

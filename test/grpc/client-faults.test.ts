@@ -8,8 +8,8 @@ import * as net from "node:net";
 import * as zlib from "node:zlib";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
-import { wasNotSent } from "../../src/client/not-sent.js";
-import { isEndpointLocalFailure } from "../../src/client/transport-error.js";
+import { wasNotSent } from "../../src/call/not-sent.js";
+import { isEndpointLocalFailure } from "../../src/call/transport-error.js";
 import { rstCodeError } from "../../src/grpc/client-call.js";
 import {
   createGrpcClientTransport,

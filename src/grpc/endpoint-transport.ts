@@ -1,8 +1,8 @@
 import type * as http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
-import type { ClientSessionState } from "../grpc/client-session.js";
-import { createGrpcClientTransport } from "../grpc/client-transport.js";
+import type { ClientSessionState } from "./client-session.js";
+import { createGrpcClientTransport } from "./client-transport.js";
 
 /** EndpointTransportOptions configures the HTTP/2 connection to one endpoint. */
 export interface EndpointTransportOptions {
