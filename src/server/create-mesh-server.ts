@@ -24,6 +24,11 @@ import type { ConcurrencyLimitOptions } from "./concurrency-limit.js";
 import type { FaultInjector } from "./fault-injection.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
+import {
+  createReflectionServices,
+  ServerReflectionV1,
+  ServerReflectionV1alpha,
+} from "./reflection-service.js";
 import { peerKey } from "./server-call.js";
 import { createServerInterceptors, serverCallGate } from "./server-interceptors.js";
 import { sendErrorsAsTrailersOnly } from "./trailers-only.js";
@@ -76,6 +81,12 @@ export interface MeshServerOptions {
   readonly tls?: MeshServerTlsOptions;
   /** health serves `grpc.health.v1.Health`; default true. */
   readonly health?: boolean;
+  /**
+   * reflection serves gRPC server reflection (`grpc.reflection.v1` and
+   * `v1alpha`) from the services' descriptors, so grpcurl and `buf curl` need no
+   * schema; default true.
+   */
+  readonly reflection?: boolean;
   /**
    * concurrencyLimit caps calls in flight per method, answering
    * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
@@ -207,6 +218,16 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
       if (opts.health) {
         router.service(Health, createHealthService(health, healthStop.signal));
+      }
+      if (opts.reflection !== false) {
+        const services = router.handlers.map((h) => h.service);
+        const r = createReflectionServices([
+          ...services,
+          ServerReflectionV1,
+          ServerReflectionV1alpha,
+        ]);
+        router.service(ServerReflectionV1, r.v1);
+        router.service(ServerReflectionV1alpha, r.v1alpha);
       }
     },
     interceptors: createServerInterceptors(opts, logger, onEvent),
@@ -424,6 +445,9 @@ function createRegistrar(reg: MeshServerRegistration | undefined): Registrar {
 function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void {
   if (typeof opts.routes !== "function") {
     throw new TypeError("createMeshServer: routes must be a function (router) => void");
+  }
+  if (opts.reflection !== undefined && typeof opts.reflection !== "boolean") {
+    throw new TypeError(`reflection ${JSON.stringify(opts.reflection)} must be a boolean`);
   }
   if (opts.maxTimeoutMs !== undefined && !(opts.maxTimeoutMs > 0)) {
     throw new RangeError(`maxTimeoutMs ${opts.maxTimeoutMs} must be > 0`);
