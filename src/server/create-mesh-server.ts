@@ -105,8 +105,9 @@ export interface MeshServerOptions {
   readonly idempotency?: IdempotencyInterceptorOptions | false;
   /**
    * logger receives one JSON line per finished call with trace_id/span_id,
-   * and is the parent of every handler's `currentLogger()`; default pino to
-   * stdout at `MESH_LOG_LEVEL` (info); false logs nothing (traces still flow).
+   * and is the parent of every handler's `currentLogger()`; default pino: JSON
+   * lines to stdout at `MESH_LOG_LEVEL` when set, else warnings and errors to
+   * stderr; false logs nothing (traces still flow).
    */
   readonly logger?: Logger | false;
   /** metrics records grpc_server_* and mesh_* metrics (`await createMetrics()`); default none. */
