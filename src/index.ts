@@ -137,6 +137,9 @@ export { type HealthStatus, ServingStatus } from "./server/health-status.js";
 
 // --- For integrators ---------------------------------------------------------
 
+// Types named by the signatures above, exported so users can name them too
+// (and the API reference can link to them).
+export type { BalancerOptions, BalancerPickInfo } from "./balancer/balancer.js";
 export {
   type Balancer,
   type BalancerEvent,
@@ -146,11 +149,20 @@ export {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "./balancer/balancer.js";
-export type { OutlierDetectorOptions, OutlierEvent } from "./balancer/outlier-detector.js";
+export type {
+  FailurePercentageOptions,
+  OutlierDetectorOptions,
+  OutlierEjectionReason,
+  OutlierEvent,
+  SuccessRateOptions,
+} from "./balancer/outlier-detector.js";
 export type { PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
 export type { SlowStartOptions } from "./balancer/slow-start.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
+export type { TransitionReason } from "./breaker/circuit-breaker.js";
+export type { TripReason } from "./breaker/failure-accrual.js";
+export type { FailureWindowOptions } from "./breaker/failure-window.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./client/client-chain.js";
 export { type MeshCall, meshCallKey } from "./client/mesh-call.js";
 export { type Clock, type ClockTimer, systemClock } from "./clock.js";
@@ -199,7 +211,12 @@ export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/reso
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
 export { encodeGrpcTimeout, parseGrpcTimeout } from "./grpc-timeout.js";
+export type { ErrorInfo } from "./idempotency/error-info.js";
 export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
+export type { IdempotencyCall } from "./idempotency/events.js";
+export type { MemoryStoreStats } from "./idempotency/memory-store.js";
+export type { HeaderList, IdempotencyOutcome, StoredDetail } from "./idempotency/outcome.js";
+export type { StoredState } from "./idempotency/store.js";
 export {
   type ClaimResult,
   formatRecordKey,
@@ -216,10 +233,18 @@ export {
   createClientObserveInterceptor,
 } from "./observability/client-observe-interceptor.js";
 export { clientTraceContextKey } from "./observability/context-keys.js";
+export type {
+  MetricsHandlerOptions,
+  MetricsRegistry,
+  MetricsServer,
+  RpcLabels,
+  ServeMetricsOptions,
+} from "./observability/metrics.js";
 export {
   createServerObserveInterceptor,
   type ServerObserveOptions,
 } from "./observability/server-observe-interceptor.js";
+export type { NewRootOptions } from "./observability/trace-context.js";
 export {
   childOf,
   formatTraceparent,
@@ -241,5 +266,8 @@ export {
   type QueuedCall,
   type QueuedCallJson,
 } from "./queue/queued-call.js";
+export type { BackoffOptions } from "./retry/backoff.js";
+export type { MeshServerRegistration } from "./server/create-mesh-server.js";
+export type { HealthListener } from "./server/health-status.js";
 export { type ServerCall, serverCallKey } from "./server/server-call.js";
 export { SERVER_INTERCEPTOR_ORDER } from "./server/server-chain.js";

@@ -54,7 +54,7 @@ type PrettyFactory = (options: {
 function loadPinoPretty(): PrettyFactory | undefined {
   for (const from of [path.join(process.cwd(), "index.js"), import.meta.url]) {
     try {
-      const mod = createRequire(from)("pino-pretty") as PrettyFactory & { default?: PrettyFactory };
+      const mod = createRequire(from)("pino-pretty") as { default?: PrettyFactory } | PrettyFactory;
       return typeof mod === "function" ? mod : mod.default;
     } catch {
       // not installed there: try the next place
