@@ -67,7 +67,7 @@ EOF
 lines=$(cat "$app"/*.ts "$app"/*.cjs | wc -l)
 echo "consumer program: $lines lines (server.ts, client.ts, client.cjs)"
 
-echo "-- npm install (registry, cache preferred)"
+echo "-- npm install (registry, cache preferred) (${SECONDS}s)"
 (cd "$app" && npm install --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
 for absent in prom-client @opentelemetry/api @types/dns-packet pg @types/pg tsx; do
   if [ -e "$app/node_modules/$absent" ]; then
@@ -77,9 +77,11 @@ for absent in prom-client @opentelemetry/api @types/dns-packet pg @types/pg tsx;
 done
 
 # run_consumer: generate, type-check + compile, run server and clients.
+# Every step ends it with `|| return 1`: it also runs as an `if` condition,
+# where `set -e` is off.
 run_consumer() {
-  (cd "$app" && npx buf generate)
-  (cd "$app" && npx tsc -p .)
+  (cd "$app" && npx buf generate) || return 1
+  (cd "$app" && npx tsc -p .) || return 1
   (cd "$app" && node out/server.js >"$work/server.out" 2>"$work/server.err") &
   server_pid=$!
   local address=""
@@ -94,22 +96,22 @@ run_consumer() {
     return 1
   fi
   echo "server (plain node, ESM) listening on $address"
-  (cd "$app" && node out/client.js "$address")
-  (cd "$app" && node client.cjs "$address")
+  (cd "$app" && node out/client.js "$address") || return 1
+  (cd "$app" && node client.cjs "$address") || return 1
   # No --schema: buf finds the method through the server's reflection service.
   local answer
   answer=$(cd "$app" && npx buf curl --protocol grpc --http2-prior-knowledge \
-    -d '{"name":"buf"}' "http://$address/greet.v1.GreetService/Greet")
+    -d '{"name":"buf"}' "http://$address/greet.v1.GreetService/Greet") || return 1
   echo "buf curl (reflection): $answer"
-  echo "$answer" | grep -q '"greeting": "hello, buf"'
+  echo "$answer" | grep -q '"greeting": "hello, buf"' || return 1
   kill "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
 
-echo "-- consumer: buf generate, tsc (skipLibCheck: false), node server + clients"
+echo "-- consumer: buf generate, tsc (skipLibCheck: false), node server + clients (${SECONDS}s)"
 run_consumer
-echo "consumer test passed"
+echo "consumer test passed (${SECONDS}s)"
 
 if [ "$self_check" = 1 ]; then
   echo "-- self-check: a package whose files omit dist/gen must fail the consumer"
@@ -135,6 +137,6 @@ if [ "$self_check" = 1 ]; then
     echo "self-check FAILED: the consumer passed with dist/gen missing from the package" >&2
     exit 1
   fi
-  echo "self-check passed: the consumer fails without dist/gen, last lines:"
-  tail -n 3 "$work/self-check.log"
+  echo "self-check passed: the consumer fails without dist/gen:"
+  grep -m 3 -E "error TS|ERR_MODULE_NOT_FOUND|Cannot find" "$work/self-check.log" || tail -n 3 "$work/self-check.log"
 fi
