@@ -181,6 +181,13 @@ export {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "./balancer/balancer.js";
+// Types named by the signatures above, exported so users can name them too
+// (and the API reference can link to them).
+export type {
+  FailurePercentageOptions,
+  OutlierEjectionReason,
+  SuccessRateOptions,
+} from "./balancer/outlier-detector.js";
 export {
   OUTLIER_DETECTOR_DEFAULTS,
   type OutlierDetectorOptions,
@@ -202,6 +209,9 @@ export {
   stabilizeEndpoints,
 } from "./balancer/stabilize-endpoints.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
+export type { TransitionReason } from "./breaker/circuit-breaker.js";
+export type { TripReason } from "./breaker/failure-accrual.js";
+export type { FailureWindowOptions } from "./breaker/failure-window.js";
 export { type Attempt, attemptKey, createAttempt, withPicked } from "./call/attempt.js";
 export { createEventEmitter } from "./call/event-emitter.js";
 export {
@@ -274,7 +284,12 @@ export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/reso
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
 export { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "./grpc-timeout.js";
+export type { ErrorInfo } from "./idempotency/error-info.js";
 export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
+export type { IdempotencyCall } from "./idempotency/events.js";
+export type { MemoryStoreStats } from "./idempotency/memory-store.js";
+export type { HeaderList, IdempotencyOutcome, StoredDetail } from "./idempotency/outcome.js";
+export type { StoredState } from "./idempotency/store.js";
 export {
   type ClaimResult,
   formatRecordKey,
@@ -291,10 +306,12 @@ export {
   createClientObserveInterceptor,
 } from "./observability/client-observe-interceptor.js";
 export { clientTraceContextKey } from "./observability/context-keys.js";
+export type { MetricsRegistry, MetricsServer, RpcLabels } from "./observability/metrics.js";
 export {
   createServerObserveInterceptor,
   type ServerObserveOptions,
 } from "./observability/server-observe-interceptor.js";
+export type { NewRootOptions } from "./observability/trace-context.js";
 export {
   childOf,
   formatTraceparent,
@@ -316,3 +333,4 @@ export {
   type QueuedCall,
   type QueuedCallJson,
 } from "./queue/queued-call.js";
+export type { HealthListener } from "./server/health-status.js";

@@ -113,8 +113,9 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   readonly idempotencyKeys?: IdempotencyKeyInterceptorOptions | false;
   /**
    * logger receives one JSON line per finished call (debug: per attempt) and
-   * the mesh events; default pino to stdout at `MESH_LOG_LEVEL` (info); false
-   * logs nothing (traces still flow).
+   * the mesh events; default pino: JSON lines to stdout at `MESH_LOG_LEVEL`
+   * when set, else warnings and errors to stderr; false logs nothing (traces
+   * still flow).
    */
   readonly logger?: Logger | false;
   /** metrics records grpc_client_* and mesh_* metrics (`await createMetrics()`); default none. */

@@ -16,11 +16,20 @@ export interface Target {
 /**
  * parseTarget reads `scheme://authority/endpoint` or a bare `host:port`
  * (meaning `static:///host:port`). It throws a TypeError naming the bad target
- * when the scheme is malformed or the endpoint is empty.
+ * when the scheme is malformed or the endpoint is empty, and one suggesting
+ * `host:port` for an `http://` or `https://` URL (a common first guess: Connect's
+ * own transports take a `baseUrl`).
  */
 export function parseTarget(raw: string): Target {
   if (typeof raw !== "string" || raw.trim() === "") {
     throw new TypeError(`target ${JSON.stringify(raw)} must be a non-empty string`);
+  }
+  const url = /^(https?):\/\/([^/?#]+)/i.exec(raw);
+  if (url !== null) {
+    const tls = url[1]?.toLowerCase() === "https" ? " with the tls option" : "";
+    throw new TypeError(
+      `target ${JSON.stringify(raw)} is a URL, not a gRPC target: use ${JSON.stringify(url[2])}${tls} (or dns:///${url[2]}, static:///a:1,b:2, mesh:///service)`,
+    );
   }
   const m = /^([a-z][a-z0-9+.-]*):\/\/([^/]*)\/(.*)$/.exec(raw);
   if (m === null) {

@@ -34,8 +34,8 @@ export interface RpcLabels {
  * `mesh_endpoints{target}`.
  */
 export interface MeshMetrics {
-  /** registry holds the metrics; scrape it, or merge it into yours. */
-  readonly registry: Registry;
+  /** registry holds the metrics (a prom-client `Registry`); scrape it, or merge it into yours. */
+  readonly registry: MetricsRegistry;
   /** text renders the registry in the Prometheus text format. */
   text(): Promise<string>;
   /** contentType is the Content-Type of `text()`. */
@@ -60,6 +60,21 @@ export interface MeshMetrics {
   onEvent(event: MeshEvent): void;
 }
 
+/**
+ * MetricsRegistry is the part of a prom-client `Registry` the mesh uses. It is
+ * declared here, not imported, so that the package's types compile without the
+ * optional prom-client installed; a prom-client `Registry` is one (cast
+ * `metrics.registry` to `Registry` for `Registry.merge`).
+ */
+export interface MetricsRegistry {
+  /** contentType is the Content-Type of `metrics()`. */
+  readonly contentType: string;
+  /** metrics renders the registry in the Prometheus text format. */
+  metrics(): Promise<string>;
+  /** getSingleMetric returns the metric registered under name, if any. */
+  getSingleMetric(name: string): unknown;
+}
+
 /** MetricsOptions configures createMetrics. */
 export interface MetricsOptions {
   /**
@@ -67,7 +82,7 @@ export interface MetricsOptions {
    * `register` to serve them with your other metrics). Metrics already in it
    * under the same names are reused, so two createMetrics share them.
    */
-  readonly registry?: Registry;
+  readonly registry?: MetricsRegistry;
   /** buckets of the handling-time histograms in seconds; default prom-client's (5 ms to 10 s). */
   readonly buckets?: readonly number[];
 }
@@ -94,7 +109,7 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
     }
   }
   const prom = await loadPromClient();
-  const registry = options.registry ?? new prom.Registry();
+  const registry = (options.registry as Registry | undefined) ?? new prom.Registry();
   const buckets = options.buckets === undefined ? {} : { buckets: [...options.buckets] };
 
   function counter<L extends string>(name: string, help: string, labelNames: readonly L[]) {
@@ -240,7 +255,7 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
 /**
  * loadPromClient imports prom-client, or rejects with an error saying to
  * install it (it is an optional peer dependency).
- * @private
+ * @internal kept out of the published types, which must not need prom-client.
  */
 export async function loadPromClient(
   importer: () => Promise<unknown> = () => import("prom-client"),

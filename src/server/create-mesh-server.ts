@@ -39,6 +39,11 @@ import type { ServerObserveOptions } from "../observability/server-observe-inter
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import {
+  createReflectionServices,
+  ServerReflectionV1,
+  ServerReflectionV1alpha,
+} from "./reflection-service.js";
+import {
   createRegistrar,
   type MeshServerRegistration,
   REGISTRATION_DEFAULTS,
@@ -90,6 +95,12 @@ export interface MeshServerOptions {
   /** health serves `grpc.health.v1.Health`; default true. */
   readonly health?: boolean;
   /**
+   * reflection serves gRPC server reflection (`grpc.reflection.v1` and
+   * `v1alpha`) from the services' descriptors, so grpcurl and `buf curl` need no
+   * schema; default true.
+   */
+  readonly reflection?: boolean;
+  /**
    * concurrencyLimit caps calls in flight per method, answering
    * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
    */
@@ -107,8 +118,9 @@ export interface MeshServerOptions {
   readonly idempotency?: IdempotencyInterceptorOptions | false;
   /**
    * logger receives one JSON line per finished call with trace_id/span_id,
-   * and is the parent of every handler's `currentLogger()`; default pino to
-   * stdout at `MESH_LOG_LEVEL` (info); false logs nothing (traces still flow).
+   * and is the parent of every handler's `currentLogger()`; default pino: JSON
+   * lines to stdout at `MESH_LOG_LEVEL` when set, else warnings and errors to
+   * stderr; false logs nothing (traces still flow).
    */
   readonly logger?: Logger | false;
   /** metrics records grpc_server_* and mesh_* metrics (`await createMetrics()`); default none. */
@@ -247,6 +259,16 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       }
       if (opts.health) {
         router.service(Health, createHealthService(health, healthStop.signal));
+      }
+      if (opts.reflection !== false) {
+        const services = router.handlers.map((h) => h.service);
+        const r = createReflectionServices([
+          ...services,
+          ServerReflectionV1,
+          ServerReflectionV1alpha,
+        ]);
+        router.service(ServerReflectionV1, r.v1);
+        router.service(ServerReflectionV1alpha, r.v1alpha);
       }
       for (const h of router.handlers) connectPaths.add(h.requestPath);
     },
@@ -483,6 +505,9 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
 function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void {
   if (typeof opts.routes !== "function") {
     throw new TypeError("createMeshServer: routes must be a function (router) => void");
+  }
+  if (opts.reflection !== undefined && typeof opts.reflection !== "boolean") {
+    throw new TypeError(`reflection ${JSON.stringify(opts.reflection)} must be a boolean`);
   }
   if (opts.maxTimeoutMs !== undefined && !(opts.maxTimeoutMs > 0)) {
     throw new RangeError(`maxTimeoutMs ${opts.maxTimeoutMs} must be > 0`);
