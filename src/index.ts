@@ -194,7 +194,14 @@ export {
   type OutlierEvent,
 } from "./balancer/outlier-detector.js";
 export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.js";
-export type { Picker, PickInfo, PickResult } from "./balancer/picker.js";
+export {
+  chainDone,
+  type DoneInfo,
+  isAvoided,
+  type Picker,
+  type PickInfo,
+  type PickResult,
+} from "./balancer/picker.js";
 export {
   PICKER_FACTORIES,
   type PickerContext,

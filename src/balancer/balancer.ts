@@ -14,11 +14,7 @@ import type { PeakEwmaOptions } from "./peak-ewma.js";
 import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
 import { type LoadBalancingPolicy, PICKER_FACTORIES } from "./picker-registry.js";
 import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
-import {
-  type HeldEndpoint,
-  type RemovalReason,
-  stabilizeEndpoints,
-} from "./stabilize-endpoints.js";
+import { type HeldEndpoint, stabilizeEndpoints } from "./stabilize-endpoints.js";
 
 export type { LoadBalancingPolicy } from "./picker-registry.js";
 

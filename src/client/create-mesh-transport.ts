@@ -86,6 +86,13 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   /** ewma tunes peak-EWMA (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
   /**
+   * removalGraceMs keeps an endpoint that left the resolver's set in use for
+   * this long while it still answers (stabilized endpoint sets: a registry
+   * outage that deletes and re-adds every record does not empty the set);
+   * default BALANCER_DEFAULTS.removalGraceMs (5_000), 0 applies removals at once.
+   */
+  readonly removalGraceMs?: number;
+  /**
    * firstResolutionTimeoutMs bounds how long a call with no deadline waits for
    * the first endpoints before failing with UNAVAILABLE; default 10_000.
    */
@@ -193,6 +200,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     ...(opts.outlierDetection === undefined ? {} : { outlierDetection: opts.outlierDetection }),
     ...(opts.slowStart === undefined ? {} : { slowStart: opts.slowStart }),
     ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
+    ...(opts.removalGraceMs === undefined ? {} : { removalGraceMs: opts.removalGraceMs }),
     onEvent,
   });
   const breaker =
