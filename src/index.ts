@@ -67,6 +67,12 @@ export {
   type MemoryIdempotencyStore,
   type MemoryIdempotencyStoreOptions,
 } from "./idempotency/memory-store.js";
+export type {
+  PostgresPool,
+  PostgresPoolClient,
+  PostgresQueryable,
+  PostgresQueryResult,
+} from "./idempotency/postgres-client.js";
 export {
   createPostgresIdempotencyStore,
   currentIdempotencyTransaction,

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import type { ContextValues } from "@connectrpc/connect";
-import type { Pool, PoolClient, PoolConfig } from "pg";
 import { type Clock, systemClock } from "../clock.js";
 import { newClaimToken, tokenFingerprint } from "./claim-token.js";
 import { idempotencyTransactionKey } from "./idempotency-transaction.js";
 import { decodeOutcome, encodeOutcome, OutcomeDecodeError } from "./outcome.js";
+import type { PostgresPool, PostgresPoolClient } from "./postgres-client.js";
 import {
   type ClaimResult,
   type IdempotencyStore,
@@ -24,7 +24,7 @@ export interface PostgresIdempotencyStoreOptions {
    * its connections for the handler's whole run (the transaction), so size
    * `max` for your concurrent keyed calls plus a few for duplicates' checks.
    */
-  readonly pool?: Pool;
+  readonly pool?: PostgresPool;
   /** connectionString opens a pool (`max` 20, 5 s connection timeout) from a `postgres://` URL. */
   readonly connectionString?: string;
   /** table holds the completed records: `name` or `schema.name`; created on first use. */
@@ -45,7 +45,7 @@ export const POSTGRES_STORE_DEFAULTS = Object.freeze({
 export interface PostgresIdempotencyStore extends IdempotencyStore {
   readonly transactional: true;
   /** pool is the pool in use. */
-  readonly pool: Pool;
+  readonly pool: PostgresPool;
   /** table is the quoted table name in use (for tests and operations). */
   readonly table: string;
   /** sweep deletes up to `limit` expired records now; resolves with how many. */
@@ -66,9 +66,11 @@ export interface PostgresIdempotencyStore extends IdempotencyStore {
  */
 export function currentIdempotencyTransaction(ctx: {
   readonly values: ContextValues;
-}): PoolClient | undefined {
+}): PostgresPoolClient | undefined {
   const v = ctx.values.get(idempotencyTransactionKey);
-  return typeof v === "object" && v !== null && handedOut.has(v) ? (v as PoolClient) : undefined;
+  return typeof v === "object" && v !== null && handedOut.has(v)
+    ? (v as PostgresPoolClient)
+    : undefined;
 }
 
 // Clients inside an open claim, so that currentIdempotencyTransaction never
@@ -77,7 +79,7 @@ const handedOut = new WeakSet<object>();
 
 interface OpenClaim {
   readonly recordKey: string;
-  readonly client: PoolClient;
+  readonly client: PostgresPoolClient;
   broken: boolean;
 }
 
@@ -160,8 +162,8 @@ export function createPostgresIdempotencyStore(
   const indexName = `"${tableName.split(".").at(-1)}_expires_at"`;
 
   const owned = options.pool === undefined;
-  let pool: Pool | undefined = options.pool;
-  const poolPromise: Promise<Pool> =
+  let pool: PostgresPool | undefined = options.pool;
+  const poolPromise: Promise<PostgresPool> =
     pool !== undefined
       ? Promise.resolve(pool)
       : openPool(options.connectionString as string).then((p) => {
@@ -173,7 +175,7 @@ export function createPostgresIdempotencyStore(
   poolPromise.catch(() => {});
 
   let ready: Promise<void> | undefined;
-  const ensureTable = (p: Pool): Promise<void> => {
+  const ensureTable = (p: PostgresPool): Promise<void> => {
     ready ??= (async () => {
       for (const ddl of [
         `CREATE TABLE IF NOT EXISTS ${table} (key text PRIMARY KEY, fingerprint text NOT NULL, outcome text NOT NULL, expires_at timestamptz NOT NULL)`,
@@ -197,7 +199,7 @@ export function createPostgresIdempotencyStore(
   const open = new Map<string, OpenClaim>();
   let lastSweep = clock.now();
 
-  const run = async <T>(op: string, fn: (p: Pool) => Promise<T>): Promise<T> => {
+  const run = async <T>(op: string, fn: (p: PostgresPool) => Promise<T>): Promise<T> => {
     try {
       const p = await poolPromise;
       await ensureTable(p);
@@ -210,7 +212,7 @@ export function createPostgresIdempotencyStore(
   };
 
   const readCompleted = async (
-    q: Pool | PoolClient,
+    q: PostgresPool | PostgresPoolClient,
     recordKey: string,
   ): Promise<StoredState | undefined> => {
     const r = await q.query<{ fingerprint: string; outcome: string }>(
@@ -245,14 +247,14 @@ export function createPostgresIdempotencyStore(
     c.client.release(destroy || c.broken ? true : undefined);
   };
 
-  const maybeSweep = (p: Pool) => {
+  const maybeSweep = (p: PostgresPool) => {
     if (clock.now() - lastSweep < sweepIntervalMs) return;
     lastSweep = clock.now();
     sweepWith(p, 1_000).catch(() => {
       // Best effort: the next interval tries again.
     });
   };
-  const sweepWith = async (p: Pool, limit: number): Promise<number> => {
+  const sweepWith = async (p: PostgresPool, limit: number): Promise<number> => {
     const r = await p.query(
       `DELETE FROM ${table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${table} WHERE expires_at <= now() LIMIT $1))`,
       [limit],
@@ -262,7 +264,7 @@ export function createPostgresIdempotencyStore(
 
   const store: PostgresIdempotencyStore = {
     transactional: true,
-    get pool(): Pool {
+    get pool(): PostgresPool {
       if (pool === undefined) throw new IdempotencyStoreError("postgres pool is not open yet");
       return pool;
     },
@@ -390,7 +392,7 @@ export function createPostgresIdempotencyStore(
   };
   return store;
 
-  function onClientError(this: PoolClient): void {
+  function onClientError(this: PostgresPoolClient): void {
     // The connection died (lease timeout, server restart) while claimed: the
     // next query on it fails and tells the owner; without a listener the
     // 'error' event would crash the process.
@@ -398,8 +400,14 @@ export function createPostgresIdempotencyStore(
   }
 }
 
-async function openPool(connectionString: string): Promise<Pool> {
-  let pg: { Pool: new (config: PoolConfig) => Pool };
+async function openPool(connectionString: string): Promise<PostgresPool> {
+  let pg: {
+    Pool: new (config: {
+      connectionString: string;
+      max: number;
+      connectionTimeoutMillis: number;
+    }) => PostgresPool;
+  };
   try {
     const mod = (await import("pg")) as unknown as { default?: typeof pg } & typeof pg;
     pg = mod.default ?? mod;

@@ -123,7 +123,7 @@ describe.skipIf(!hasPostgres)("idempotency postgres store", () => {
     const key = JSON.stringify(["p", "svc/M", "own"]);
     expect((await store.claim(key, "fp", 1_000)).state).toBe("claimed");
     await store.close();
-    expect(store.pool.ended).toBe(true);
+    expect((store.pool as unknown as { ended: boolean }).ended).toBe(true);
   });
 
   it("fails with a store error when Postgres is unreachable (closed port)", async () => {
