@@ -187,6 +187,7 @@ export {
   type LoadBalancingPolicy,
   type Subchannel,
 } from "./balancer/balancer.js";
+export type { EndpointLoad, EndpointLoads } from "./balancer/endpoint-load.js";
 // Types named by the signatures above, exported so users can name them too
 // (and the API reference can link to them).
 export type {
@@ -199,6 +200,7 @@ export {
   type OutlierDetectorOptions,
   type OutlierEvent,
 } from "./balancer/outlier-detector.js";
+export type { PeakEwma } from "./balancer/peak-ewma.js";
 export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.js";
 export {
   chainDone,
@@ -213,6 +215,7 @@ export {
   type PickerContext,
   type PickerFactory,
 } from "./balancer/picker-registry.js";
+export type { SlowStart } from "./balancer/slow-start.js";
 export { SLOW_START_DEFAULTS, type SlowStartOptions } from "./balancer/slow-start.js";
 export {
   type HeldEndpoint,
@@ -222,9 +225,10 @@ export {
   stabilizeEndpoints,
 } from "./balancer/stabilize-endpoints.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
-export type { TransitionReason } from "./breaker/circuit-breaker.js";
-export type { TripReason } from "./breaker/failure-accrual.js";
+export type { CircuitTransition, TransitionReason } from "./breaker/circuit-breaker.js";
+export type { ResolvedFailureAccrualOptions, TripReason } from "./breaker/failure-accrual.js";
 export type { FailureWindowOptions } from "./breaker/failure-window.js";
+export type { AttemptInit } from "./call/attempt.js";
 export { type Attempt, attemptKey, createAttempt, withPicked } from "./call/attempt.js";
 export { createEventEmitter } from "./call/event-emitter.js";
 export {
@@ -296,6 +300,7 @@ export {
 export type { Resolver, ResolverEvent, ResolverListener } from "./discovery/resolver.js";
 export { createStaticResolver } from "./discovery/static-resolver.js";
 export { parseTarget, type Target } from "./discovery/target.js";
+export type { MeshServerHttp2Options } from "./grpc/server-http2-settings.js";
 export { encodeGrpcTimeout, GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "./grpc-timeout.js";
 export type { ErrorInfo } from "./idempotency/error-info.js";
 export { ErrorInfoSchema, IDEMPOTENCY_ERROR_DOMAIN } from "./idempotency/error-info.js";
