@@ -1,6 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { CallOutcome } from "../breaker/call-outcome.js";
-import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
+import {
+  BACKGROUND,
+  type Clock,
+  type ClockTimer,
+  MAX_TIMER_DELAY_MS,
+  systemClock,
+} from "../clock.js";
 import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver } from "../discovery/resolver.js";
 import type { BalancerEvent } from "./balancer-events.js";
@@ -169,8 +175,12 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   }
   const buildPicker = PICKER_FACTORIES[policy];
   const removalGraceMs = options.removalGraceMs ?? BALANCER_DEFAULTS.removalGraceMs;
-  if (!Number.isFinite(removalGraceMs) || removalGraceMs < 0 || removalGraceMs > 2 ** 31 - 1) {
-    throw new RangeError(`removalGraceMs ${removalGraceMs} must be in 0..${2 ** 31 - 1}`);
+  if (
+    !Number.isFinite(removalGraceMs) ||
+    removalGraceMs < 0 ||
+    removalGraceMs > MAX_TIMER_DELAY_MS
+  ) {
+    throw new RangeError(`removalGraceMs ${removalGraceMs} must be in 0..${MAX_TIMER_DELAY_MS}`);
   }
   const slowStart =
     options.slowStart === false

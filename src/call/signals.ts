@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Clock, ClockTimer } from "../clock.js";
+import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
 
 /**
  * abortReason is the error a call reports once `signal` has aborted: the
@@ -136,4 +136,33 @@ export function deadlineSignal(
       timer = undefined;
     },
   };
+}
+
+/**
+ * backgroundSleep waits `ms` on the clock as idle background work (the timer
+ * does not keep the process alive), ending early, never rejecting, when
+ * `signal` aborts or `wake` fires: background loops (registrations, etcd
+ * leases and watches) check their own signal after every wait, so an abort
+ * is not an error there. Calls use abortableSleep, which rejects.
+ */
+export function backgroundSleep(
+  clock: Clock,
+  ms: number,
+  signal: AbortSignal,
+  wake?: AbortSignal,
+): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clock.clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      wake?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = clock.setTimeout(done, ms, BACKGROUND);
+    signal.addEventListener("abort", done);
+    wake?.addEventListener("abort", done);
+    if (signal.aborted || wake?.aborted === true) {
+      done();
+    }
+  });
 }

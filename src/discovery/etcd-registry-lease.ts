@@ -1,10 +1,10 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequestSchema } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
+import { backgroundSleep } from "../call/signals.js";
 import { BACKGROUND, type Clock } from "../clock.js";
 import { createRequestQueue, type EtcdClient } from "./etcd-client.js";
 import { utf8 } from "./etcd-registry-record.js";
-import { sleepOnClock } from "./etcd-registry-sleep.js";
 import type { Registration, RegistryEvent } from "./registry.js";
 
 /** EtcdLeaseContext is what the lease keeper shares with its registry. */
@@ -153,7 +153,7 @@ export async function maintainEtcdLease(
         // that hung until its deadline on a paused etcd is retried at once,
         // so the next one is already queued when etcd resumes.
         const waitMs = ctx.backoff.delayMs(++failures) - (clock.now() - startedAt);
-        if (waitMs > 0) await sleepOnClock(clock, waitMs, signal);
+        if (waitMs > 0) await backgroundSleep(clock, waitMs, signal);
       }
       continue;
     }
@@ -184,7 +184,7 @@ export async function maintainEtcdLease(
       ctx.backoff.delayMs(++failures),
       Math.max(0, confirmed.at + ttlMs - clock.now()),
     );
-    await sleepOnClock(clock, waitMs, signal);
+    await backgroundSleep(clock, waitMs, signal);
   }
   return leaseId;
 }

@@ -2,11 +2,11 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { WatchRequestSchema } from "../../gen/etcd/etcdserverpb/rpc_pb.js";
 import { Event_EventType } from "../../gen/etcd/mvccpb/kv_pb.js";
+import { backgroundSleep } from "../call/signals.js";
 import { BACKGROUND, type Clock } from "../clock.js";
 import { createEndpoint, createEndpointSet, type Endpoint, type EndpointSet } from "./endpoint.js";
 import { createRequestQueue, type EtcdClient, prefixRangeEnd } from "./etcd-client.js";
 import { parseEtcdRecordKey, utf8 } from "./etcd-registry-record.js";
-import { sleepOnClock } from "./etcd-registry-sleep.js";
 import { parseRegistrationRecord } from "./registry.js";
 import type { Resolver, ResolverEvent, ResolverListener } from "./resolver.js";
 
@@ -277,7 +277,7 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
           event({ type: "error", target, error });
         }
         markStale();
-        await sleepOnClock(clock, ctx.backoff.delayMs(++failures), signal, wake.signal);
+        await backgroundSleep(clock, ctx.backoff.delayMs(++failures), signal, wake.signal);
         wake = new AbortController();
         continue;
       }
@@ -295,7 +295,7 @@ export function createEtcdResolver(ctx: EtcdResolverContext): Resolver {
       }
       // Re-list at once the first time; pace repeated failures.
       if (failures > 0) {
-        await sleepOnClock(clock, ctx.backoff.delayMs(failures), signal, wake.signal);
+        await backgroundSleep(clock, ctx.backoff.delayMs(failures), signal, wake.signal);
         wake = new AbortController();
       }
       failures++;

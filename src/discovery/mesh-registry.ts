@@ -1,6 +1,6 @@
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { type Clock, systemClock } from "../clock.js";
+import { type Clock, MAX_TIMER_DELAY_MS, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
 import { type MeshRegistryLease, startMeshRegistryLease } from "./mesh-registry-lease.js";
 import { assertMeshRegistryName } from "./mesh-registry-name.js";
@@ -67,7 +67,6 @@ export const MESH_REGISTRY_MIN_LEASE_TTL_MS = 500;
 const GC_AFTER_TTLS = 2;
 
 // Node timers overflow above this and fire immediately.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 interface LeaseEntry {
   readonly lease: MeshRegistryLease;
@@ -119,14 +118,14 @@ export function createMeshRegistry(options: MeshRegistryOptions = {}): MeshRegis
   if (
     !Number.isFinite(o.leaseTtlMs) ||
     o.leaseTtlMs < MESH_REGISTRY_MIN_LEASE_TTL_MS ||
-    o.leaseTtlMs > MAX_TIMER_MS
+    o.leaseTtlMs > MAX_TIMER_DELAY_MS
   ) {
     throw new RangeError(
-      `leaseTtlMs ${o.leaseTtlMs} must be in ${MESH_REGISTRY_MIN_LEASE_TTL_MS}..${MAX_TIMER_MS}`,
+      `leaseTtlMs ${o.leaseTtlMs} must be in ${MESH_REGISTRY_MIN_LEASE_TTL_MS}..${MAX_TIMER_DELAY_MS}`,
     );
   }
-  if (!Number.isFinite(o.pollMs) || o.pollMs < 10 || o.pollMs > MAX_TIMER_MS) {
-    throw new RangeError(`pollMs ${o.pollMs} must be in 10..${MAX_TIMER_MS}`);
+  if (!Number.isFinite(o.pollMs) || o.pollMs < 10 || o.pollMs > MAX_TIMER_DELAY_MS) {
+    throw new RangeError(`pollMs ${o.pollMs} must be in 10..${MAX_TIMER_DELAY_MS}`);
   }
   const dir = resolve(rawDir);
   const clock = options.clock ?? systemClock;

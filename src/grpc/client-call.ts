@@ -2,6 +2,7 @@ import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { ConnectionLostError } from "../call/transport-error.js";
+import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { SessionEntry } from "./client-session.js";
 import { compressionGzip, decompressError } from "./compression.js";
 import { parseGrpcContentType } from "./content-type.js";
@@ -186,7 +187,7 @@ export class ClientCall {
 
   /** deadline ends the call with DEADLINE_EXCEEDED after `timeoutMs`. */
   deadline(timeoutMs: number): void {
-    if (timeoutMs > 0x7fffffff) return;
+    if (timeoutMs > MAX_TIMER_DELAY_MS) return;
     this.timer = setTimeout(() => {
       this.fail(new ConnectError("the operation timed out", Code.DeadlineExceeded), NGHTTP2_CANCEL);
     }, timeoutMs);

@@ -1,5 +1,6 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { MAX_TIMER_DELAY_MS } from "../clock.js";
 
 /** ClientSessionState is the connection state of one endpoint, as connect-node names it. */
 export type ClientSessionState = "closed" | "connecting" | "open" | "idle" | "error";
@@ -28,11 +29,9 @@ export const CLIENT_SESSION_DEFAULTS = {
   connectTimeoutMs: 20_000,
 } as const;
 
-// setTimeout fires after 1 ms for anything above 2^31-1 ms; longer means never.
-const MAX_TIMER_MS = 0x7fffffff;
-
 function timer(fn: () => void, ms: number): NodeJS.Timeout | undefined {
-  if (!(ms <= MAX_TIMER_MS)) return undefined;
+  // Node fires longer timers after 1 ms; longer means never here.
+  if (!(ms <= MAX_TIMER_DELAY_MS)) return undefined;
   const t = setTimeout(fn, ms);
   t.unref();
   return t;

@@ -1,12 +1,9 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import { parseGrpcTimeout } from "../grpc-timeout.js";
 
-/**
- * MAX_TIMER_MS is the longest delay Node's setTimeout honours; longer ones fire
- * after 1 ms (TimeoutOverflowWarning). A deadline further away is "effectively
- * none": no timer, `timeoutMs()` undefined.
- */
-export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** MAX_TIMER_MS is the clock's MAX_TIMER_DELAY_MS: a deadline past it counts as none. */
+export const MAX_TIMER_MS = MAX_TIMER_DELAY_MS;
 
 /** ServerDeadline is what the server does with a request's `grpc-timeout`. */
 export type ServerDeadline =

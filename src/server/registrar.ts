@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type BackoffOptions, createBackoff } from "../call/backoff.js";
-import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
+import { backgroundSleep } from "../call/signals.js";
+import { type Clock, type ClockTimer, MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
 import { type HealthStatus, ServingStatus } from "./health-status.js";
 
@@ -140,7 +141,7 @@ export function createRegistrar(
         if (signal.aborted) return undefined;
         onFirstFailure?.(error);
         deps.onEvent({ type: "error", error });
-        await sleep(clock, backoff.delayMs(++failures), signal);
+        await backgroundSleep(clock, backoff.delayMs(++failures), signal);
       }
     }
     return undefined;
@@ -230,9 +231,11 @@ export function validateRegistration(reg: MeshServerRegistration | undefined): v
   }
   if (
     reg.timeoutMs !== undefined &&
-    !(reg.timeoutMs > 0 && reg.timeoutMs <= 2 ** 31 - 1 && Number.isFinite(reg.timeoutMs))
+    !(reg.timeoutMs > 0 && reg.timeoutMs <= MAX_TIMER_DELAY_MS && Number.isFinite(reg.timeoutMs))
   ) {
-    throw new RangeError(`registration.timeoutMs ${reg.timeoutMs} must be in 1..${2 ** 31 - 1}`);
+    throw new RangeError(
+      `registration.timeoutMs ${reg.timeoutMs} must be in 1..${MAX_TIMER_DELAY_MS}`,
+    );
   }
   if (
     reg.onUnavailable !== undefined &&
@@ -262,18 +265,5 @@ function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T | undefined
         reject(e);
       },
     );
-  });
-}
-
-function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clock.clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = clock.setTimeout(done, ms, BACKGROUND);
-    signal.addEventListener("abort", done, { once: true });
-    if (signal.aborted) done();
   });
 }
