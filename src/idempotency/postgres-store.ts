@@ -315,7 +315,9 @@ export function createPostgresIdempotencyStore(
         const fp = tokenFingerprint(token);
         if (c === undefined || c.recordKey !== recordKey || fp === undefined) return false;
         open.delete(token);
-        let committed = false;
+        // ended: the transaction is over (committed or rolled back) on a live
+        // session, so its advisory lock is gone now and the session is reusable.
+        let ended = false;
         try {
           if (outcome.kind === "error") await c.client.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`);
           await c.client.query(
@@ -326,16 +328,26 @@ export function createPostgresIdempotencyStore(
             [recordKey, fp, encodeOutcome(outcome), Math.max(1, Math.ceil(ttlMs))],
           );
           const r = await c.client.query("COMMIT");
+          ended = true;
           // COMMIT of an aborted transaction answers ROLLBACK.
-          committed = r.command === "COMMIT";
-          return committed;
+          return r.command === "COMMIT";
         } catch (e) {
           const lost = isLostClaim(e, c);
-          c.broken = true;
+          // A SQL error on a live session (the handler left the transaction
+          // aborted): roll back here, so the claim's lock is released when
+          // this resolves rather than when the server notices a destroyed
+          // socket, and a waiting duplicate can take the key at once.
+          if (!c.broken && sqlState(e) !== undefined) {
+            ended = await c.client.query("ROLLBACK").then(
+              () => true,
+              () => false,
+            );
+          }
+          if (!ended) c.broken = true;
           if (lost) return false;
           throw e;
         } finally {
-          finishClient(c, !committed);
+          finishClient(c, !ended);
         }
       });
     },

@@ -101,7 +101,12 @@ describe.skipIf(!hasPostgres)("idempotency postgres store", () => {
       (c.transaction as import("pg").PoolClient).query("SELECT * FROM no_such_table_here"),
     ).rejects.toThrow(/no_such_table_here/);
     expect(await store.complete(key, c.token, { kind: "unstored", bytes: 1 }, 60_000)).toBe(false);
+    // The lock went with the rollback: nothing is in progress and the next
+    // claim (a retry of the call) takes the key at once.
     expect(await store.get(key)).toBeUndefined();
+    const again = await store.claim(key, "fp", 5_000);
+    expect(again.state).toBe("claimed");
+    if (again.state === "claimed") expect(await store.release(key, again.token)).toBe(true);
   });
 
   it("sweeps expired records", async () => {
