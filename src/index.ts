@@ -239,6 +239,12 @@ export {
   TRACESTATE_HEADER,
 } from "./call/headers.js";
 export { type MeshCall, meshCallKey } from "./call/mesh-call.js";
+export {
+  ANONYMOUS_PEER,
+  type PeerIdentity,
+  peerIdentityKey,
+  principalOf,
+} from "./call/peer-identity.js";
 export { type ServerCall, serverCallKey } from "./call/server-call.js";
 export { onSettled, type Settled } from "./call/settle.js";
 export { CLIENT_INTERCEPTOR_ORDER } from "./chain/client-chain.js";

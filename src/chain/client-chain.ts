@@ -12,7 +12,9 @@ import type { Interceptor } from "@connectrpc/connect";
  */
 export const CLIENT_INTERCEPTOR_ORDER = [
   "user", // MeshTransportOptions.interceptors, in the order given
+  "mirror", // copy a share of calls, fire-and-forget, to a shadow target
   "observe", // trace context and one log line + metrics per logical call
+  "rate-limit", // optional client-side token bucket per target
   "idempotency-key", // one key per logical call, kept on every attempt
   "retry", // deadline-aware retries and hedging; loops over what follows, and asks
   //          the breaker first: an attempt it would refuse is not built at all

@@ -10,7 +10,9 @@ import type { Interceptor } from "@connectrpc/connect";
 export const SERVER_INTERCEPTOR_ORDER = [
   "observe", // continue the W3C trace, child logger, one log line + metrics per call
   "deadline+scope", // enforce grpc-timeout, open the call scope (carries the context values)
-  "limit", // per-method max in flight: RESOURCE_EXHAUSTED with pushback
+  "authz", // authorization policy on the peer identity: a denied call costs nothing below
+  "rate-limit", // token buckets per method / principal: RESOURCE_EXHAUSTED with pushback
+  "limit", // max in flight (fixed or adaptive, priority shedding): RESOURCE_EXHAUSTED with pushback
   "user", // MeshServerOptions.interceptors, in the order given (auth sets the principal here)
   "idempotency", // de-duplicate keyed unary calls, replay stored outcomes
   "faults", // fault injection for tests and demos, right before the handler
