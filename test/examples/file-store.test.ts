@@ -212,9 +212,8 @@ describe("file idempotency store", () => {
     const dead = spawn(process.execPath, ["-e", ""]);
     await new Promise((r) => dead.on("exit", r));
     await writeFile(`${store.pathFor(k)}.lock`, `${dead.pid}\n${hostname()}\nx\n`);
-    const started = performance.now();
+    // Waiting on the lock would fail with IdempotencyStoreError after lockTimeoutMs.
     expect(await store.complete(k, token, OK, 60_000)).toBe(true);
-    expect(performance.now() - started).toBeLessThan(400);
   });
 
   it("file idempotency store: a live lock past lockTimeoutMs fails with IdempotencyStoreError", async () => {

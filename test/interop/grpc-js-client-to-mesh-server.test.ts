@@ -315,16 +315,16 @@ describe("interop: grpc-js client → mesh server", () => {
       const id = newTestId("deadline");
       const out = await grpcUnary(
         client,
-        { delayMs: 500, ignoreCancel: true },
+        { delayMs: 3_000, ignoreCancel: true },
         { timeoutMs: 100, metadata: metadataWithId(id) },
       );
       expect(out.status.code).toBe(grpc.status.DEADLINE_EXCEEDED);
       expect(out.elapsedMs).toBeGreaterThanOrEqual(95);
-      expect(out.elapsedMs).toBeLessThan(250);
+      expect(out.elapsedMs).toBeLessThan(1_500); // generous; the handler would take 3 s
       const seen = await log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
       expect(seen.timeoutMs).toBeGreaterThan(50);
       expect(seen.timeoutMs).toBeLessThanOrEqual(100);
-      expect(seen.cancelledAfterMs).toBeLessThan(250);
+      expect(seen.cancelledAfterMs).toBeLessThan(1_500);
       // Race, not a bug: at the deadline grpc-js resets the stream with CANCEL
       // while the mesh server's own timer fires; whichever lands first is the
       // abort reason (measured about half and half). The raw HTTP/2 test below
@@ -338,13 +338,13 @@ describe("interop: grpc-js client → mesh server", () => {
         path: "/test.v1.EchoService/Echo",
         message: toBinary(
           EchoRequestSchema,
-          create(EchoRequestSchema, { delayMs: 500, ignoreCancel: true }),
+          create(EchoRequestSchema, { delayMs: 3_000, ignoreCancel: true }),
         ),
         headers: { "grpc-timeout": "100m", [TEST_ID_HEADER]: id },
       });
       expect(out.grpcStatus).toBe(String(grpc.status.DEADLINE_EXCEEDED));
       expect(out.elapsedMs).toBeGreaterThanOrEqual(95);
-      expect(out.elapsedMs).toBeLessThan(250);
+      expect(out.elapsedMs).toBeLessThan(1_500); // generous; the handler would take 3 s
       const seen = await log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
       expect(seen.cancelCode).toBe(Code.DeadlineExceeded);
     });
@@ -357,10 +357,10 @@ describe("interop: grpc-js client → mesh server", () => {
         { cancelAfterMs: 100, metadata: metadataWithId(id) },
       );
       expect(out.status.code).toBe(grpc.status.CANCELLED);
-      expect(out.elapsedMs).toBeLessThan(1_000);
+      expect(out.elapsedMs).toBeLessThan(2_500);
       const seen = await log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
       expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(50);
-      expect(seen.cancelledAfterMs).toBeLessThan(1_000);
+      expect(seen.cancelledAfterMs).toBeLessThan(2_500);
       expect(seen.cancelCode).toBe(Code.Canceled);
     });
 

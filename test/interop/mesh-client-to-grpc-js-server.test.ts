@@ -262,14 +262,16 @@ describe("interop: mesh client → grpc-js server", () => {
       const started = performance.now();
       const err = await expectError(
         client.echo(
-          { delayMs: 500, ignoreCancel: true },
+          // The handler would answer after 3 s; the call must end at its 100 ms deadline.
+          { delayMs: 3_000, ignoreCancel: true },
           { timeoutMs: 100, headers: { [TEST_ID_HEADER]: id } },
         ),
       );
       const elapsed = performance.now() - started;
       expect(err.code).toBe(Code.DeadlineExceeded);
       expect(elapsed).toBeGreaterThanOrEqual(95);
-      expect(elapsed).toBeLessThan(250);
+      // Generous on a busy host, far below the handler's 3 s.
+      expect(elapsed).toBeLessThan(1_500);
       const seen = await grpcServer.log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
       // grpc-js got the deadline from the mesh client's grpc-timeout...
       expect(seen.timeoutMs).toBeGreaterThan(50);
@@ -278,7 +280,7 @@ describe("interop: mesh client → grpc-js server", () => {
       // DEADLINE_EXCEEDED while the Connect client resets the stream at the same
       // moment (FACTS: with INTERNAL_ERROR); grpc-js tells the handler only
       // "cancelled", so which came first shows only in the timing.
-      expect(seen.cancelledAfterMs).toBeLessThan(250);
+      expect(seen.cancelledAfterMs).toBeLessThan(1_500);
       expect([grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED]).toContain(seen.cancelCode);
     });
 
@@ -294,10 +296,10 @@ describe("interop: mesh client → grpc-js server", () => {
         ),
       );
       expect(err.code).toBe(Code.Canceled);
-      expect(performance.now() - started).toBeLessThan(1_000);
+      expect(performance.now() - started).toBeLessThan(2_500);
       const seen = await grpcServer.log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
       expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(50);
-      expect(seen.cancelledAfterMs).toBeLessThan(1_000);
+      expect(seen.cancelledAfterMs).toBeLessThan(2_500);
       expect(seen.cancelCode).toBe(grpc.status.CANCELLED);
     });
 

@@ -33,13 +33,14 @@ describe("server deadline enforcement", () => {
     const transport = createMeshTransport({ target: bound.address });
     const client = createClient(EchoService, transport);
     const started = performance.now();
-    const err = await client.echo({ delayMs: 600, ignoreCancel: true }, { timeoutMs: 80 }).then(
+    const err = await client.echo({ delayMs: 3_000, ignoreCancel: true }, { timeoutMs: 80 }).then(
       () => undefined,
       (e: unknown) => ConnectError.from(e),
     );
     const elapsed = performance.now() - started;
     expect(err?.code).toBe(Code.DeadlineExceeded);
-    expect(elapsed).toBeLessThan(80 + 200);
+    // Generous on a busy host; the handler takes 3 s.
+    expect(elapsed).toBeLessThan(1_500);
     await transport.close();
   });
 
@@ -47,12 +48,13 @@ describe("server deadline enforcement", () => {
     // The raw client has no timer of its own: the status it reads came from the server.
     const slow = toBinary(
       EchoRequestSchema,
-      create(EchoRequestSchema, { delayMs: 600, ignoreCancel: true }),
+      create(EchoRequestSchema, { delayMs: 3_000, ignoreCancel: true }),
     );
     const started = performance.now();
     const res = await rawGrpcCall(bound.url, echoPath, slow, { "grpc-timeout": "80m" });
     expect(res.status).toBe(Code.DeadlineExceeded);
-    expect(performance.now() - started).toBeLessThan(80 + 200);
+    // Generous on a busy host; the handler takes 3 s.
+    expect(performance.now() - started).toBeLessThan(1_500);
   });
 
   it("tells the handler the remaining time through ctx.timeoutMs()", async () => {
@@ -91,7 +93,7 @@ describe("server deadline enforcement", () => {
     const started = performance.now();
     const err = await (async () => {
       for await (const m of client.echoServerStream(
-        { payload: new Uint8Array([1]), repeat: 100, intervalMs: 20 },
+        { payload: new Uint8Array([1]), repeat: 250, intervalMs: 20 },
         { timeoutMs: 150 },
       )) {
         got.push(m.index);
@@ -102,8 +104,9 @@ describe("server deadline enforcement", () => {
     );
     expect(err?.code).toBe(Code.DeadlineExceeded);
     expect(got.length).toBeGreaterThan(0);
-    expect(got.length).toBeLessThan(100);
-    expect(performance.now() - started).toBeLessThan(150 + 200);
+    expect(got.length).toBeLessThan(250);
+    // Generous on a busy host; the whole stream would take 5 s.
+    expect(performance.now() - started).toBeLessThan(2_500);
     await transport.close();
   });
 });
