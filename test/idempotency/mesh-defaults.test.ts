@@ -143,12 +143,14 @@ describe("idempotency through the default mesh transport and server", () => {
 
   it("idempotency: with onConcurrent abort, a duplicate in flight is retried after the pushback and gets the replay", async () => {
     const stats = createOrderStats();
+    // The first call ends well within the retries' pushbacks (250 ms each).
     stats.delayMs = 200;
     const { client } = await pair(stats, {
       idempotency: { onConcurrent: "abort", retryPushbackMs: 250 },
     });
     const first = client.createOrder(ORDER, keyed("abort-retried").options);
-    await new Promise((r) => setTimeout(r, 50));
+    // The first call holds the key before the duplicate is sent.
+    await expect.poll(() => stats.executions).toBe(1);
     const dup = keyed("abort-retried");
     const started = performance.now();
     const r2 = await client.createOrder(ORDER, dup.options);

@@ -118,7 +118,8 @@ describe.skipIf(!hasRedis)("idempotency across 3 replicas sharing Redis", () => 
     expect(r.order?.servedBy).toBe("r2");
     expect(k.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBeNull();
     expect(elapsed).toBeGreaterThan(250);
-    expect(elapsed).toBeLessThan(1_500);
+    // Generous on a busy host: without the takeover it would wait for the call's deadline.
+    expect(elapsed).toBeLessThan(5_000);
     expect(stats.executions).toBe(1);
     expect(events.map((e) => e.type)).toEqual(["waiting", "claimed", "completed"]);
     // The dead owner's token no longer counts.

@@ -53,7 +53,7 @@ describe.skipIf(!hasRedis)("idempotency redis store", () => {
       const started = performance.now();
       await expect(store.claim(`k${i}`, "fp", 1_000)).rejects.toThrow(IdempotencyStoreError);
       // maxRetriesPerRequest 0 fails on the first failed reconnect; commandTimeout caps it.
-      expect(performance.now() - started).toBeLessThan(1_200);
+      expect(performance.now() - started).toBeLessThan(5_000);
     }
   });
 

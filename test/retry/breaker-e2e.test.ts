@@ -75,9 +75,8 @@ describe("circuit breaker end to end with a real server", () => {
     );
 
     // Open: fail fast, naming the breaker and when it probes; the server sees nothing.
-    const started = performance.now();
+    // Fail fast: the server sees nothing (arrivals below); the cost of a refusal is in the breakers bench.
     const err = await orders.getOrder({ id: "x" }).catch((e: unknown) => ConnectError.from(e));
-    expect(performance.now() - started).toBeLessThan(20);
     expect(err).toMatchObject({ code: Code.Unavailable });
     expect((err as ConnectError).rawMessage).toMatch(
       /circuit breaker ".*OrderService\/GetOrder" is open; next probe in \d+ ms/,

@@ -302,7 +302,7 @@ describe("fault injection delays", () => {
     const started = performance.now();
     const err = await settle(client.echo({}, { timeoutMs: 100 }));
     expect((err as ConnectError).code).toBe(Code.DeadlineExceeded);
-    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(performance.now() - started).toBeLessThan(5_000);
     await waitFor(() => clock.pendingTimers === 0);
     expect(handled).toBe(0);
   });

@@ -24,7 +24,8 @@ describe("graceful close of the mesh server", () => {
     const res = await call;
     expect([...res.payload]).toEqual([1]);
     await closed;
-    expect(performance.now() - started).toBeLessThan(1_000);
+    // Well before graceMs (5 s): close finished when the last call did.
+    expect(performance.now() - started).toBeLessThan(4_000);
     expect(server.inFlight).toBe(0);
     await transport.close();
   });
@@ -40,7 +41,8 @@ describe("graceful close of the mesh server", () => {
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.Unavailable);
     expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(1_500);
+    // Generous on a busy host; the call would run 10 s.
+    expect(elapsed).toBeLessThan(5_000);
     await transport.close();
   });
 
@@ -103,7 +105,8 @@ describe("grpc.health.v1.Health on the mesh server", () => {
     const started = performance.now();
     await server.close({ graceMs: 5_000 });
     await watching;
-    expect(performance.now() - started).toBeLessThan(1_000);
+    // Well before graceMs (5 s): close finished when the last call did.
+    expect(performance.now() - started).toBeLessThan(4_000);
     expect(seen).toEqual([Status.SERVING, Status.NOT_SERVING, Status.SERVING, Status.NOT_SERVING]);
     await transport.close();
   });
