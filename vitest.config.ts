@@ -3,8 +3,10 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 20_000,
-    hookTimeout: 30_000,
+    // Generous: child-process tests (tsx start-up) on an oversubscribed host
+    // take many times their quiet-host time; assertions never time anything.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     // Integration tests start real servers on loopback; two cores are shared.
     fileParallelism: true,
     maxWorkers: 2,

@@ -7,6 +7,6 @@ await using transport = createMeshTransport({ target: process.argv[2] ?? "127.0.
 const orders = createClient(OrderService, transport);
 const { order } = await orders.createOrder(
   { customerId: "c-1", items: [{ sku: "book", quantity: 2, unitPriceCents: 1250n }] },
-  { timeoutMs: 1_000 },
+  { timeoutMs: 5_000 },
 );
 console.log(`created ${order?.id} for ${order?.totalCents}¢, served by ${order?.servedBy}`);

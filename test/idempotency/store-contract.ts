@@ -98,10 +98,11 @@ export function storeContract(setup: () => StoreUnderTest): void {
   it("expires an in-progress claim after its lease, so a dead owner's key is taken over", async () => {
     const { store, elapse } = setup();
     const key = freshKey();
-    const dead = await store.claim(key, "fp", 40);
+    // A lease long enough that a busy host checks it before it ends.
+    const dead = await store.claim(key, "fp", 1_000);
     if (dead.state !== "claimed") throw new Error("not claimed");
-    expect((await store.claim(key, "fp", 40)).state).toBe("in-progress");
-    await elapse(80);
+    expect((await store.claim(key, "fp", 1_000)).state).toBe("in-progress");
+    await elapse(1_500);
     const next = await store.claim(key, "fp", 5_000);
     expect(next.state).toBe("claimed");
     // The dead owner, back late, cannot overwrite or free the new owner's claim.
@@ -126,15 +127,16 @@ export function storeContract(setup: () => StoreUnderTest): void {
     const { store, elapse } = setup();
     if (store.renew === undefined) return;
     const key = freshKey();
-    const c = await store.claim(key, "fp", 150);
+    // Leases long enough that a busy host renews before the first one ends.
+    const c = await store.claim(key, "fp", 1_000);
     if (c.state !== "claimed") throw new Error("not claimed");
-    expect(await store.renew(key, `${c.token.slice(0, -1)}x`, 5_000)).toBe(false);
-    expect(await store.renew(key, c.token, 5_000)).toBe(true);
-    await elapse(250);
+    expect(await store.renew(key, `${c.token.slice(0, -1)}x`, 10_000)).toBe(false);
+    expect(await store.renew(key, c.token, 10_000)).toBe(true);
+    await elapse(1_500);
     // Renewed: still in progress well past the first lease.
     const seen = await store.claim(key, "fp", 5_000);
     expect(seen.state).toBe("in-progress");
-    if (seen.state === "in-progress") expect(seen.leaseRemainingMs).toBeGreaterThan(4_000);
+    if (seen.state === "in-progress") expect(seen.leaseRemainingMs).toBeGreaterThan(5_000);
     expect(await store.complete(key, c.token, OK, 60_000)).toBe(true);
     // Nothing left to renew once completed.
     expect(await store.renew(key, c.token, 5_000)).toBe(false);
@@ -160,9 +162,9 @@ export function storeContract(setup: () => StoreUnderTest): void {
     const key = freshKey();
     const c = await store.claim(key, "fp", 5_000);
     if (c.state !== "claimed") throw new Error("not claimed");
-    expect(await store.complete(key, c.token, OK, 60)).toBe(true);
+    expect(await store.complete(key, c.token, OK, 1_000)).toBe(true);
     expect((await store.get(key))?.state).toBe("completed");
-    await elapse(120);
+    await elapse(1_500);
     expect(await store.get(key)).toBeUndefined();
     expect((await store.claim(key, "fp", 5_000)).state).toBe("claimed");
   });
