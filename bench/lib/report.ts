@@ -3,7 +3,7 @@
 
 import * as os from "node:os";
 import { DEFAULT_MAX_OTHER_CORES, type QuietWait, type ResultRow } from "./runner.js";
-import type { ReportUnit, Scenario, Timing } from "./scenario.js";
+import type { ReportUnit, Scenario, SuiteGoal, Timing } from "./scenario.js";
 
 const UNARY_UNIT: ReportUnit = { rate: "req/s", per: "call" };
 
@@ -46,6 +46,8 @@ export interface SuiteReport {
   readonly results: readonly ResultRow[];
   /** ratios compare every row with `reference` (same payload), when the suite names one. */
   readonly ratios?: readonly RatioRow[];
+  /** goals are the suite's reported targets (never asserted), when it has any. */
+  readonly goals?: readonly SuiteGoal[];
 }
 
 function ratio(a: number | null, b: number | null): number | null {
@@ -93,6 +95,8 @@ export function buildReport(
   wallMs: number,
 ): SuiteReport {
   const cpus = os.cpus();
+  const ratios =
+    scenario.reference === undefined ? undefined : computeRatios(results, scenario.reference);
   return {
     suite: scenario.name,
     title: scenario.title,
@@ -121,9 +125,8 @@ export function buildReport(
     wall_s: Math.round(wallMs / 100) / 10,
     unit: scenario.unit ?? UNARY_UNIT,
     results,
-    ...(scenario.reference === undefined
-      ? {}
-      : { ratios: computeRatios(results, scenario.reference) }),
+    ...(ratios === undefined ? {} : { ratios }),
+    ...(scenario.goals === undefined ? {} : { goals: scenario.goals(results, ratios ?? []) }),
   };
 }
 
@@ -162,6 +165,15 @@ export function markdownTable(r: SuiteReport): string {
   if (r.ratios !== undefined && r.ratios.length > 0) {
     lines.push("");
     lines.push(ratioTable(r.ratios, u));
+  }
+  if (r.goals !== undefined && r.goals.length > 0) {
+    lines.push("");
+    lines.push("| goal | target | measured | met |");
+    lines.push("|---|---|--:|---|");
+    for (const g of r.goals) {
+      const met = g.goal_met === null ? "–" : g.goal_met ? "yes" : "no";
+      lines.push(`| ${g.goal} | ${g.target} | ${fmt(g.measured, 2)} | ${met} |`);
+    }
   }
   lines.push("");
   lines.push(

@@ -8,8 +8,12 @@
 import type { BenchConfig, ClientSpec, ServerSpec } from "../lib/protocol.js";
 import { STACK_DESCRIPTIONS } from "../lib/protocol.js";
 import type { Scenario } from "../lib/scenario.js";
+import { tlsStackOptions } from "../lib/stacks/tls-options.js";
 
 const REFERENCE = "grpc-js → grpc-js";
+const TLS_REFERENCE = "grpc-js → grpc-js (TLS)";
+const MTLS_REFERENCE = "grpc-js → grpc-js (mTLS)";
+const MESH_MTLS = "mesh → mesh (mTLS)";
 
 interface Row {
   readonly label: string;
@@ -41,15 +45,76 @@ const ROWS: readonly Row[] = [
 const PAYLOADS = [128, 4096] as const;
 const IN_FLIGHT = 64;
 
+/**
+ * TLS_ROWS secure the reference and the full mesh stack: TLS (server
+ * certificate, host name checked) and mutual TLS (SPIFFE identities from the
+ * dev CA; the mesh pins the server's SPIFFE ID and serves `identity`). 128 B
+ * only: the handshake happens once per connection, so the rows measure the
+ * per-call cost of encryption and identity, which a larger payload only adds
+ * AES time to, the same in both stacks (OpenSSL). Built lazily: the
+ * certificates are made when the suite runs.
+ */
+function tlsRows(): Row[] {
+  const rows: Row[] = [];
+  for (const [mode, suffix] of [
+    ["tls", "TLS"],
+    ["mtls", "mTLS"],
+  ] as const) {
+    const options = tlsStackOptions(mode);
+    rows.push(
+      {
+        label: `grpc-js → grpc-js (${suffix})`,
+        client: { stack: "grpc-js", options },
+        server: { stack: "grpc-js", options },
+      },
+      {
+        label: `mesh → mesh (${suffix})`,
+        client: { stack: "mesh", options },
+        server: { stack: "mesh", options },
+      },
+    );
+  }
+  // The mesh's data path with every mesh feature off, over mutual TLS.
+  const mtls = tlsStackOptions("mtls");
+  rows.push({
+    label: "lean → lean (mTLS)",
+    client: { stack: "lean", options: mtls },
+    server: { stack: "lean", options: mtls },
+  });
+  return rows;
+}
+
+const TLS_PAYLOAD = 128;
+
+/** referenceOf compares TLS rows with grpc-js over the same security, the rest with grpc-js h2c. */
+function referenceOf(label: string): string {
+  if (label.endsWith("(mTLS)")) return MTLS_REFERENCE;
+  if (label.endsWith("(TLS)")) return TLS_REFERENCE;
+  return REFERENCE;
+}
+
 export const transport: Scenario = {
   name: "transport",
   title: "Transport overhead: unary Echo, 64 in flight",
-  reference: REFERENCE,
+  reference: referenceOf,
+  goals(_results, ratios) {
+    const row = ratios.find((r) => r.config === MESH_MTLS && r.payload_bytes === TLS_PAYLOAD);
+    const measured = row?.cpu_ratio ?? null;
+    return [
+      {
+        goal: "mTLS mesh → mesh CPU per call (client + server) vs grpc-js → grpc-js mTLS, 128 B",
+        target: "≤ 1.0x",
+        measured,
+        goal_met: measured === null ? null : measured <= 1.0,
+      },
+    ];
+  },
   notes: [
     ...Object.entries(STACK_DESCRIPTIONS).map(([name, d]) => `- \`${name}\`: ${d}.`),
     "- Rows call `test.v1.EchoService/Echo` (idempotency level unknown: a mesh client adds an `idempotency-key` and a mesh server de-duplicates it, storing each outcome), except `(no side effects)`, which calls `test.v1.EchoNoSideEffectsService/EchoNoSideEffects`, declared `NO_SIDE_EFFECTS` (no key, no de-duplication). The grpc-js stack can call either (`method` option); its reference row calls Echo.",
     "- One HTTP/2 connection per client process; the client is a closed loop of 64 concurrent callers; every call's response length is checked.",
     "- The connect ↔ grpc-js cross pairs are no longer measured (they keep a full run near 5 min); see earlier results in git history.",
+    "- `(TLS)` and `(mTLS)` rows (128 B): TLS 1.3 on loopback with EC P-256 certificates from the dev CA (`createDevCertificateAuthority`, made when the suite starts). TLS: the server presents its certificate, the client checks it and the host name (grpc-js `createSsl(ca)`, mesh `tls: { ca }`). mTLS: both present SPIFFE certificates; grpc-js `ServerCredentials.createSsl(ca, [cert], true)` / `credentials.createSsl(ca, key, cert)`, mesh `identity: { source }` on the server (client certificate required, peer identity per call, `peer.identity` logged) and `identity` + `serverIdentities` (the server's SPIFFE ID pinned) on the client. `lean → lean (mTLS)` is the lean stack (every mesh feature off) with the same mTLS options. Their ratios are to grpc-js with the same security; the goal below is the full mesh's mTLS CPU ratio.",
   ],
   timing: {
     full: { warmupMs: 1500, durationMs: 3000, reps: 3 },
@@ -67,6 +132,15 @@ export const transport: Scenario = {
           inFlight: IN_FLIGHT,
         });
       }
+    }
+    for (const row of tlsRows()) {
+      out.push({
+        label: row.label,
+        client: row.client,
+        servers: [row.server],
+        payloadBytes: TLS_PAYLOAD,
+        inFlight: IN_FLIGHT,
+      });
     }
     return out;
   },

@@ -28,6 +28,7 @@ import {
   EchoServerStreamResponseSchema,
 } from "../../../gen/test/v1/echo_pb.js";
 import type { StackOptions } from "../protocol.js";
+import { identitiesOption, tlsModeOption } from "./tls-options.js";
 import {
   type BidiHandle,
   type EchoClientHandle,
@@ -166,7 +167,7 @@ async function startServer(options: StackOptions): Promise<EchoServerHandle> {
   server.addService(echoServiceDefinition, { echo, echoServerStream, echoBidi });
   server.addService(noSideEffectsServiceDefinition, { echoNoSideEffects });
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync("127.0.0.1:0", serverCredentials(options), (err, p) =>
       err ? reject(err) : resolve(p),
     );
   });
@@ -227,8 +228,41 @@ function openBidi(client: grpc.Client): BidiHandle {
   };
 }
 
-function createOne(target: string, which: EchoMethod): EchoClientHandle {
-  const client = new grpc.Client(target, grpc.credentials.createInsecure());
+/** serverCredentials: h2c, TLS, or mTLS requiring a client certificate (stack option `tls`). */
+function serverCredentials(options: StackOptions): grpc.ServerCredentials {
+  const mode = tlsModeOption(options);
+  if (mode === "h2c") return grpc.ServerCredentials.createInsecure();
+  const id = identitiesOption(options);
+  return grpc.ServerCredentials.createSsl(
+    mode === "mtls" ? Buffer.from(id.ca) : null,
+    [{ private_key: Buffer.from(id.serverKey), cert_chain: Buffer.from(id.serverCert) }],
+    mode === "mtls",
+  );
+}
+
+/** clientCredentials: h2c, TLS verifying the server's host name, or mTLS with the client's certificate. */
+function clientCredentials(options: StackOptions): {
+  creds: grpc.ChannelCredentials;
+  channel: Partial<grpc.ChannelOptions>;
+} {
+  const mode = tlsModeOption(options);
+  if (mode === "h2c") return { creds: grpc.credentials.createInsecure(), channel: {} };
+  const id = identitiesOption(options);
+  const creds =
+    mode === "mtls"
+      ? grpc.credentials.createSsl(
+          Buffer.from(id.ca),
+          Buffer.from(id.clientKey),
+          Buffer.from(id.clientCert),
+        )
+      : grpc.credentials.createSsl(Buffer.from(id.ca));
+  // The certificate names localhost: node deprecates an IP as TLS server name.
+  return { creds, channel: { "grpc.ssl_target_name_override": "localhost" } };
+}
+
+function createOne(target: string, which: EchoMethod, options: StackOptions): EchoClientHandle {
+  const { creds, channel } = clientCredentials(options);
+  const client = new grpc.Client(target, creds, channel);
   const echo =
     which === "echo"
       ? (payload: Uint8Array) =>
@@ -288,6 +322,6 @@ export const stack: Stack = {
   startServer,
   createClient: (targets, options) => {
     const which = echoMethodOption(options);
-    return roundRobin(targets.map((t) => createOne(t, which)));
+    return roundRobin(targets.map((t) => createOne(t, which, options)));
   },
 };

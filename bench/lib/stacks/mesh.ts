@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import {
+  createIdentitySource,
   createMeshServer,
   createMeshTransport,
   type MeshServerOptions,
@@ -26,6 +27,7 @@ import {
   EchoNoSideEffectsService,
   EchoService,
 } from "./echo-impl.js";
+import { identitiesOption, tlsModeOption } from "./tls-options.js";
 import {
   type EchoClientHandle,
   type EchoMethod,
@@ -76,6 +78,36 @@ async function closeCallLog(log: FileLog | undefined): Promise<void> {
   }
 }
 
+/** serverTls: h2c, TLS (`tls`), or mTLS with a SPIFFE identity (`identity`), by stack option `tls`. */
+function serverTls(options: StackOptions): Partial<MeshServerOptions> {
+  const mode = tlsModeOption(options);
+  if (mode === "h2c") return {};
+  const id = identitiesOption(options);
+  if (mode === "tls") return { tls: { key: id.serverKey, cert: id.serverCert } };
+  const source = createIdentitySource({
+    key: id.serverKey,
+    cert: id.serverCert,
+    ca: id.ca,
+    logger: false,
+  });
+  return { identity: { source } };
+}
+
+/** clientTls: h2c, TLS checking the host name, or mTLS pinning the server's SPIFFE ID. */
+function clientTls(options: StackOptions): Partial<MeshTransportOptions> {
+  const mode = tlsModeOption(options);
+  if (mode === "h2c") return {};
+  const id = identitiesOption(options);
+  if (mode === "tls") return { tls: { ca: id.ca } };
+  const source = createIdentitySource({
+    key: id.clientKey,
+    cert: id.clientCert,
+    ca: id.ca,
+    logger: false,
+  });
+  return { identity: source, serverIdentities: [id.serverId] };
+}
+
 async function startServer(flavour: Flavour, options: StackOptions): Promise<EchoServerHandle> {
   const log = flavour === "mesh" ? openCallLog(options, "server") : undefined;
   const server = createMeshServer({
@@ -84,6 +116,7 @@ async function startServer(flavour: Flavour, options: StackOptions): Promise<Ech
         .service(EchoService, createBenchEchoImpl(options))
         .service(EchoNoSideEffectsService, benchNoSideEffectsImpl),
     connect: { acceptCompression: [] },
+    ...serverTls(options),
     ...(flavour === "lean" ? LEAN_SERVER : { logger: log?.logger ?? false }),
   });
   const bound = await server.listen({ host: "127.0.0.1", port: 0 });
@@ -101,10 +134,12 @@ function createOne(
   target: string,
   method: EchoMethod,
   log: FileLog | undefined,
+  options: StackOptions,
 ): EchoClientHandle {
   const transport = createMeshTransport({
     target,
     acceptCompression: [],
+    ...clientTls(options),
     ...(flavour === "lean" ? LEAN_CLIENT : { logger: log?.logger ?? false }),
   });
   return createConnectEchoClient(
@@ -123,7 +158,7 @@ function createMeshClient(
   const method = echoMethodOption(options);
   const log = flavour === "mesh" ? openCallLog(options, "client") : undefined;
   // One transport per target until the mesh has multi-endpoint targets.
-  const inner = roundRobin(targets.map((t) => createOne(flavour, t, method, log)));
+  const inner = roundRobin(targets.map((t) => createOne(flavour, t, method, log, options)));
   return {
     ...inner,
     async close() {
