@@ -129,6 +129,46 @@ export {
   type IdempotencyInterceptorOptions,
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
+export { currentPeerIdentity } from "./identity/current-peer-identity.js";
+export {
+  createDevCertificateAuthority,
+  type DevCertificateAuthority,
+  type DevCertificateAuthorityOptions,
+  type IssuedIdentity,
+  type IssueOptions,
+} from "./identity/dev-certificate-authority.js";
+export type {
+  IdentityEvent,
+  IdentityRejectedEvent,
+  IdentityRotatedEvent,
+} from "./identity/identity-events.js";
+export {
+  type IdentityMaterial,
+  IdentityMaterialError,
+  type IdentityPem,
+  validateIdentityMaterial,
+} from "./identity/identity-material.js";
+export {
+  createIdentitySource,
+  IDENTITY_SOURCE_DEFAULTS,
+  type IdentityFiles,
+  type IdentitySource,
+  type IdentitySourceOptions,
+} from "./identity/identity-source.js";
+export {
+  peerIdentityOfCertificate,
+  peerIdentityOfSocket,
+} from "./identity/peer-identity-of.js";
+export type {
+  ClientCertificateMode,
+  MeshServerIdentityOptions,
+} from "./identity/server-identity.js";
+export {
+  isSpiffeId,
+  parseSpiffeId,
+  type SpiffeId,
+  spiffeIdProblem,
+} from "./identity/spiffe-id.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export {
   CONCURRENCY_LIMIT_DEFAULTS,

@@ -18,6 +18,20 @@ const TLS_VERIFY_CODES = new Set([
   "HOSTNAME_MISMATCH",
 ]);
 
+/**
+ * isTlsFailureCode says whether a node error code is a TLS handshake or
+ * certificate verification failure (CERT_HAS_EXPIRED, ERR_TLS_*, ERR_SSL_*,
+ * a refused SPIFFE ID), which gRPC reports as UNAVAILABLE.
+ */
+export function isTlsFailureCode(code: string): boolean {
+  return (
+    TLS_VERIFY_CODES.has(code) ||
+    code.startsWith("ERR_TLS") ||
+    code.startsWith("ERR_SSL") ||
+    code === "ERR_SPIFFE_ID_MISMATCH"
+  );
+}
+
 function causeCode(e: ConnectError): string | undefined {
   const cause = e.cause as { code?: unknown } | undefined;
   return typeof cause?.code === "string" ? cause.code : undefined;
@@ -88,10 +102,7 @@ export function classifyTransportError(
     return e;
   }
   const code = causeCode(e);
-  if (
-    code !== undefined &&
-    (TLS_VERIFY_CODES.has(code) || code.startsWith("ERR_TLS") || code.startsWith("ERR_SSL"))
-  ) {
+  if (code !== undefined && isTlsFailureCode(code)) {
     return new ConnectError(
       `tls handshake with ${address} failed: ${e.rawMessage} (${code})`,
       Code.Unavailable,

@@ -54,6 +54,7 @@ import {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
 } from "../idempotency/client-key-interceptor.js";
+import { createClientIdentity } from "../identity/client-identity.js";
 import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
 import {
   type ClientObserveOptions,
@@ -180,7 +181,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const target = parseTarget(opts.target);
   // The URL only names the method in Connect's request objects; each attempt
   // goes to the endpoint the balancer picks.
-  const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
+  const baseUrl = `${opts.tls === undefined && opts.identity === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
   const onEvent = createEventEmitter<MeshTransportEvent>(
@@ -369,4 +370,6 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   if (opts.defaultTimeoutMs !== undefined && !(opts.defaultTimeoutMs > 0)) {
     throw new RangeError(`defaultTimeoutMs ${opts.defaultTimeoutMs} must be > 0`);
   }
+  // Endpoints connect lazily: check identity and serverIdentities now.
+  createClientIdentity(opts.identity, opts.serverIdentities);
 }

@@ -1,7 +1,7 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
-import { ConnectionLostError } from "../call/transport-error.js";
+import { ConnectionLostError, isTlsFailureCode } from "../call/transport-error.js";
 import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { SessionEntry } from "./client-session.js";
 import { compressionGzip, decompressError } from "./compression.js";
@@ -396,8 +396,13 @@ export class ClientCall {
       }
       if (code === "ERR_HTTP2_GOAWAY_SESSION" || !this.entry.connected) {
         // Never reached the server: the connection failed or went away first.
+        // A refused certificate names its reason code (CERT_HAS_EXPIRED...).
+        // node wraps it: "The pending stream has been canceled (caused by: ...)".
+        const cause = (e as { cause?: { code?: unknown } }).cause?.code;
+        const tls = [code, cause].find((c) => typeof c === "string" && isTlsFailureCode(c));
+        const why = tls === undefined ? "" : ` (${String(tls)})`;
         return new ConnectError(
-          `connection to ${address} failed: ${message}`,
+          `connection to ${address} failed: ${message}${why}`,
           Code.Unavailable,
           undefined,
           undefined,

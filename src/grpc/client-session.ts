@@ -1,6 +1,8 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MAX_TIMER_DELAY_MS } from "../clock.js";
+import { type ClientIdentity, createClientIdentity } from "../identity/client-identity.js";
+import type { IdentitySource } from "../identity/identity-source.js";
 
 /** ClientSessionState is the connection state of one endpoint, as connect-node names it. */
 export type ClientSessionState = "closed" | "connecting" | "open" | "idle" | "error";
@@ -19,7 +21,26 @@ export interface ClientSessionOptions {
   readonly connectTimeoutMs?: number | undefined;
   /** settings are extra HTTP/2 settings sent to the server. */
   readonly settings?: http2.Settings | undefined;
+  /**
+   * identity connects with mutual TLS as this workload (createIdentitySource):
+   * each new connection presents the current certificate and verifies the
+   * server against the current trust bundle and its SPIFFE ID (not its host
+   * name). After a rotation, new calls go to a new connection; calls on the
+   * old one finish there.
+   */
+  readonly identity?: IdentitySource | undefined;
+  /**
+   * serverIdentities are the server SPIFFE IDs accepted (`spiffe://a/sa/orders`),
+   * or trust domains (`spiffe://a`: any of its workloads); default any
+   * workload of the client's own trust domain. Any other fails UNAVAILABLE
+   * naming the identity presented. Needs `identity`.
+   */
+  readonly serverIdentities?: readonly string[] | undefined;
 }
+
+type TimingOptions = Required<
+  Omit<ClientSessionOptions, "tls" | "settings" | "identity" | "serverIdentities">
+>;
 
 /** CLIENT_SESSION_DEFAULTS are connect-node's Http2SessionManager defaults, kept for parity. */
 export const CLIENT_SESSION_DEFAULTS = {
@@ -55,7 +76,7 @@ export class SessionEntry {
   constructor(
     readonly session: http2.ClientHttp2Session,
     private readonly owner: ClientSession,
-    private readonly opts: Required<Omit<ClientSessionOptions, "tls" | "settings">>,
+    private readonly opts: TimingOptions,
   ) {
     session.on("connect", () => {
       this.connected = true;
@@ -195,13 +216,27 @@ export class ClientSession {
   private current: SessionEntry | undefined;
   private readonly draining = new Set<SessionEntry>();
   private lastError: Error | undefined;
-  private readonly opts: Required<Omit<ClientSessionOptions, "tls" | "settings">>;
+  private readonly opts: TimingOptions;
+  private readonly identity: ClientIdentity | undefined;
+  private readonly offRotation: (() => void) | undefined;
 
   constructor(
     address: string,
     private readonly options: ClientSessionOptions = {},
   ) {
-    this.authority = `${options.tls === undefined ? "http" : "https"}://${address}`;
+    this.identity = createClientIdentity(options.identity, options.serverIdentities);
+    const secure = options.tls !== undefined || this.identity !== undefined;
+    this.authority = `${secure ? "https" : "http"}://${address}`;
+    // A rotated identity is used from the next call on: the current
+    // connection drains (its calls finish) and the next call connects anew.
+    this.offRotation = this.identity?.source.onEvent((event) => {
+      if (event.type !== "identity-rotated") return;
+      const entry = this.current;
+      if (entry === undefined) return;
+      entry.draining = true;
+      this.retire(entry);
+      if (entry.streams === 0 && !entry.session.destroyed) entry.session.close();
+    });
     this.opts = {
       pingIntervalMs: options.pingIntervalMs ?? CLIENT_SESSION_DEFAULTS.pingIntervalMs,
       pingTimeoutMs: options.pingTimeoutMs ?? CLIENT_SESSION_DEFAULTS.pingTimeoutMs,
@@ -248,6 +283,7 @@ export class ClientSession {
 
   /** close destroys every session and its streams with `reason`. */
   close(reason?: Error): void {
+    this.offRotation?.();
     const err = reason ?? new ConnectError("connection closed", Code.Canceled);
     const all = [...this.draining];
     if (this.current !== undefined) all.push(this.current);
@@ -275,8 +311,10 @@ export class ClientSession {
 
   private connect(): SessionEntry {
     if (this.current !== undefined) this.retire(this.current);
+    const tls =
+      this.identity === undefined ? this.options.tls : this.identity.tlsOptions(this.options.tls);
     const session = http2.connect(this.authority, {
-      ...this.options.tls,
+      ...tls,
       ...(this.options.settings === undefined ? {} : { settings: this.options.settings }),
     });
     const entry = new SessionEntry(session, this, this.opts);

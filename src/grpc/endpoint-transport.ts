@@ -1,6 +1,7 @@
 import type * as http2 from "node:http2";
 import type { Transport } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
+import type { IdentitySource } from "../identity/identity-source.js";
 import type { ClientSessionState } from "./client-session.js";
 import { createGrpcClientTransport } from "./client-transport.js";
 
@@ -16,6 +17,18 @@ export interface EndpointTransportOptions {
   readonly idleConnectionTimeoutMs?: number;
   /** connectTimeoutMs bounds connection establishment; default 20 s. */
   readonly connectTimeoutMs?: number;
+  /**
+   * identity connects with mutual TLS as this workload (createIdentitySource),
+   * verifying servers by SPIFFE ID instead of host name; new connections use
+   * the current (rotated) certificate.
+   */
+  readonly identity?: IdentitySource;
+  /**
+   * serverIdentities pins the server SPIFFE IDs accepted (`spiffe://a/sa/orders`)
+   * or trust domains (`spiffe://a`); default the client's own trust domain.
+   * A server presenting another fails the call with UNAVAILABLE naming it.
+   */
+  readonly serverIdentities?: readonly string[];
   /** useBinaryFormat sends protobuf binary (default) rather than JSON. */
   readonly useBinaryFormat?: boolean;
   /** sendCompression compresses request messages of 1 KiB or more; default none. */
@@ -49,6 +62,8 @@ export function createEndpointTransport(
 ): EndpointTransport {
   const transport = createGrpcClientTransport(address, {
     tls: options.tls,
+    identity: options.identity,
+    serverIdentities: options.serverIdentities,
     pingIntervalMs: options.pingIntervalMs,
     pingTimeoutMs: options.pingTimeoutMs,
     idleConnectionTimeoutMs: options.idleConnectionTimeoutMs,

@@ -9,6 +9,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { peerIdentityKey, principalOf as peerPrincipal } from "../call/peer-identity.js";
 import { serverCallKey } from "../call/server-call.js";
 import { abortableSleep } from "../call/signals.js";
 import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
@@ -63,7 +64,8 @@ export interface IdempotencyInterceptorOptions {
   readonly store?: IdempotencyStore;
   /**
    * principal names who is calling, so that two callers using the same key
-   * never see each other's outcomes; default "anonymous" for everyone. It
+   * never see each other's outcomes; default the caller's verified SPIFFE ID
+   * when the server runs mutual TLS (`peerIdentityKey`), else "anonymous". It
    * runs after the user interceptors (auth), so it can read what they set in
    * `req.contextValues`.
    */
@@ -203,7 +205,9 @@ export function createIdempotencyInterceptor(
   const opts = { ...IDEMPOTENCY_DEFAULTS, ...stripUndefined(options) };
   validateOptions(opts);
   const store = opts.store ?? createMemoryIdempotencyStore();
-  const principalOf = opts.principal ?? (() => "anonymous");
+  const principalOf =
+    opts.principal ??
+    ((req: UnaryRequest) => peerPrincipal(req.contextValues.get(peerIdentityKey)) ?? "anonymous");
   const methods = new Map(Object.entries(opts.methods ?? {}));
   const storedCodes = new Set(opts.storedErrorCodes);
   const clock = opts.clock ?? systemClock;

@@ -1,5 +1,6 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import { peerIdentityKey, principalOf } from "../call/peer-identity.js";
 import { peerKey, serverCallKey } from "../call/server-call.js";
 import { onSettled } from "../call/settle.js";
 import { type Clock, systemClock } from "../clock.js";
@@ -87,6 +88,8 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       type: methodType(req.method.methodKind),
     };
     const call = req.contextValues.get(serverCallKey);
+    // With mTLS, the caller's verified SPIFFE ID (absent for anonymous peers).
+    const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
     const timeoutMs = call === undefined ? headerTimeoutMs(req.header) : call.timeoutMs();
     const log = base.child({
       ...traceFields(span),
@@ -95,6 +98,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       "grpc.method": labels.method,
       "grpc.method_type": labels.type,
       "peer.address": call?.peerAddress ?? req.contextValues.get(peerKey),
+      ...(peerIdentity === undefined ? {} : { "peer.identity": peerIdentity }),
     });
     req.contextValues.set(traceContextKey, span);
     req.contextValues.set(loggerKey, log);

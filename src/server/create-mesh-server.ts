@@ -14,6 +14,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { AuthorizationServerOption } from "../authz/authz-interceptor.js";
 import { createEventEmitter } from "../call/event-emitter.js";
+import { peerIdentityKey } from "../call/peer-identity.js";
 import { peerKey } from "../call/server-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
@@ -32,6 +33,13 @@ import { captureRoutes } from "../grpc/server-routes.js";
 import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
+import { createPeerIdentityCache } from "../identity/peer-identity-of.js";
+import {
+  attachServerIdentity,
+  type MeshServerIdentityOptions,
+  serverIdentityTlsOptions,
+  validateServerIdentity,
+} from "../identity/server-identity.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
@@ -93,6 +101,14 @@ export interface MeshServerOptions {
   readonly http2?: MeshServerHttp2Options;
   /** tls serves h2 over TLS; default cleartext h2c. */
   readonly tls?: MeshServerTlsOptions;
+  /**
+   * identity serves mutual TLS with a workload identity (instead of `tls`):
+   * the source's certificate, rotated without a restart, and client
+   * certificates verified against its trust bundle. Each call's verified
+   * peer is the context value `peerIdentityKey` (also `currentPeerIdentity()`),
+   * the log line's `peer.identity`, and the default idempotency principal.
+   */
+  readonly identity?: MeshServerIdentityOptions;
   /** health serves `grpc.health.v1.Health`; default true. */
   readonly health?: boolean;
   /**
@@ -257,6 +273,8 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const grpcMethods = new Map<string, MethodImplSpec>();
   const connectPaths = new Set<string>();
   const gate = serverCallGate();
+  // With mTLS each call carries its connection's verified peer, read once per session.
+  const peerIdentityOf = opts.identity === undefined ? undefined : createPeerIdentityCache();
   const handler = connectNodeAdapter({
     ...opts.connect,
     readMaxBytes,
@@ -291,6 +309,12 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       if (socket?.remoteAddress !== undefined) {
         values.set(peerKey, formatAddress(socket.remoteAddress, socket.remotePort ?? 0));
       }
+      if (peerIdentityOf !== undefined) {
+        values.set(
+          peerIdentityKey,
+          peerIdentityOf((req as http2.Http2ServerRequest).stream?.session),
+        );
+      }
       return values;
     },
     requestGate: gate,
@@ -314,6 +338,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         }
         if (peer !== undefined) values.set(peerKey, peer);
       }
+      if (peerIdentityOf !== undefined) values.set(peerIdentityKey, peerIdentityOf(session));
       return values;
     },
     maxTimeoutMs: opts.maxTimeoutMs,
@@ -344,16 +369,26 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
 
   const h2Options = http2ServerOptions(opts.http2);
   const h2 =
-    opts.tls === undefined
-      ? http2.createServer(h2Options)
-      : http2.createSecureServer({
+    opts.identity !== undefined
+      ? http2.createSecureServer({
           ...h2Options,
-          key: opts.tls.key,
-          cert: opts.tls.cert,
-          ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
-          requestCert: opts.tls.requestCert ?? false,
+          ...serverIdentityTlsOptions(opts.identity),
           allowHTTP1: false,
-        });
+        })
+      : opts.tls === undefined
+        ? http2.createServer(h2Options)
+        : http2.createSecureServer({
+            ...h2Options,
+            key: opts.tls.key,
+            cert: opts.tls.cert,
+            ...(opts.tls.ca === undefined ? {} : { ca: opts.tls.ca }),
+            requestCert: opts.tls.requestCert ?? false,
+            allowHTTP1: false,
+          });
+  const detachIdentity =
+    opts.identity === undefined
+      ? undefined
+      : attachServerIdentity(h2 as http2.Http2SecureServer, opts.identity);
   const sessions = new Set<http2.ServerHttp2Session>();
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -416,6 +451,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       await wait(opts.registration?.deregisterDelayMs ?? REGISTRATION_DEFAULTS.deregisterDelayMs);
     }
     healthStop.abort();
+    detachIdentity?.();
     // Wait for the bind, not for listen(): listen() itself closes the server
     // when registration fails, and waiting on it here would deadlock.
     if (binding !== undefined) {
@@ -473,7 +509,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
             host: info.address,
             port: info.port,
             address,
-            url: `${opts.tls === undefined ? "http" : "https"}://${address}`,
+            url: `${opts.tls === undefined && opts.identity === undefined ? "http" : "https"}://${address}`,
           };
           health.setAll(ServingStatus.SERVING);
           resolve(bound);
@@ -542,6 +578,10 @@ function validateServerOptions(opts: MeshServerOptions & typeof DEFAULTS): void 
   validateRegistration(opts.registration);
   if (opts.tls !== undefined && (opts.tls.key === undefined || opts.tls.cert === undefined)) {
     throw new TypeError("createMeshServer: tls needs both key and cert");
+  }
+  validateServerIdentity(opts.identity);
+  if (opts.identity !== undefined && opts.tls !== undefined) {
+    throw new TypeError("createMeshServer: set identity (mutual TLS) or tls, not both");
   }
 }
 

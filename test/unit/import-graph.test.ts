@@ -22,6 +22,7 @@ const FEATURES = [
   "call",
   "chain",
   "grpc",
+  "identity",
   "authz",
 ];
 // Known exceptions, each with the reason it stands and who removes it.
