@@ -8,6 +8,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import { formatRecordKey } from "../../src/idempotency/store.js";
 import {
@@ -52,13 +53,14 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function start(options: Omit<MeshServerOptions, "routes">) {
+async function start(options: Omit<MeshServerOptions, "routes">, onUrl?: (url: string) => void) {
   const server = createMeshServer({
     logger: false,
     ...options,
     routes: (r) => r.service(EchoService, createEchoImpl()),
   });
   const bound = await server.listen();
+  onUrl?.(bound.url);
   const transport = createMeshTransport({ target: bound.address, retry: false });
   cleanups.push(async () => {
     await transport.close();
@@ -128,6 +130,36 @@ describe("authorization in the mesh server", () => {
       ["Unauthenticated", "deny", undefined],
     ]);
     expect(lines[1]?.["grpc.error"]).toContain('"deny-blocked"');
+  });
+
+  it("decides the Connect and gRPC-Web protocols (served by connect-node) the same way", async () => {
+    let url = "";
+    await start(
+      {
+        // A throwing listener changes no decision.
+        authorization: {
+          policy: POLICY,
+          onDecision: () => {
+            throw new Error("listener failed");
+          },
+        },
+      },
+      (u) => {
+        url = u;
+      },
+    );
+    for (const transport of [
+      createConnectTransport({ baseUrl: url, httpVersion: "2" }),
+      createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }),
+    ]) {
+      const client = createClient(EchoService, transport);
+      expect((await callOutcome(client.echo({}, reader))).ok).toBe(true);
+      const denied = await callOutcome(client.echo({}, { headers: { "x-blocked": "1" } }));
+      expect(denied.ok ? undefined : denied.error.code).toBe(Code.PermissionDenied);
+      expect(denied.ok ? "" : denied.error.rawMessage).toContain('"deny-blocked"');
+      const anonymous = await callOutcome(client.echo({}));
+      expect(anonymous.ok ? undefined : anonymous.error.code).toBe(Code.Unauthenticated);
+    }
   });
 
   it("rejects a bad policy when the server is built, naming the field", () => {
