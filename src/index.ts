@@ -1,6 +1,43 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+// Authorization policy (issue 16 §2).
+export {
+  AUTHORIZATION_FILE_DEFAULTS,
+  type AuthorizationFileEvent,
+  type AuthorizationFileSource,
+  type AuthorizationFileSourceOptions,
+  AuthorizationPolicyFileError,
+  createAuthorizationFileSource,
+} from "./authz/authorization-file.js";
+export type {
+  HeaderCondition,
+  HeaderReader,
+} from "./authz/authorization-match.js";
+export {
+  AUTHORIZATION_POLICY_DEFAULTS,
+  type AuthorizationAction,
+  type AuthorizationDecision,
+  type AuthorizationDefault,
+  type AuthorizationPolicy,
+  type AuthorizationPolicyOptions,
+  type AuthorizationRequest,
+  type AuthorizationRule,
+  createAuthorizationPolicy,
+  isAuthorizationPolicy,
+} from "./authz/authorization-policy.js";
+export {
+  type AuthorizationHolder,
+  type AuthorizationOption,
+  type AuthorizationSource,
+  createAuthorizationHolder,
+} from "./authz/authorization-source.js";
+export {
+  type AuthorizationDecisionEvent,
+  type AuthorizationInterceptorOptions,
+  type AuthorizationServerOption,
+  createAuthorizationInterceptor,
+} from "./authz/authz-interceptor.js";
 export {
   type BreakerEvent,
   type BreakerOptions,

@@ -1,5 +1,10 @@
 import type { HandlerContext, Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import {
+  type AuthorizationServerOption,
+  authorizationInterceptorOptions,
+  createAuthorizationInterceptor,
+} from "../authz/authz-interceptor.js";
 import { peerKey, serverCallKey } from "../call/server-call.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
@@ -29,6 +34,7 @@ export interface ServerInterceptorOptions {
     | undefined;
   readonly concurrencyLimit?: ConcurrencyLimitOptions | undefined;
   readonly faults?: FaultInjector | undefined;
+  readonly authorization?: AuthorizationServerOption | undefined;
 }
 
 /**
@@ -59,6 +65,10 @@ export function createServerInterceptors(
             },
           }),
     "deadline+scope": createServerDeadlineInterceptor(),
+    authz:
+      opts.authorization === undefined
+        ? undefined
+        : createAuthorizationInterceptor(authorizationInterceptorOptions(opts.authorization)),
     user: opts.interceptors ?? [],
     limit:
       opts.concurrencyLimit === undefined

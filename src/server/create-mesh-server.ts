@@ -12,6 +12,7 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import type { AuthorizationServerOption } from "../authz/authz-interceptor.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerIdentityKey } from "../call/peer-identity.js";
 import { peerKey } from "../call/server-call.js";
@@ -132,6 +133,15 @@ export interface MeshServerOptions {
    * the Redis store when several replicas serve one service); false turns it off.
    */
   readonly idempotency?: IdempotencyInterceptorOptions | false;
+  /**
+   * authorization enforces an Istio-like policy on the caller's peer identity
+   * (`ALLOW`/`DENY` rules by principal, trust domain, method and header; DENY
+   * first, then ALLOW, then `defaultAction`, "deny" unless set), before rate
+   * limits, user interceptors and idempotency. Give the rules, a compiled
+   * policy, or a source replaced at run time (`createAuthorizationHolder`,
+   * `createAuthorizationFileSource`); default none (every call allowed).
+   */
+  readonly authorization?: AuthorizationServerOption;
   /**
    * logger receives one JSON line per finished call with trace_id/span_id,
    * and is the parent of every handler's `currentLogger()`; default pino: JSON

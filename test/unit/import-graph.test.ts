@@ -23,6 +23,7 @@ const FEATURES = [
   "chain",
   "grpc",
   "identity",
+  "authz",
 ];
 // Known exceptions, each with the reason it stands and who removes it.
 const ALLOWED = new Set<string>([]);
