@@ -178,6 +178,35 @@ describe("mesh client with a workload identity (mTLS)", () => {
     expect(e.rawMessage).toContain("CERT_HAS_EXPIRED");
   });
 
+  it("is refused by a server when its own client certificate expired: UNAVAILABLE, nothing served", async () => {
+    const served = { calls: 0 };
+    const address = await serve(orders, served);
+    const hourMs = 60 * 60_000;
+    const expired = await ca.issue({
+      spiffeId: "/sa/checkout",
+      notBeforeMs: Date.now() - 2 * hourMs,
+      validityMs: hourMs,
+    });
+    // Plain TLS options: an identity source would refuse to load it.
+    const transport = createMeshTransport({
+      target: address,
+      tls: {
+        key: expired.key,
+        cert: expired.cert,
+        ca: ca.ca,
+        checkServerIdentity: () => undefined,
+      },
+      logger: false,
+    });
+    transports.push(transport);
+    const e = await failure(createClient(Echo, transport).echo({}));
+    expect(e.code).toBe(Code.Unavailable);
+    // node's TLS server drops a connection whose client certificate fails
+    // verification without an alert: the client learns only that it closed.
+    expect(e.rawMessage).toMatch(/connection to 127\.0\.0\.1:\d+ (closed|failed|lost)/);
+    expect(served.calls).toBe(0);
+  });
+
   it("fails UNAVAILABLE naming the reason for a server certificate from an untrusted CA", async () => {
     const served = { calls: 0 };
     const stranger = await other.issue({ spiffeId: "/sa/orders" });
