@@ -8,6 +8,8 @@ export interface DemoOptions {
   readonly etcd: readonly string[] | undefined;
   readonly redis: string | undefined;
   readonly pretty: boolean;
+  /** mtls runs every hop over mutual TLS with SPIFFE identities from a dev CA. */
+  readonly mtls: boolean;
   readonly logFile: string;
   readonly help: boolean;
 }
@@ -30,6 +32,10 @@ Options:
                         instead of the shared-directory file store
   --log-file <path>     where the JSON logs of every process go
                         (default .tmp/demo-logs.jsonl; overwritten each run)
+  --mtls                every hop over mutual TLS: a dev CA made at start issues
+                        SPIFFE certificates (replicas spiffe://demo.local/ns/shop/sa/orders,
+                        the client .../sa/checkout); the client pins the replicas'
+                        identity and the followed trace shows who called whom
   --pretty              show the traced call's log lines through pino-pretty (every
                         field, colours on a terminal) instead of one digest line
                         each; the log file stays JSON either way
@@ -85,6 +91,7 @@ export function parseDemoOptions(argv: readonly string[]): DemoOptions {
     etcd,
     redis: v.redis,
     pretty: v.pretty === true,
+    mtls: v.mtls === true,
     logFile: v["log-file"] ?? ".tmp/demo-logs.jsonl",
     help: v.help === true,
   };
@@ -103,6 +110,7 @@ function parse(argv: readonly string[]) {
       redis: { type: "string" },
       "log-file": { type: "string" },
       pretty: { type: "boolean" },
+      mtls: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });

@@ -24,6 +24,12 @@ export interface ReplicaConfig {
   readonly ordersDir: string;
   /** executionsFile gets one line per CreateOrder handler run: `<key>\t<replica>#<incarnation>`. */
   readonly executionsFile: string;
+  /** identity (--mtls) names the replica's PEM files: it serves mutual TLS with them. */
+  readonly identity?: {
+    readonly keyFile: string;
+    readonly certFile: string;
+    readonly caFile: string;
+  };
 }
 
 /** ReplicaStats is a replica's counters since it started. */
@@ -49,6 +55,12 @@ export type ReplicaMessage =
 
 /** ParentMessage is what the parent sends a replica. */
 export type ParentMessage = { readonly type: "stop" };
+
+/** DEMO_TRUST_DOMAIN is the SPIFFE trust domain of the demo's dev CA (--mtls). */
+export const DEMO_TRUST_DOMAIN = "demo.local";
+/** REPLICA_SPIFFE_ID is every replica's identity (one service account); CLIENT_SPIFFE_ID the caller's. */
+export const REPLICA_SPIFFE_ID = `spiffe://${DEMO_TRUST_DOMAIN}/ns/shop/sa/orders`;
+export const CLIENT_SPIFFE_ID = `spiffe://${DEMO_TRUST_DOMAIN}/ns/shop/sa/checkout`;
 
 /** SERVICE is the name the replicas register under. */
 export const SERVICE = "orders";

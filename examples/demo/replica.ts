@@ -11,6 +11,7 @@ import type { IdempotencyStore } from "../../src/idempotency/store.js";
 import {
   createEtcdRegistry,
   createFaultInjector,
+  createIdentitySource,
   createMeshRegistry,
   createMeshServer,
   type FaultConfig,
@@ -116,8 +117,14 @@ const store: IdempotencyStore & { close?: () => Promise<void> } =
         keyPrefix: config.store.keyPrefix,
       });
 
+// --mtls: serve mutual TLS with the replica's identity files (watched:
+// replacing them rotates the certificate without a restart).
+const identitySource =
+  config.identity === undefined ? undefined : createIdentitySource({ ...config.identity, logger });
+
 const server = createMeshServer({
   routes: (router) => router.service(OrderService, service),
+  ...(identitySource === undefined ? {} : { identity: { source: identitySource } }),
   interceptors: config.role === "flaky" ? [countRequests, loseResponses] : [countRequests],
   faults,
   idempotency: {
@@ -159,6 +166,7 @@ const stop = async (code: number) => {
   await server.close({ graceMs: 1_000 }).catch(() => {});
   await registry.close().catch(() => {});
   await store.close?.().catch(() => {});
+  identitySource?.close();
   closeSync(executionsFd);
   await send({ type: "stopped", stats: stats() });
   destination.flushSync();

@@ -5,15 +5,25 @@ import { createClient } from "@connectrpc/connect";
 import { pino } from "pino";
 import {
   createEtcdRegistry,
+  createIdentitySource,
   createMeshRegistry,
   createMeshTransport,
+  type IdentitySource,
   type ServiceRegistry,
 } from "../../src/index.js";
 import { OrderService } from "../order-service.js";
 import { createFleet, type Fleet } from "./fleet.js";
+import { makeDemoIdentities } from "./identities.js";
 import { runLoad } from "./load.js";
 import type { DemoOptions } from "./options.js";
-import { type ReplicaConfig, type ReplicaRole, ROLE_TEXT, SERVICE } from "./protocol.js";
+import {
+  CLIENT_SPIFFE_ID,
+  REPLICA_SPIFFE_ID,
+  type ReplicaConfig,
+  type ReplicaRole,
+  ROLE_TEXT,
+  SERVICE,
+} from "./protocol.js";
 import { type QueuedCallsRun, startQueuedCalls } from "./queued.js";
 import { RunStats } from "./run-stats.js";
 import { createStatus } from "./status.js";
@@ -49,6 +59,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       ? { kind: "file", dir: join(runDir, "idempotency") }
       : { kind: "redis", url: opts.redis, keyPrefix: `connect-mesh-demo:${runId}:` };
 
+  // --mtls: certificates from a dev CA made now, as PEM files in the run dir.
+  const identities = opts.mtls ? await makeDemoIdentities(join(runDir, "identity")) : undefined;
+
   const stats = new RunStats();
   const fleet: Fleet = createFleet({
     configFor: (name, role, incarnation) => ({
@@ -60,6 +73,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       store: storeConfig,
       ordersDir: join(runDir, "orders"),
       executionsFile: join(runDir, "executions", `${name}-${incarnation}.log`),
+      ...(identities === undefined ? {} : { identity: identities.replica }),
     }),
     onMessage: (replica, inc, m) => {
       if (m.type === "registry" && m.event !== "registered") {
@@ -111,8 +125,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     `  idempotency  ${storeConfig.kind === "file" ? `file store in ${storeConfig.dir}, shared by the replicas` : `Redis at ${storeConfig.url} (prefix ${storeConfig.keyPrefix})`}\n`,
   );
   out.write(`  JSON logs    ${displayPath(logFile)} (every process appends to it)\n`);
+  if (identities !== undefined) {
+    out.write(
+      `  mTLS         dev CA spiffe://${identities.trustDomain}: replicas ${REPLICA_SPIFFE_ID}, client ${CLIENT_SPIFFE_ID} (pinned to the replicas' ID)\n`,
+    );
+  }
 
   let registry: ServiceRegistry | undefined;
+  let clientIdentity: IdentitySource | undefined;
   let transport: ReturnType<typeof createMeshTransport> | undefined;
   let queued: QueuedCallsRun | undefined;
   try {
@@ -133,9 +153,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
             endpoints: registryConfig.endpoints,
             prefix: registryConfig.prefix,
           });
+    clientIdentity =
+      identities === undefined ? undefined : createIdentitySource({ ...identities.client, logger });
     transport = createMeshTransport({
       target,
       registries: [registry],
+      ...(clientIdentity === undefined
+        ? {}
+        : { identity: clientIdentity, serverIdentities: [REPLICA_SPIFFE_ID] }),
       defaultTimeoutMs: CALL_TIMEOUT_MS,
       // Ejections last 2 s, growing to 6 s (defaults 30 s and 300 s), so that
       // a short run shows the flaky replica ejected, let back, ejected again.
@@ -246,6 +271,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     process.off("SIGTERM", onSignal);
     await queued?.stop(0).catch(() => {});
     await transport?.close().catch(() => {});
+    clientIdentity?.close();
     await registry?.close().catch(() => {});
     await fleet.stop(2_000);
     try {

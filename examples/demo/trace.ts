@@ -125,6 +125,8 @@ export function digest(l: LogLine, t0: number, nameOf: (address: string) => stri
     parts.push(`→ ${nameOf(l.endpoint)}`);
   }
   if (l["grpc.code"] !== undefined) parts.push(String(l["grpc.code"]));
+  // --mtls: the server's line names the verified caller.
+  if (typeof l["peer.identity"] === "string") parts.push(`caller ${l["peer.identity"]}`);
   if (l["grpc.attempts"] !== undefined) parts.push(`after ${String(l["grpc.attempts"])} attempts`);
   if (l["idempotency.replayed"] === true) parts.push("(idempotency-replayed)");
   if (typeof l["grpc.error"] === "string") parts.push(`"${l["grpc.error"]}"`);

@@ -76,8 +76,9 @@ const SPIFFE_SCHEME = "spiffe://";
 /**
  * compilePrincipal compiles a principal pattern. Principals are SPIFFE IDs:
  * `spiffe://a/ns/default/sa/orders` exactly, `spiffe://a/ns/default/*` by
- * prefix, `*\/sa/orders` by suffix, `*` for any authenticated peer. Istio's
- * scheme-less form (`a/ns/default/sa/orders`) is read as `spiffe://` + it.
+ * prefix, a leading `*` (then `/sa/orders`) by suffix, `*` for any
+ * authenticated peer. Istio's scheme-less form (`a/ns/default/sa/orders`) is
+ * read as `spiffe://` + it.
  */
 export function compilePrincipal(pattern: unknown, field: string): StringMatcher {
   if (typeof pattern === "string" && pattern !== "" && !pattern.startsWith("*")) {
@@ -114,7 +115,8 @@ const METHOD_CHARS = /^[\w./]+$/;
 /**
  * compileMethod compiles a method pattern over `pkg.Service/Method`:
  * `pkg.Service/Method` exactly, `pkg.Service/*` (a service), `pkg.*` (a
- * package), `*\/Method` (a method name in any service) or `*`. A leading `/`
+ * package), a leading `*` then `/Method` (a method name in any service) or
+ * `*`. A leading `/`
  * is dropped, so HTTP paths work as patterns too.
  */
 export function compileMethod(pattern: unknown, field: string): StringMatcher {

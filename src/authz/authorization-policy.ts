@@ -41,7 +41,10 @@ export interface AuthorizationRule {
   readonly trustDomains?: readonly string[];
   /** notTrustDomains holds when the peer has no trust domain or one not listed. */
   readonly notTrustDomains?: readonly string[];
-  /** methods match `pkg.Service/Method`: exact, `pkg.Service/*`, `pkg.*`, `*\/Method`, `*`. */
+  /**
+   * methods match `pkg.Service/Method`: exact, `pkg.Service/*`, `pkg.*`, a
+   * leading `*` then `/Method` (that method in any service), or `*`.
+   */
   readonly methods?: readonly string[];
   /** notMethods holds when the method matches none of these. */
   readonly notMethods?: readonly string[];

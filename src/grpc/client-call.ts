@@ -398,11 +398,17 @@ export class ClientCall {
         // Never reached the server: the connection failed or went away first.
         // A refused certificate names its reason code (CERT_HAS_EXPIRED...).
         // node wraps it: "The pending stream has been canceled (caused by: ...)".
-        const cause = (e as { cause?: { code?: unknown } }).cause?.code;
-        const tls = [code, cause].find((c) => typeof c === "string" && isTlsFailureCode(c));
-        const why = tls === undefined ? "" : ` (${String(tls)})`;
+        const cause = (e as { cause?: { code?: unknown; message?: unknown } }).cause;
+        let text = message;
+        let why = "";
+        if (typeof code === "string" && isTlsFailureCode(code)) {
+          why = ` (${code})`;
+        } else if (typeof cause?.code === "string" && isTlsFailureCode(cause.code)) {
+          text = String(cause.message);
+          why = ` (${cause.code})`;
+        }
         return new ConnectError(
-          `connection to ${address} failed: ${message}${why}`,
+          `connection to ${address} failed: ${text}${why}`,
           Code.Unavailable,
           undefined,
           undefined,

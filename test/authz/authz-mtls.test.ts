@@ -25,6 +25,7 @@ import {
   ORDER,
   OrderService,
 } from "../idempotency/order-fixture.js";
+import { captureLogs } from "../observability/log-capture.js";
 import { createEchoImpl } from "../support/echo-service.js";
 import {
   type EchoGrpcClient,
@@ -91,6 +92,7 @@ describe("authorization with mTLS peer identities and grpc-js clients", () => {
   const stats = createOrderStats();
   const holder = createAuthorizationHolder(POLICY);
   const clients: grpc.Client[] = [];
+  const logs = captureLogs("info");
   let address: string;
 
   const credentials = (leaf?: IssuedIdentity) =>
@@ -131,7 +133,7 @@ describe("authorization with mTLS peer identities and grpc-js clients", () => {
       },
       authorization: holder,
       idempotency: { store },
-      logger: false,
+      logger: logs.logger,
     });
     address = (await server.listen()).address;
   }, 60_000);
@@ -154,6 +156,17 @@ describe("authorization with mTLS peer identities and grpc-js clients", () => {
     expect(out.details).toContain("spiffe://a/sa/web");
     // The same peer may still call what the DENY rule does not cover.
     expect((await echo(echoClient(webLeaf))).code).toBe(grpc.status.OK);
+    // The call line names the peer and the rule that decided.
+    await expect
+      .poll(() => logs.finished("server").filter((l) => l["peer.identity"] === "spiffe://a/sa/web"))
+      .toHaveLength(2);
+    const lines = logs.finished("server").filter((l) => l["peer.identity"] === "spiffe://a/sa/web");
+    expect(
+      lines.map((l) => [l["grpc.method"], l["grpc.code"], l["authz.decision"], l["authz.rule"]]),
+    ).toEqual([
+      ["CreateOrder", "PermissionDenied", "deny", "deny-web-orders"],
+      ["Echo", "OK", "allow", "workloads"],
+    ]);
   });
 
   it("answers UNAUTHENTICATED to a client without a certificate", async () => {

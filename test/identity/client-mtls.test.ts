@@ -123,8 +123,8 @@ describe("mesh client with a workload identity (mTLS)", () => {
       // The connection that failed the check is not used again: the second call fails alike.
       const e = await failure(echo.echo({}));
       expect(e.code).toBe(Code.Unavailable);
-      expect(e.rawMessage).toContain(
-        "server presented spiffe://a/sa/other, want spiffe://a/sa/orders",
+      expect(e.rawMessage).toMatch(
+        /^connection to 127\.0\.0\.1:\d+ failed: server presented spiffe:\/\/a\/sa\/other, want spiffe:\/\/a\/sa\/orders \(ERR_SPIFFE_ID_MISMATCH\)$/,
       );
     }
     expect(served.calls).toBe(0);
@@ -175,7 +175,38 @@ describe("mesh client with a workload identity (mTLS)", () => {
     const { address } = await server.listen();
     const e = await failure(client(address).echo({}));
     expect(e.code).toBe(Code.Unavailable);
-    expect(e.rawMessage).toContain("CERT_HAS_EXPIRED");
+    expect(e.rawMessage).toMatch(
+      /^connection to 127\.0\.0\.1:\d+ failed: certificate has expired \(CERT_HAS_EXPIRED\)$/,
+    );
+  });
+
+  it("is refused by a server when its own client certificate expired: UNAVAILABLE, nothing served", async () => {
+    const served = { calls: 0 };
+    const address = await serve(orders, served);
+    const hourMs = 60 * 60_000;
+    const expired = await ca.issue({
+      spiffeId: "/sa/checkout",
+      notBeforeMs: Date.now() - 2 * hourMs,
+      validityMs: hourMs,
+    });
+    // Plain TLS options: an identity source would refuse to load it.
+    const transport = createMeshTransport({
+      target: address,
+      tls: {
+        key: expired.key,
+        cert: expired.cert,
+        ca: ca.ca,
+        checkServerIdentity: () => undefined,
+      },
+      logger: false,
+    });
+    transports.push(transport);
+    const e = await failure(createClient(Echo, transport).echo({}));
+    expect(e.code).toBe(Code.Unavailable);
+    // node's TLS server drops a connection whose client certificate fails
+    // verification without an alert: the client learns only that it closed.
+    expect(e.rawMessage).toMatch(/connection to 127\.0\.0\.1:\d+ (closed|failed|lost)/);
+    expect(served.calls).toBe(0);
   });
 
   it("fails UNAVAILABLE naming the reason for a server certificate from an untrusted CA", async () => {

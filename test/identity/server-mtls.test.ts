@@ -1,6 +1,7 @@
 // Mutual TLS on the mesh server with identities from the dev CA: a real
 // grpc-js client presenting (or not) a client certificate over loopback.
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EchoService } from "../../gen/test/v1/echo_pb.js";
@@ -70,6 +71,10 @@ describe("mesh server with a workload identity (mTLS)", () => {
   });
 
   async function start(clientCertificate?: "require" | "request"): Promise<string> {
+    return (await startBound(clientCertificate)).address;
+  }
+
+  async function startBound(clientCertificate?: "require" | "request") {
     const source = createIdentitySource({ ...serverLeaf, logger: false });
     const server = createMeshServer({
       routes: (r) => r.service(Echo, whoAmIImpl()),
@@ -79,7 +84,7 @@ describe("mesh server with a workload identity (mTLS)", () => {
     servers.push(server);
     const bound = await server.listen();
     expect(bound.url.startsWith("https://")).toBe(true);
-    return bound.address;
+    return bound;
   }
 
   it("gives the handler the SPIFFE ID of a grpc-js client's certificate", async () => {
@@ -101,6 +106,26 @@ describe("mesh server with a workload identity (mTLS)", () => {
     expect(a.response?.servedBy).toBe("anonymous");
     const n = await grpcUnary(named, {});
     expect(n.response?.servedBy).toBe("spiffe://a/sa/checkout");
+  });
+
+  it("gives the peer identity to Connect and gRPC-Web calls too (the connect-node path)", async () => {
+    const { port } = await startBound();
+    const nodeOptions = {
+      key: clientLeaf.key,
+      cert: clientLeaf.cert,
+      ca: ca.ca,
+      // The certificate names localhost; the test connects to 127.0.0.1.
+      servername: "localhost",
+    };
+    for (const make of [createConnectTransport, createGrpcWebTransport]) {
+      const transport = make({
+        baseUrl: `https://127.0.0.1:${port}`,
+        httpVersion: "2",
+        nodeOptions,
+      });
+      const res = await createClient(Echo, transport).echo({ payload: new Uint8Array([2]) });
+      expect(res.servedBy).toBe("spiffe://a/sa/checkout");
+    }
   });
 
   it("refuses the handshake of a client without a certificate by default", async () => {
