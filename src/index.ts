@@ -1,6 +1,17 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+export type { TrafficEvent } from "./balancer/traffic-events.js";
+export type {
+  HeaderRoute,
+  TrafficPolicy,
+  TrafficSubset,
+} from "./balancer/traffic-policy.js";
+export {
+  ZONE_AWARE_DEFAULTS,
+  type ZoneAwareOptions,
+  type ZoneRoutingMode,
+} from "./balancer/zone-aware.js";
 export {
   type BreakerEvent,
   type BreakerOptions,
@@ -205,6 +216,7 @@ export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.j
 export {
   chainDone,
   type DoneInfo,
+  type HeaderLookup,
   isAvoided,
   type Picker,
   type PickInfo,
@@ -224,6 +236,12 @@ export {
   type StabilizeInput,
   stabilizeEndpoints,
 } from "./balancer/stabilize-endpoints.js";
+export {
+  decideZoneRouting,
+  type ZoneDecision,
+  type ZoneInput,
+  type ZoneShare,
+} from "./balancer/zone-aware.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
 export type { CircuitTransition, TransitionReason } from "./breaker/circuit-breaker.js";
 export type { ResolvedFailureAccrualOptions, TripReason } from "./breaker/failure-accrual.js";
