@@ -141,14 +141,14 @@ describe("traffic policy over real servers resolved from the embedded registry",
     expect(counts.b2 ?? 0).toBeGreaterThanOrEqual(60);
     expect(counts.b2 ?? 0).toBeLessThanOrEqual(140);
     expect((counts.a1 ?? 0) + (counts.a2 ?? 0) + (counts.b1 ?? 0)).toBe(500 - (counts.b2 ?? 0));
-  });
+  }, 60_000);
 
   it("routes x-canary: 1 to the 1.5.0 subset only", async () => {
     const { client } = await open({ policy: "round-robin", trafficPolicy: CANARY });
     expect((await spread(client, 60, { header: { "x-canary": "1" } })).counts).toEqual({ b2: 60 });
     const other = await spread(client, 60, { header: { "x-canary": "0" } });
     expect(Object.keys(other.counts).length).toBeGreaterThan(1);
-  });
+  }, 60_000);
 
   it("changes at run time: the next calls follow the new policy", async () => {
     const { transport, client, events } = await open({ policy: "round-robin" });
@@ -166,7 +166,7 @@ describe("traffic policy over real servers resolved from the embedded registry",
     transport.setTrafficPolicy(undefined);
     expect(Object.keys((await spread(client, 80)).counts).length).toBeGreaterThan(1);
     expect(trafficEvents(events).filter((e) => e.type === "policy-changed")).toHaveLength(3);
-  });
+  }, 60_000);
 
   it("prefers the client's zone, spills over when it loses capacity, fails over when it has none", async () => {
     const { client, events } = await open({
@@ -202,7 +202,7 @@ describe("traffic policy over real servers resolved from the embedded registry",
     const modes = zoneModes(events);
     expect(modes.indexOf("local")).toBeLessThan(modes.indexOf("spill"));
     expect(modes.indexOf("spill")).toBeLessThan(modes.indexOf("failover"));
-  });
+  }, 60_000);
 
   it("ejection works inside a subset: a failing canary sends its calls to the rest", async () => {
     const { client, events } = await open({ retry: false, trafficPolicy: CANARY });
@@ -222,7 +222,7 @@ describe("traffic policy over real servers resolved from the embedded registry",
       to: "rest",
       target: "mesh:///echo",
     });
-  });
+  }, 60_000);
 
   it('a subset with onEmpty "fail" fails its calls with UNAVAILABLE naming it', async () => {
     const { client } = await open({
@@ -239,7 +239,7 @@ describe("traffic policy over real servers resolved from the embedded registry",
     expect(err?.rawMessage).toBe('subset "v2" of target "mesh:///echo" has no ready endpoint');
     // Other calls are untouched.
     expect((await spread(client, 20)).failures).toBe(0);
-  });
+  }, 60_000);
 
   it("rejects a bad policy when the transport is built", () => {
     expect(() =>
