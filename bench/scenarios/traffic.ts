@@ -100,6 +100,8 @@ async function runConfig(
   endpoints: readonly Endpoint[],
   warmupMs: number,
   durationMs: number,
+  /** afterWarmup runs with the load going, before the window (sets the faults). */
+  afterWarmup: (events: readonly MeshTransportEvent[]) => Promise<void>,
 ) {
   const events: MeshTransportEvent[] = [];
   const transport = createMeshTransport({
@@ -138,11 +140,15 @@ async function runConfig(
           const code = Code[(e as { code?: Code }).code ?? Code.Unknown] ?? "?";
           t.errorsByCode.set(code, (t.errorsByCode.get(code) ?? 0) + 1);
         }
+        // A call refused without I/O (an open breaker) settles in microtasks:
+        // yield so a failing loop cannot starve the timers that end the row.
+        await new Promise((resolve) => setImmediate(resolve));
       }
     }
   };
   const workers = Array.from({ length: IN_FLIGHT }, worker);
   await sleep(warmupMs);
+  await afterWarmup(events);
   const window: Tally = {
     calls: 0,
     ok: 0,
@@ -210,6 +216,11 @@ function rowOf(c: Config, w: Tally, elapsedMs: number, events: MeshTransportEven
 
 type Row = ReturnType<typeof rowOf>;
 
+function ejections(events: readonly MeshTransportEvent[]): number {
+  return events.filter((e) => "source" in e && e.source === "outlier" && e.type === "ejected")
+    .length;
+}
+
 /**
  * pickCost times one pick (and its done) of a plain p2c-ewma picker and of
  * the traffic picker over it, in-process, over the six endpoints.
@@ -262,7 +273,7 @@ export const traffic: LabSuite = {
   notes: [
     `- Six connect-mesh servers in one replica child (loopback) serve example.orders.v1.OrderService/GetOrder: a0 a1 a2 in zone a, b0 b1 b2 in zone b; a2 and b2 are version 1.5.0. Service time is a fault-injected delay: ${LOCAL_MS} ms in zone a, ${LOCAL_MS + CROSS_ZONE_MS} ms in zone b (a simulated ${CROSS_ZONE_MS} ms cross-zone round trip from the client's zone a).`,
     `- One client in the runner process: createMeshTransport with a resolver that gives each endpoint its zone and version metadata (as the registries do), p2c-ewma, default retries, breakers and outlier detection, a closed loop of ${IN_FLIGHT} calls in flight, 2 s deadline. A fresh transport per row.`,
-    "- Failing replicas answer every call UNAVAILABLE; outlier detection ejects each after 5 in a row during the warm-up, retries (GetOrder is NO_SIDE_EFFECTS) hide those failures from the caller.",
+    "- Failing replicas start answering every call UNAVAILABLE after the warm-up, while the load runs; the window starts once outlier detection has ejected each of them (5 failures in a row). Retries (GetOrder is NO_SIDE_EFFECTS) hide those failures from the caller.",
     "- Zone-aware rows follow Envoy's rule with the default client shares (the client fleet spread like the servers: half in each zone). Spill-over: zone a keeps 1 of 4 healthy replicas for half the load, so 0.25 / 0.5 = 50% of the calls stay and the rest go to zone b. Fail-over: zone a has no healthy replica, every call goes to zone b.",
     "- Shares count the successful calls each replica answered (client side); p99 per zone is over the calls answered in that zone. Pick cost is in-process: one pick + done of the plain p2c-ewma picker vs the traffic picker over it.",
     "- The host is shared: other helpers' builds and tests ran beside this run, so latency and rate figures are noisy; shares are not affected.",
@@ -314,21 +325,35 @@ export const traffic: LabSuite = {
         expected: { zoneA: 0 },
       },
     ];
+    // Warm the runner's JIT and the replicas' connections once, so the first
+    // row is not the one paying for it.
+    await runConfig(configs[0]!, endpoints, warmupMs, warmupMs, async () => {});
     const rows: Row[] = [];
     for (const c of configs) {
-      for (const x of REPLICAS) {
+      for (const x of REPLICAS) await group.setFaults(serviceTime(x.zone), [x.name]);
+      // The replicas start failing while the load runs, as in production: a
+      // breaker whose window holds only the first failing calls would open
+      // and refuse everything, which is not what this row measures.
+      const afterWarmup = async (events: readonly MeshTransportEvent[]) => {
+        if (c.failing.length === 0) return;
         await group.setFaults(
-          c.failing.includes(x.name)
-            ? { default: { delayMs: LOCAL_MS, abortPercent: 100, abortCode: Code.Unavailable } }
-            : serviceTime(x.zone),
-          [x.name],
+          { default: { delayMs: LOCAL_MS, abortPercent: 100, abortCode: Code.Unavailable } },
+          c.failing,
         );
-      }
-      const { window, elapsedMs, events } = await runConfig(c, endpoints, warmupMs, durationMs);
+        const until = performance.now() + 10_000;
+        while (ejections(events) < c.failing.length && performance.now() < until) await sleep(20);
+      };
+      const { window, elapsedMs, events } = await runConfig(
+        c,
+        endpoints,
+        warmupMs,
+        durationMs,
+        afterWarmup,
+      );
       const row = rowOf(c, window, elapsedMs, events);
       rows.push(row);
       log(
-        `[traffic] ${c.config}: ${fmt(row.rps, 0)} calls/s, p99 ${fmt(row.p99_ms, 2)} ms, zone a ${fmt(row.zone_a_share_pct, 1)}% (p99 ${fmt(row.zone_a_p99_ms, 2)}) / b ${fmt(row.zone_b_share_pct, 1)}% (p99 ${fmt(row.zone_b_p99_ms, 2)}), 1.5.0 ${fmt(row.canary_share_pct, 1)}%, success ${fmt((row.success_rate ?? Number.NaN) * 100, 3)}%, modes ${row.zone_modes.join(" → ") || "–"}`,
+        `[traffic] ${c.config}: ${fmt(row.rps, 0)} calls/s, p99 ${fmt(row.p99_ms, 2)} ms, zone a ${fmt(row.zone_a_share_pct, 1)}% (p99 ${fmt(row.zone_a_p99_ms, 2)}) / b ${fmt(row.zone_b_share_pct, 1)}% (p99 ${fmt(row.zone_b_p99_ms, 2)}), 1.5.0 ${fmt(row.canary_share_pct, 1)}%, success ${fmt((row.success_rate ?? Number.NaN) * 100, 3)}%, modes ${row.zone_modes.join(" → ") || "–"}, errors ${JSON.stringify(row.errors_by_code)}, ejections ${row.ejections}`,
       );
       if (window.ok === 0) failures.push(`${c.config}: no successful call`);
     }
