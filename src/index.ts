@@ -300,6 +300,10 @@ export {
   type EndpointSet,
 } from "./discovery/endpoint.js";
 export {
+  createEndpointListResolver,
+  type EndpointInit,
+} from "./discovery/endpoint-list-resolver.js";
+export {
   createEtcdRegistry,
   ETCD_MIN_LEASE_TTL_MS,
   ETCD_REGISTRY_DEFAULTS,

@@ -17,12 +17,11 @@ import { resolveTrafficPolicy } from "../../src/balancer/traffic-policy.js";
 import { decideZoneRouting } from "../../src/balancer/zone-aware.js";
 import {
   createEndpoint,
-  createEndpointSet,
+  createEndpointListResolver,
   createMeshTransport,
   type Endpoint,
   type FaultConfig,
   type MeshTransportEvent,
-  type Resolver,
   type TrafficPolicy,
 } from "../../src/index.js";
 import {
@@ -85,16 +84,6 @@ function percentile(sorted: readonly number[], p: number): number | null {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? null;
 }
 
-/** A resolver of fixed endpoints carrying registry-style metadata. */
-function metadataResolver(endpoints: readonly Endpoint[]): Resolver {
-  return {
-    start(listener) {
-      listener.onUpdate(createEndpointSet(endpoints, performance.now()));
-    },
-    close() {},
-  };
-}
-
 async function runConfig(
   c: Config,
   endpoints: readonly Endpoint[],
@@ -106,7 +95,7 @@ async function runConfig(
   const events: MeshTransportEvent[] = [];
   const transport = createMeshTransport({
     target: "bench:///orders",
-    resolver: metadataResolver(endpoints),
+    resolver: createEndpointListResolver(endpoints),
     logger: false,
     ...(c.policy === undefined ? {} : { trafficPolicy: c.policy }),
     onEvent: (e) => events.push(e),
