@@ -214,7 +214,7 @@ function ejections(events: readonly MeshTransportEvent[]): number {
  * pickCost times one pick (and its done) of a plain p2c-ewma picker and of
  * the traffic picker over it, in-process, over the six endpoints.
  */
-function pickCost(endpoints: readonly Endpoint[], n: number) {
+export function pickCost(endpoints: readonly Endpoint[], n: number) {
   const loads = syncEndpointLoads(new Map(), endpoints, 0);
   const plain = createP2cEwmaPicker(endpoints, { loads });
   const time = (pick: () => { done(i: { ok: true; latencyMs: number }): void } | undefined) => {
@@ -239,19 +239,27 @@ function pickCost(endpoints: readonly Endpoint[], n: number) {
     zoneAware: { zone: "a", clientShares: { a: 2, b: 1 } },
   });
   const split = traffic(CANARY);
-  return {
-    p2c_pick_ns: r(
+  // Interleaved rounds, the best of each: on a shared host the minimum is
+  // the figure least disturbed by other processes.
+  const best = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY];
+  for (let round = 0; round < 5; round++) {
+    best[0] = Math.min(
+      best[0]!,
       time(() => plain.pick()),
-      0,
-    ),
-    subsets_pick_ns: r(
+    );
+    best[1] = Math.min(
+      best[1]!,
       time(() => split.pick()),
-      0,
-    ),
-    subsets_routes_zone_spill_pick_ns: r(
+    );
+    best[2] = Math.min(
+      best[2]!,
       time(() => both.pick({ header })),
-      0,
-    ),
+    );
+  }
+  return {
+    p2c_pick_ns: r(best[0], 0),
+    subsets_pick_ns: r(best[1], 0),
+    subsets_routes_zone_spill_pick_ns: r(best[2], 0),
   };
 }
 
@@ -346,7 +354,7 @@ export const traffic: LabSuite = {
       );
       if (window.ok === 0) failures.push(`${c.config}: no successful call`);
     }
-    const cost = pickCost(endpoints, quick ? 20_000 : 500_000);
+    const cost = pickCost(endpoints, quick ? 10_000 : 200_000);
     log(`[traffic] pick cost: ${JSON.stringify(cost)}`);
 
     const find = (prefix: string) => rows.find((x) => x.config.startsWith(prefix));
@@ -433,7 +441,7 @@ export const traffic: LabSuite = {
         ]),
       ),
       "",
-      "Pick cost (in-process, six endpoints, one pick + done):",
+      "Pick cost (in-process, six endpoints, one pick + done, best of 5 interleaved rounds):",
       "",
       mdTable(
         ["p2c-ewma alone", "+ 10% subset split", "+ split, header route, zone spill-over"],
