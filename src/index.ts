@@ -38,6 +38,17 @@ export {
   type AuthorizationServerOption,
   createAuthorizationInterceptor,
 } from "./authz/authz-interceptor.js";
+export type { TrafficEvent } from "./balancer/traffic-events.js";
+export type {
+  HeaderRoute,
+  TrafficPolicy,
+  TrafficSubset,
+} from "./balancer/traffic-policy.js";
+export {
+  ZONE_AWARE_DEFAULTS,
+  type ZoneAwareOptions,
+  type ZoneRoutingMode,
+} from "./balancer/zone-aware.js";
 export {
   type BreakerEvent,
   type BreakerOptions,
@@ -282,6 +293,7 @@ export { PEAK_EWMA_DEFAULTS, type PeakEwmaOptions } from "./balancer/peak-ewma.j
 export {
   chainDone,
   type DoneInfo,
+  type HeaderLookup,
   isAvoided,
   type Picker,
   type PickInfo,
@@ -301,6 +313,12 @@ export {
   type StabilizeInput,
   stabilizeEndpoints,
 } from "./balancer/stabilize-endpoints.js";
+export {
+  decideZoneRouting,
+  type ZoneDecision,
+  type ZoneInput,
+  type ZoneShare,
+} from "./balancer/zone-aware.js";
 export type { CallOutcome } from "./breaker/call-outcome.js";
 export type { CircuitTransition, TransitionReason } from "./breaker/circuit-breaker.js";
 export type { ResolvedFailureAccrualOptions, TripReason } from "./breaker/failure-accrual.js";
@@ -358,6 +376,10 @@ export {
   type Endpoint,
   type EndpointSet,
 } from "./discovery/endpoint.js";
+export {
+  createEndpointListResolver,
+  type EndpointInit,
+} from "./discovery/endpoint-list-resolver.js";
 export {
   createEtcdRegistry,
   ETCD_MIN_LEASE_TTL_MS,

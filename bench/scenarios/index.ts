@@ -8,6 +8,7 @@ import { logging } from "./logging.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
 import { streaming } from "./streaming.js";
+import { traffic } from "./traffic.js";
 import { transport } from "./transport.js";
 
 /** SCENARIOS lists the suites `npm run bench -- --suite <name>` can run. */
@@ -22,4 +23,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [breakers.name]: breakers,
   [faults.name]: faults,
   [streaming.name]: streaming,
+  [traffic.name]: traffic,
 };

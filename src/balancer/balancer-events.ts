@@ -1,9 +1,11 @@
 import type { ResolverEvent } from "../discovery/resolver.js";
 import type { OutlierEvent } from "./outlier-detector.js";
 import type { RemovalReason } from "./stabilize-endpoints.js";
+import type { TrafficEvent } from "./traffic-events.js";
 
 /** BalancerEvent is what the balancer reports: resolver news, ejections, set changes. */
 export type BalancerEvent =
+  | TrafficEvent
   | (ResolverEvent & { readonly source: "resolver" })
   | (OutlierEvent & { readonly source: "outlier"; readonly target: string })
   | {

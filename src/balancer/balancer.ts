@@ -21,6 +21,8 @@ import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
 import { type LoadBalancingPolicy, PICKER_FACTORIES } from "./picker-registry.js";
 import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
 import { type HeldEndpoint, stabilizeEndpoints } from "./stabilize-endpoints.js";
+import type { TrafficPolicy } from "./traffic-policy.js";
+import { createTrafficRouting } from "./traffic-routing.js";
 
 export type { LoadBalancingPolicy } from "./picker-registry.js";
 
@@ -72,6 +74,12 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly random?: () => number;
   /** onEvent receives typed events for logging and metrics. */
   readonly onEvent?: (event: BalancerEvent) => void;
+  /**
+   * trafficPolicy filters the ready endpoints per call before the policy
+   * picks: header routes, weighted metadata subsets, zone-aware routing
+   * (see TrafficPolicy). Default none; change it with setTrafficPolicy.
+   */
+  readonly trafficPolicy?: TrafficPolicy;
 }
 
 /**
@@ -143,6 +151,12 @@ export interface Balancer<S extends Subchannel> {
   ): Promise<BalancerPick<S>>;
   /** state is the current view. */
   state(): BalancerState;
+  /**
+   * setTrafficPolicy validates and swaps the traffic policy (undefined removes
+   * it) and rebuilds the picker: the next pick follows it. A bad policy
+   * throws TypeError/RangeError and leaves the old one in force.
+   */
+  setTrafficPolicy(policy: TrafficPolicy | undefined): void;
   /** close stops the resolver and closes every subchannel. */
   close(): Promise<void>;
 }
@@ -221,13 +235,20 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   let changeTimer: ClockTimer | undefined;
   let evaluateTimer: ClockTimer | undefined;
   let closed = false;
+  const traffic = createTrafficRouting({
+    target: options.target,
+    policy: options.trafficPolicy,
+    random: options.random,
+    emit,
+  });
 
   function rebuild(): void {
     if (set === undefined || closed) return;
     const now = clock.now();
     ready = detector === undefined ? set.endpoints : detector.filter(set.endpoints, now);
     loads = syncEndpointLoads(loads, ready, now, { ...options.ewma, ...seedFor(now) });
-    picker = buildPicker(ready, { loads, clock, slowStart, random: options.random });
+    const context = { loads, clock, slowStart, random: options.random };
+    picker = traffic.wrap(ready, set.endpoints, (endpoints) => buildPicker(endpoints, context));
     scheduleChange();
     for (const w of [...waiters]) w();
   }
@@ -489,7 +510,14 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           } else if (set !== undefined && set.endpoints.length === 0) {
             finish(unavailable("the resolver returned no endpoints"));
           } else {
-            const p = balancer.pick(info);
+            // A traffic policy may refuse the call (a subset with onEmpty "fail").
+            let p: BalancerPick<S> | undefined;
+            try {
+              p = balancer.pick(info);
+            } catch (e) {
+              finish(ConnectError.from(e));
+              return;
+            }
             if (p !== undefined) finish(undefined, p);
           }
         };
@@ -527,6 +555,10 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         resolvedAt: set?.resolvedAt,
         staleSince: set?.staleSince,
       });
+    },
+    setTrafficPolicy(policy) {
+      traffic.set(policy);
+      rebuild();
     },
     async close() {
       if (closed) return;

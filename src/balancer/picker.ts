@@ -14,6 +14,16 @@ export interface PickInfo {
    * is: a second try at a failed endpoint beats no try.
    */
   readonly avoid?: readonly string[];
+  /**
+   * header is the attempt's request headers, for header-based routes of a
+   * TrafficPolicy; pickers that do not route by header ignore it.
+   */
+  readonly header?: HeaderLookup;
+}
+
+/** HeaderLookup is the part of `Headers` a picker may read. */
+export interface HeaderLookup {
+  get(name: string): string | null;
 }
 
 /** isAvoided says whether `info` asks to avoid `address`. */

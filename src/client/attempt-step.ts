@@ -45,8 +45,11 @@ export function createAttemptStep(deps: AttemptStepDeps): AttemptStep {
   return async (req) => {
     const call = req.contextValues.get(meshCallKey);
     const attempt = req.contextValues.get(attemptKey);
-    const info: BalancerPickInfo | undefined =
-      attempt === undefined || attempt.avoid.length === 0 ? undefined : { avoid: attempt.avoid };
+    // The header lets a traffic policy route by it (header routes).
+    const info: BalancerPickInfo =
+      attempt === undefined || attempt.avoid.length === 0
+        ? { header: req.header }
+        : { avoid: attempt.avoid, header: req.header };
     const pick =
       balancer.pick(info) ??
       (await balancer.waitForPick(

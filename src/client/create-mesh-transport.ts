@@ -30,6 +30,7 @@ import {
 import type { OutlierDetectorOptions } from "../balancer/outlier-detector.js";
 import type { PeakEwmaOptions } from "../balancer/peak-ewma.js";
 import type { SlowStartOptions } from "../balancer/slow-start.js";
+import type { TrafficPolicy } from "../balancer/traffic-policy.js";
 import {
   type BreakerEvent,
   type BreakerOptions,
@@ -146,6 +147,13 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   readonly inheritDeadline?: boolean;
   /** clock drives deadline arithmetic; default the system clock. */
   readonly clock?: Clock;
+  /**
+   * trafficPolicy routes calls by header, splits them over endpoint subsets
+   * by registry metadata (`{ version: "1.5.0" }` gets 10%) and prefers the
+   * client's zone (see TrafficPolicy); default none. Change it at run time
+   * with `setTrafficPolicy`.
+   */
+  readonly trafficPolicy?: TrafficPolicy;
 }
 
 /** MeshTransportEvent is any typed event a mesh transport reports. */
@@ -164,6 +172,13 @@ export interface MeshTransport extends Transport {
    */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
+  /**
+   * setTrafficPolicy swaps the traffic policy (undefined removes it); the next
+   * attempt follows the new one, calls in flight keep their endpoint. A bad
+   * policy throws TypeError/RangeError naming the bad value and leaves the
+   * old one in force.
+   */
+  setTrafficPolicy(policy: TrafficPolicy | undefined): void;
 }
 
 const DEFAULTS = { inheritDeadline: true, firstResolutionTimeoutMs: 10_000 } as const;
@@ -202,6 +217,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     ...(opts.slowStart === undefined ? {} : { slowStart: opts.slowStart }),
     ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
     ...(opts.removalGraceMs === undefined ? {} : { removalGraceMs: opts.removalGraceMs }),
+    ...(opts.trafficPolicy === undefined ? {} : { trafficPolicy: opts.trafficPolicy }),
     onEvent,
   });
   const breaker =
@@ -358,6 +374,9 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     },
     [Symbol.asyncDispose]() {
       return transport.close();
+    },
+    setTrafficPolicy(policy) {
+      balancer.setTrafficPolicy(policy);
     },
   };
   return transport;

@@ -102,7 +102,8 @@ describe("attempt step", () => {
     const { req, outcomes } = request(5_000, attempt);
     expect(req.contextValues.get(attemptKey)).toBe(attempt);
     await h.step(req);
-    expect(h.picks).toEqual([{ avoid: ["10.0.0.9:80"] }]);
+    // The request's headers go along for traffic policies' header routes.
+    expect(h.picks).toEqual([{ avoid: ["10.0.0.9:80"], header: req.header }]);
     expect(h.sent[0]?.get("grpc-timeout")).toBe("250m");
     expect(picked).toEqual(["10.0.0.1:80"]);
     // With an Attempt, the retry step (not this one) reports the call's outcome.
@@ -114,7 +115,8 @@ describe("attempt step", () => {
     const h = harness(ok);
     const { req, outcomes, call } = request(1_400);
     await h.step(req);
-    expect(h.picks).toEqual([undefined]);
+    expect(h.picks).toEqual([{ header: req.header }]);
+    expect(h.picks[0]?.header).toBe(req.header);
     expect(h.sent[0]?.get("grpc-timeout")).toBe("400m");
     expect(outcomes).toEqual([{ attempt: 1, endpoint: "10.0.0.1:80" }]);
     expect(call).toMatchObject({ attempt: 1, endpoint: "10.0.0.1:80" });
