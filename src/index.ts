@@ -140,6 +140,7 @@ export {
   type IdempotencyInterceptorOptions,
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
+export { ServerIdentityMismatchError } from "./identity/client-identity.js";
 export { currentPeerIdentity } from "./identity/current-peer-identity.js";
 export {
   createDevCertificateAuthority,
