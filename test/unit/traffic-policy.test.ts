@@ -1,5 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
+import { createBalancer } from "../../src/balancer/balancer.js";
+import type { BalancerEvent } from "../../src/balancer/balancer-events.js";
 import type { Picker } from "../../src/balancer/picker.js";
 import { createRoundRobinPicker } from "../../src/balancer/round-robin.js";
 import type { TrafficEvent } from "../../src/balancer/traffic-events.js";
@@ -12,7 +14,9 @@ import {
   type TrafficPolicy,
 } from "../../src/balancer/traffic-policy.js";
 import { createTrafficRouting } from "../../src/balancer/traffic-routing.js";
-import { createEndpoint, type Endpoint } from "../../src/discovery/endpoint.js";
+import { createEndpoint, createEndpointSet, type Endpoint } from "../../src/discovery/endpoint.js";
+import type { ResolverListener } from "../../src/discovery/resolver.js";
+import { createFakeClock } from "../../src/testing/fake-clock.js";
 import { seededRandom } from "./seeded-random.js";
 
 const N = 10_000;
@@ -408,5 +412,92 @@ describe("traffic routing: snapshots and events", () => {
     expect(routing.policy()).toBeUndefined();
     expect(events.map((e) => e.type)).toEqual(["policy-changed", "policy-changed"]);
     expect(events[0]).toMatchObject({ subsets: ["canary=10%"], routes: 1, zone: undefined });
+  });
+});
+
+describe("balancer with a traffic policy (fake clock, no network)", () => {
+  function setup(policy: TrafficPolicy) {
+    const clock = createFakeClock(0);
+    let listener: ResolverListener | undefined;
+    const events: BalancerEvent[] = [];
+    const balancer = createBalancer({
+      target: "t",
+      resolver: {
+        start: (l) => {
+          listener = l;
+        },
+        close() {},
+      },
+      createSubchannel: (e) => ({ address: e.address, close() {} }),
+      policy: "round-robin",
+      clock,
+      trafficPolicy: policy,
+      onEvent: (e) => events.push(e),
+    });
+    const push = (eps: readonly Endpoint[]) =>
+      listener?.onUpdate(createEndpointSet(eps, clock.now()));
+    return { balancer, push, events };
+  }
+
+  it("a call waiting for the first endpoints to a failing subset is refused, not thrown from the resolver", async () => {
+    const { balancer, push } = setup({
+      subsets: [{ name: "v2", match: { version: "2" }, onEmpty: "fail" }],
+      routes: [{ header: "x-v2", subset: "v2" }],
+    });
+    const waiting = balancer.waitForPick(new AbortController().signal, 10_000, {
+      header: headers({ "x-v2": "1" }),
+    });
+    const plain = balancer.waitForPick(new AbortController().signal, 10_000, {
+      header: headers({}),
+    });
+    expect(() => push(fleet)).not.toThrow();
+    await expect(waiting).rejects.toMatchObject({ code: Code.Unavailable });
+    expect((await plain).endpoint.address).toMatch(/:1$/);
+    await balancer.close();
+  });
+
+  it("ejection inside a subset falls back to the rest", async () => {
+    const { balancer, push, events } = setup(CANARY);
+    push(fleet);
+    const canary = { header: headers({ "x-canary": "1" }) };
+    const a3 = () => balancer.pick(canary);
+    // Fail both canaries 5 times in a row: outlier detection ejects them.
+    for (let i = 0; i < 10; i++) {
+      const p = a3();
+      p?.done({ ok: false, code: Code.Unavailable, latencyMs: 1 });
+    }
+    const after = count(100, () => balancer.pick(canary)?.endpoint.metadata.version);
+    expect(after).toEqual(new Map([["1.4.0", 100]]));
+    expect(events).toContainEqual({
+      source: "traffic",
+      type: "subset-fallback",
+      target: "t",
+      subset: "canary",
+      to: "rest",
+    });
+    await balancer.close();
+  });
+
+  it("setTrafficPolicy swaps the policy at once; a bad one throws and keeps the old", async () => {
+    const { balancer, push } = setup(CANARY);
+    push(fleet);
+    const versions = (n: number) => count(n, () => balancer.pick()?.endpoint.metadata.version);
+    balancer.setTrafficPolicy({
+      subsets: [{ name: "canary", match: { version: "1.5.0" }, percent: 100 }],
+    });
+    expect(versions(50)).toEqual(new Map([["1.5.0", 50]]));
+    expect(() => balancer.setTrafficPolicy({ routes: [{ header: "x", subset: "nope" }] })).toThrow(
+      TypeError,
+    );
+    expect(versions(50)).toEqual(new Map([["1.5.0", 50]]));
+    balancer.setTrafficPolicy(undefined);
+    // Round robin over all six: 1.4.0 on four, 1.5.0 on two.
+    expect(versions(60)).toEqual(
+      new Map([
+        ["1.4.0", 40],
+        ["1.5.0", 20],
+      ]),
+    );
+    await balancer.close();
   });
 });
