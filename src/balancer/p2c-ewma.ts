@@ -18,6 +18,8 @@ export interface P2cEwmaOptions {
   readonly random?: () => number;
   /** slowStart ramps new endpoints' weights (default off). */
   readonly slowStart?: SlowStart;
+  /** penalty multiplies the cost of endpoints that shed load (LoadPenalty.factor); default none. */
+  readonly penalty?: (address: string, now: number) => number;
 }
 
 interface Candidate {
@@ -44,6 +46,7 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   const clock = options.clock ?? systemClock;
   const random = options.random ?? Math.random;
   const slowStart = options.slowStart ?? NO_SLOW_START;
+  const penalty = options.penalty;
   const candidates: readonly Candidate[] = Object.freeze(
     ready.map((endpoint) => {
       const load = options.loads.get(endpoint.address);
@@ -58,7 +61,8 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   );
 
   const score = (c: Candidate, now: number): number =>
-    c.load.ewma.cost(now) / (c.endpoint.weight * slowStart.factor(now - c.load.readySince));
+    (c.load.ewma.cost(now) * (penalty === undefined ? 1 : penalty(c.endpoint.address, now))) /
+    (c.endpoint.weight * slowStart.factor(now - c.load.readySince));
 
   const index = (bound: number): number => {
     const i = Math.floor(random() * bound);

@@ -11,6 +11,7 @@ import {
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
 } from "../limit/concurrency-limit.js";
+import { createRateLimit, type RateLimitOptions } from "../limit/rate-limit.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
   createServerObserveInterceptor,
@@ -28,6 +29,7 @@ export interface ServerInterceptorOptions {
     | Pick<ServerObserveOptions, "redact" | "redactHeaders" | "logHeaders" | "logPayloads">
     | undefined;
   readonly concurrencyLimit?: ConcurrencyLimitOptions | undefined;
+  readonly rateLimit?: RateLimitOptions | undefined;
   readonly faults?: FaultInjector | undefined;
 }
 
@@ -60,6 +62,8 @@ export function createServerInterceptors(
           }),
     "deadline+scope": createServerDeadlineInterceptor(),
     user: opts.interceptors ?? [],
+    "rate-limit":
+      opts.rateLimit === undefined ? undefined : createRateLimit(opts.rateLimit).interceptor,
     limit:
       opts.concurrencyLimit === undefined
         ? undefined

@@ -32,6 +32,7 @@ import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
+import type { RateLimitOptions } from "../limit/rate-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
@@ -105,6 +106,13 @@ export interface MeshServerOptions {
    * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
    */
   readonly concurrencyLimit?: ConcurrencyLimitOptions;
+  /**
+   * rateLimit answers calls over a token bucket limit (per method, or per
+   * method and principal; in memory, or shared by replicas through
+   * `createRedisRateLimitStore`) with RESOURCE_EXHAUSTED and
+   * `grpc-retry-pushback-ms` = the time until a token; default none.
+   */
+  readonly rateLimit?: RateLimitOptions;
   /**
    * faults injects latency and errors right before the handler, changeable at
    * run time (`createFaultInjector()`), for tests, benchmarks and demos.
