@@ -68,11 +68,11 @@ export interface BalancerOptions<S extends Subchannel> {
   /** ewma tunes the peak-EWMA estimator (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
   /**
-   * loadPenalty biases p2c-ewma away from an endpoint that shed a call
-   * (RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms`) for the pushback time,
-   * as Linkerd does (LOAD_PENALTY_DEFAULTS); shed answers are not latency
-   * samples (they are fast and would make the overloaded endpoint look
-   * idle). Default on; false turns it off.
+   * loadPenalty biases p2c-ewma away from an endpoint that sheds calls
+   * (RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms`): each shed answer
+   * counts as a call in flight for its pushback time (LoadPenalty,
+   * LOAD_PENALTY_DEFAULTS), and is not a latency sample (it is fast and would
+   * make the overloaded endpoint look idle). Default on; false turns it off.
    */
   readonly loadPenalty?: LoadPenaltyOptions | false;
   /** clock for EWMA, ejection and slow start; default the system clock. */
@@ -198,7 +198,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   const emit = options.onEvent ?? (() => {});
   const penalty =
     options.loadPenalty === false ? NO_LOAD_PENALTY : createLoadPenalty(options.loadPenalty);
-  const penaltyFactor = options.loadPenalty === false ? undefined : penalty.factor;
+  const extraLoad = options.loadPenalty === false ? undefined : penalty.extraLoad;
   const outlierOptions =
     options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
   const detector: OutlierDetector | undefined =
@@ -245,7 +245,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       clock,
       slowStart,
       random: options.random,
-      penalty: penaltyFactor,
+      extraLoad,
     });
     scheduleChange();
     for (const w of [...waiters]) w();
@@ -438,7 +438,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         done(outcome) {
           if (finished) return;
           finished = true;
-          if (outcome.pushbackMs !== undefined && penaltyFactor !== undefined) {
+          if (outcome.pushbackMs !== undefined && extraLoad !== undefined) {
             penalty.record(address, outcome.pushbackMs, clock.now());
             picked.done({ ...outcome, latencySample: false });
           } else {

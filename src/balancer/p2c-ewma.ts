@@ -18,8 +18,12 @@ export interface P2cEwmaOptions {
   readonly random?: () => number;
   /** slowStart ramps new endpoints' weights (default off). */
   readonly slowStart?: SlowStart;
-  /** penalty multiplies the cost of endpoints that shed load (LoadPenalty.factor); default none. */
-  readonly penalty?: (address: string, now: number) => number;
+  /**
+   * extraLoad counts calls an endpoint recently shed as still pending
+   * (LoadPenalty.extraLoad): the cost becomes `rtt * (pending + 1 + extra)`;
+   * default none.
+   */
+  readonly extraLoad?: (address: string, now: number) => number;
 }
 
 interface Candidate {
@@ -46,7 +50,7 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   const clock = options.clock ?? systemClock;
   const random = options.random ?? Math.random;
   const slowStart = options.slowStart ?? NO_SLOW_START;
-  const penalty = options.penalty;
+  const extraLoad = options.extraLoad;
   const candidates: readonly Candidate[] = Object.freeze(
     ready.map((endpoint) => {
       const load = options.loads.get(endpoint.address);
@@ -61,7 +65,9 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   );
 
   const score = (c: Candidate, now: number): number =>
-    (c.load.ewma.cost(now) * (penalty === undefined ? 1 : penalty(c.endpoint.address, now))) /
+    (extraLoad === undefined
+      ? c.load.ewma.cost(now)
+      : c.load.ewma.rttMs(now) * (c.load.ewma.pending + 1 + extraLoad(c.endpoint.address, now))) /
     (c.endpoint.weight * slowStart.factor(now - c.load.readySince));
 
   const index = (bound: number): number => {

@@ -149,8 +149,9 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   readonly clock?: Clock;
   /**
    * loadPenalty makes p2c-ewma send fewer calls to an endpoint that sheds
-   * load (RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms`) for the pushback
-   * time (LOAD_PENALTY_DEFAULTS); default on, false turns it off.
+   * load: each RESOURCE_EXHAUSTED answer with `grpc-retry-pushback-ms` counts
+   * as a call in flight to it for the pushback time (LOAD_PENALTY_DEFAULTS);
+   * default on, false turns it off.
    */
   readonly loadPenalty?: LoadPenaltyOptions | false;
   /**

@@ -22,7 +22,9 @@ afterEach(async () => {
 });
 
 // The weak replica serves one call at a time and sheds the rest with a long
-// pushback, so with the penalty it must get no new call for the whole test.
+// pushback: with the penalty every shed answer counts as a call in flight to
+// it for the rest of the test, so after a few it is the costliest endpoint
+// by far. (Measured here: 3-4 shed with the penalty, 38-56 without.)
 const WEAK_PUSHBACK_MS = 60_000;
 const CALLERS = 6;
 const CALLS_PER_CALLER = 40;
@@ -79,12 +81,10 @@ async function run(loadPenalty: false | undefined) {
 }
 
 describe("load-aware balancing (load penalty)", () => {
-  it("on by default: after shedding, the weak replica gets no new call for the pushback time", async () => {
+  it("on by default: the weak replica sheds a few calls, then p2c leaves it alone", async () => {
     const { shed, ok, weak, total } = await run(undefined);
     expect(shed + ok).toBe(total);
-    // Only calls already in flight when the first shed answer came back can
-    // be shed: at most one per caller.
-    expect(shed).toBeLessThanOrEqual(CALLERS);
+    expect(shed).toBeLessThanOrEqual(2 * CALLERS);
     // Until the first shed answer the weak replica may serve a few calls.
     expect(weak.handled).toBeLessThanOrEqual(total / 3);
   });
@@ -93,6 +93,6 @@ describe("load-aware balancing (load penalty)", () => {
     const { shed, ok, total } = await run(false);
     expect(shed + ok).toBe(total);
     // Shed answers are fast, so without the penalty p2c even likes the weak replica.
-    expect(shed).toBeGreaterThan(2 * CALLERS);
+    expect(shed).toBeGreaterThan(20);
   });
 });
