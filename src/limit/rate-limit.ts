@@ -147,10 +147,11 @@ export function createRateLimit(options: RateLimitOptions): RateLimit {
     const rule = ruleFor(service, method);
     if (rule === undefined) return next(req);
     const key = rule.perPrincipal ? `${method}\n${principal(req) ?? ""}` : method;
-    let verdict: RateLimitVerdict | Promise<RateLimitVerdict>;
+    let verdict: RateLimitVerdict;
     try {
-      verdict = store.take(key, rule.limit, 1);
-      if (verdict instanceof Promise) verdict = await verdict;
+      const taken = store.take(key, rule.limit, 1);
+      // The memory store answers synchronously: no await on the hot path.
+      verdict = isPromiseLike(taken) ? await taken : taken;
     } catch (e) {
       storeFailed(method, e);
       return next(req);
@@ -206,4 +207,8 @@ function compileRules(
     table.set(key, compileRule(`limits[${JSON.stringify(key)}]`, rule));
   }
   return (service, method) => table.get(method) ?? table.get(service);
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as Partial<PromiseLike<T>>).then === "function";
 }
