@@ -38,6 +38,12 @@ export {
   type AuthorizationServerOption,
   createAuthorizationInterceptor,
 } from "./authz/authz-interceptor.js";
+// Rate limits (local and Redis) and load-aware balancing (issue 17 §3-4).
+export {
+  LOAD_PENALTY_DEFAULTS,
+  type LoadPenalty,
+  type LoadPenaltyOptions,
+} from "./balancer/load-penalty.js";
 export type { TrafficEvent } from "./balancer/traffic-events.js";
 export type {
   HeaderRoute,
@@ -183,11 +189,47 @@ export {
 } from "./identity/spiffe-id.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export {
+  type ClientRateLimitOptions,
+  createClientRateLimit,
+} from "./limit/client-rate-limit.js";
+export {
   CONCURRENCY_LIMIT_DEFAULTS,
   type ConcurrencyLimit,
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
 } from "./limit/concurrency-limit.js";
+export {
+  createMemoryRateLimitStore,
+  MEMORY_RATE_LIMIT_STORE_DEFAULTS,
+  type MemoryRateLimitStore,
+  type MemoryRateLimitStoreOptions,
+} from "./limit/memory-rate-limit-store.js";
+export {
+  createRateLimit,
+  type RateLimit,
+  type RateLimitOptions,
+  type RateLimitRule,
+  type RateLimitStats,
+} from "./limit/rate-limit.js";
+export type { RateLimitEvent } from "./limit/rate-limit-events.js";
+export {
+  type RateLimitStore,
+  RateLimitStoreError,
+  type RateLimitVerdict,
+} from "./limit/rate-limit-store.js";
+export {
+  createRedisRateLimitStore,
+  REDIS_RATE_LIMIT_STORE_DEFAULTS,
+  type RedisRateLimitStore,
+  type RedisRateLimitStoreOptions,
+} from "./limit/redis-rate-limit-store.js";
+export {
+  levelAt,
+  type TokenBucketDecision,
+  type TokenBucketLimit,
+  type TokenBucketState,
+  takeToken,
+} from "./limit/token-bucket.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";

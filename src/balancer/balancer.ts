@@ -11,6 +11,7 @@ import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery
 import type { Resolver } from "../discovery/resolver.js";
 import type { BalancerEvent } from "./balancer-events.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
+import { createLoadPenalty, type LoadPenaltyOptions, NO_LOAD_PENALTY } from "./load-penalty.js";
 import {
   createOutlierDetector,
   type OutlierDetector,
@@ -68,6 +69,14 @@ export interface BalancerOptions<S extends Subchannel> {
   readonly removalGraceMs?: number;
   /** ewma tunes the peak-EWMA estimator (decayMs default 10 s, seedRttMs). */
   readonly ewma?: PeakEwmaOptions;
+  /**
+   * loadPenalty biases p2c-ewma away from an endpoint that sheds calls
+   * (RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms`): each shed answer
+   * counts as a call in flight for its pushback time (LoadPenalty,
+   * LOAD_PENALTY_DEFAULTS), and is not a latency sample (it is fast and would
+   * make the overloaded endpoint look idle). Default on; false turns it off.
+   */
+  readonly loadPenalty?: LoadPenaltyOptions | false;
   /** clock for EWMA, ejection and slow start; default the system clock. */
   readonly clock?: Clock;
   /** random in [0, 1) for pickers; default Math.random. */
@@ -201,6 +210,9 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       ? NO_SLOW_START
       : createSlowStart({ ...DEFAULT_SLOW_START, ...options.slowStart });
   const emit = options.onEvent ?? (() => {});
+  const penalty =
+    options.loadPenalty === false ? NO_LOAD_PENALTY : createLoadPenalty(options.loadPenalty);
+  const extraLoad = options.loadPenalty === false ? undefined : penalty.extraLoad;
   const outlierOptions =
     options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
   const detector: OutlierDetector | undefined =
@@ -247,7 +259,8 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     const now = clock.now();
     ready = detector === undefined ? set.endpoints : detector.filter(set.endpoints, now);
     loads = syncEndpointLoads(loads, ready, now, { ...options.ewma, ...seedFor(now) });
-    const context = { loads, clock, slowStart, random: options.random };
+    penalty.retain(new Set(ready.map((e) => e.address)));
+    const context = { loads, clock, slowStart, random: options.random, extraLoad };
     picker = traffic.wrap(ready, set.endpoints, (endpoints) => buildPicker(endpoints, context));
     scheduleChange();
     for (const w of [...waiters]) w();
@@ -440,7 +453,12 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         done(outcome) {
           if (finished) return;
           finished = true;
-          picked.done(outcome);
+          if (outcome.pushbackMs !== undefined && extraLoad !== undefined) {
+            penalty.record(address, outcome.pushbackMs, clock.now());
+            picked.done({ ...outcome, latencySample: false });
+          } else {
+            picked.done(outcome);
+          }
           entry.active--;
           if (!outcome.ok && outcome.code === Code.Unavailable && held.has(address)) {
             failedWhileHeld.add(address);

@@ -18,6 +18,12 @@ export interface P2cEwmaOptions {
   readonly random?: () => number;
   /** slowStart ramps new endpoints' weights (default off). */
   readonly slowStart?: SlowStart;
+  /**
+   * extraLoad counts calls an endpoint recently shed as still pending
+   * (LoadPenalty.extraLoad): the cost becomes `rtt * (pending + 1 + extra)`;
+   * default none.
+   */
+  readonly extraLoad?: (address: string, now: number) => number;
 }
 
 interface Candidate {
@@ -44,6 +50,7 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   const clock = options.clock ?? systemClock;
   const random = options.random ?? Math.random;
   const slowStart = options.slowStart ?? NO_SLOW_START;
+  const extraLoad = options.extraLoad;
   const candidates: readonly Candidate[] = Object.freeze(
     ready.map((endpoint) => {
       const load = options.loads.get(endpoint.address);
@@ -58,7 +65,10 @@ export function createP2cEwmaPicker(ready: readonly Endpoint[], options: P2cEwma
   );
 
   const score = (c: Candidate, now: number): number =>
-    c.load.ewma.cost(now) / (c.endpoint.weight * slowStart.factor(now - c.load.readySince));
+    (extraLoad === undefined
+      ? c.load.ewma.cost(now)
+      : c.load.ewma.rttMs(now) * (c.load.ewma.pending + 1 + extraLoad(c.endpoint.address, now))) /
+    (c.endpoint.weight * slowStart.factor(now - c.load.readySince));
 
   const index = (bound: number): number => {
     const i = Math.floor(random() * bound);

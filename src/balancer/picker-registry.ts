@@ -15,6 +15,8 @@ export interface PickerContext {
   readonly slowStart: SlowStart;
   /** random in [0, 1); undefined means Math.random. */
   readonly random: (() => number) | undefined;
+  /** extraLoad is the load penalty's count of recently shed calls (p2c-ewma); undefined means none. */
+  readonly extraLoad?: ((address: string, now: number) => number) | undefined;
 }
 
 /** PickerFactory builds an immutable picker over the ready endpoints. */
@@ -32,6 +34,7 @@ export const PICKER_FACTORIES = Object.freeze({
       clock: c.clock,
       slowStart: c.slowStart,
       ...(c.random === undefined ? {} : { random: c.random }),
+      ...(c.extraLoad === undefined ? {} : { extraLoad: c.extraLoad }),
     }),
   "round-robin": (ready, c) =>
     createRoundRobinPicker(ready, c.random === undefined ? {} : { random: c.random }),

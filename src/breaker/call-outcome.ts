@@ -18,6 +18,12 @@ export interface CallOutcome {
    * estimates; default true.
    */
   readonly latencySample?: boolean;
+  /**
+   * pushbackMs is the server's `grpc-retry-pushback-ms` on a RESOURCE_EXHAUSTED
+   * answer (it shed the call): load-aware balancing penalises the endpoint
+   * for that long (LoadPenalty).
+   */
+  readonly pushbackMs?: number;
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
 } from "../limit/concurrency-limit.js";
+import { createRateLimit, type RateLimitOptions } from "../limit/rate-limit.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
   createServerObserveInterceptor,
@@ -33,6 +34,7 @@ export interface ServerInterceptorOptions {
     | Pick<ServerObserveOptions, "redact" | "redactHeaders" | "logHeaders" | "logPayloads">
     | undefined;
   readonly concurrencyLimit?: ConcurrencyLimitOptions | undefined;
+  readonly rateLimit?: RateLimitOptions | undefined;
   readonly faults?: FaultInjector | undefined;
   readonly authorization?: AuthorizationServerOption | undefined;
 }
@@ -70,6 +72,8 @@ export function createServerInterceptors(
         ? undefined
         : createAuthorizationInterceptor(authorizationInterceptorOptions(opts.authorization)),
     user: opts.interceptors ?? [],
+    "rate-limit":
+      opts.rateLimit === undefined ? undefined : createRateLimit(opts.rateLimit).interceptor,
     limit:
       opts.concurrencyLimit === undefined
         ? undefined

@@ -8,7 +8,7 @@ import {
 } from "@connectrpc/connect";
 import type { Balancer, BalancerPickInfo } from "../balancer/balancer.js";
 import { attemptKey, callOutcomeKey } from "../call/attempt.js";
-import { GRPC_TIMEOUT_HEADER } from "../call/headers.js";
+import { GRPC_TIMEOUT_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { meshCallKey } from "../call/mesh-call.js";
 import { onSettled } from "../call/settle.js";
 import { mapStreamErrors } from "../call/stream-end.js";
@@ -16,7 +16,7 @@ import { classifyTransportError } from "../call/transport-error.js";
 import type { Clock } from "../clock.js";
 import type { EndpointTransport } from "../grpc/endpoint-transport.js";
 import { encodeGrpcTimeout } from "../grpc-timeout.js";
-import { remainingMs } from "../retry/deadline-math.js";
+import { parsePushback, remainingMs } from "../retry/deadline-math.js";
 
 /** AttemptStep sends one attempt: the innermost step of the client chain. */
 export type AttemptStep = (
@@ -106,10 +106,21 @@ export function createAttemptStep(deps: AttemptStepDeps): AttemptStep {
     );
     return onSettled(classified, (error) => {
       const latencyMs = (answeredAt ?? clock.now()) - started;
+      if (error === undefined) {
+        pick.done({ ok: true, latencyMs, latencySample });
+        return;
+      }
+      const e = ConnectError.from(error);
+      // A shed call (RESOURCE_EXHAUSTED with pushback) tells the balancer
+      // how long the endpoint wants to be left alone.
+      const pushback =
+        e.code === Code.ResourceExhausted
+          ? parsePushback(e.metadata.get(RETRY_PUSHBACK_HEADER))
+          : undefined;
       pick.done(
-        error === undefined
-          ? { ok: true, latencyMs, latencySample }
-          : { ok: false, code: ConnectError.from(error).code, latencyMs },
+        pushback?.retry === true
+          ? { ok: false, code: e.code, latencyMs, pushbackMs: pushback.delayMs }
+          : { ok: false, code: e.code, latencyMs },
       );
     });
   };

@@ -27,6 +27,7 @@ import {
   type LoadBalancingPolicy,
   NoEndpointError,
 } from "../balancer/balancer.js";
+import type { LoadPenaltyOptions } from "../balancer/load-penalty.js";
 import type { OutlierDetectorOptions } from "../balancer/outlier-detector.js";
 import type { PeakEwmaOptions } from "../balancer/peak-ewma.js";
 import type { SlowStartOptions } from "../balancer/slow-start.js";
@@ -56,6 +57,7 @@ import {
   type IdempotencyKeyInterceptorOptions,
 } from "../idempotency/client-key-interceptor.js";
 import { createClientIdentity } from "../identity/client-identity.js";
+import { type ClientRateLimitOptions, createClientRateLimit } from "../limit/client-rate-limit.js";
 import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
 import {
   type ClientObserveOptions,
@@ -154,6 +156,19 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
    * with `setTrafficPolicy`.
    */
   readonly trafficPolicy?: TrafficPolicy;
+  /**
+   * loadPenalty makes p2c-ewma send fewer calls to an endpoint that sheds
+   * load: each RESOURCE_EXHAUSTED answer with `grpc-retry-pushback-ms` counts
+   * as a call in flight to it for the pushback time (LOAD_PENALTY_DEFAULTS);
+   * default on, false turns it off.
+   */
+  readonly loadPenalty?: LoadPenaltyOptions | false;
+  /**
+   * rateLimit caps the calls this transport sends (token bucket per target or
+   * per method): calls over it fail at once with RESOURCE_EXHAUSTED and
+   * `grpc-retry-pushback-ms`, nothing sent; default none.
+   */
+  readonly rateLimit?: ClientRateLimitOptions;
 }
 
 /** MeshTransportEvent is any typed event a mesh transport reports. */
@@ -218,6 +233,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     ...(opts.ewma === undefined ? {} : { ewma: opts.ewma }),
     ...(opts.removalGraceMs === undefined ? {} : { removalGraceMs: opts.removalGraceMs }),
     ...(opts.trafficPolicy === undefined ? {} : { trafficPolicy: opts.trafficPolicy }),
+    ...(opts.loadPenalty === undefined ? {} : { loadPenalty: opts.loadPenalty }),
     onEvent,
   });
   const breaker =
@@ -251,6 +267,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         ? undefined
         : createIdempotencyKeyInterceptor(opts.idempotencyKeys ?? {}),
     "attempt-observe": createClientAttemptInterceptor({ logger, clock }),
+    "rate-limit":
+      opts.rateLimit === undefined
+        ? undefined
+        : createClientRateLimit(opts.rateLimit, { target: opts.target, clock }),
     breaker: breaker?.interceptor,
   });
 

@@ -41,6 +41,7 @@ import {
   validateServerIdentity,
 } from "../identity/server-identity.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
+import type { RateLimitOptions } from "../limit/rate-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
@@ -122,6 +123,13 @@ export interface MeshServerOptions {
    * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
    */
   readonly concurrencyLimit?: ConcurrencyLimitOptions;
+  /**
+   * rateLimit answers calls over a token bucket limit (per method, or per
+   * method and principal; in memory, or shared by replicas through
+   * `createRedisRateLimitStore`) with RESOURCE_EXHAUSTED and
+   * `grpc-retry-pushback-ms` = the time until a token; default none.
+   */
+  readonly rateLimit?: RateLimitOptions;
   /**
    * faults injects latency and errors right before the handler, changeable at
    * run time (`createFaultInjector()`), for tests, benchmarks and demos.
