@@ -58,7 +58,10 @@ function capacityLimited(workers: number, serviceMs: number) {
       return { payload: req.payload, timeoutMs: 0, servedBy: "pool" };
     },
   };
-  return { impl, openGates: () => gates.splice(0).forEach((g) => g()), gated: () => gates.length };
+  const openGates = () => {
+    for (const g of gates.splice(0)) g();
+  };
+  return { impl, openGates, gated: () => gates.length };
 }
 
 interface Harness {
