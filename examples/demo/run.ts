@@ -13,6 +13,7 @@ import { OrderService } from "../order-service.js";
 import { createFleet, type Fleet } from "./fleet.js";
 import { runLoad } from "./load.js";
 import type { DemoOptions } from "./options.js";
+import { type OverloadResult, runOverloadPhase } from "./overload.js";
 import { type ReplicaConfig, type ReplicaRole, ROLE_TEXT, SERVICE } from "./protocol.js";
 import { type QueuedCallsRun, startQueuedCalls } from "./queued.js";
 import { RunStats } from "./run-stats.js";
@@ -20,6 +21,7 @@ import { createStatus } from "./status.js";
 import { printSummary } from "./summary.js";
 
 const CALL_TIMEOUT_MS = 5_000;
+const CAPACITY_TEXT = "80 calls/s (4 workers, 50 ms a call)";
 
 /** roleOf gives replica i (0-based) its part in the demo. */
 function roleOf(i: number): ReplicaRole {
@@ -223,6 +225,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     await restart;
     destination.flushSync();
 
+    let overload: OverloadResult | undefined;
+    if (opts.overloadS > 0 && !interrupted) {
+      out.write(
+        `overload phase: one server doing ${CAPACITY_TEXT}, adaptive concurrency limit on; 0.5x its capacity, a ${opts.overloadS} s burst at 3x, 0.5x again...\n`,
+      );
+      overload = await runOverloadPhase(opts.overloadS, stopLoad.signal);
+    }
+
     const code = await printSummary({
       out,
       opts,
@@ -235,6 +245,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       loadEndedAt,
       queued,
       interrupted,
+      overload,
     });
     return interrupted ? 130 : code;
   } catch (e) {
