@@ -57,16 +57,21 @@ interface Timings {
   readonly settleMs: number;
 }
 
+// The unloaded phase must hold the long RTT's warm-up (10 windows of >= 10
+// calls: 10 s at 0.5x C = 10 calls/s), or the long RTT would be learned under
+// overload. C is kept small: on a 2-core host shared with other work the
+// client and server processes themselves must keep up with 3x C, or their
+// own queues would be measured instead of the server's.
 const FULL: Timings = {
   probeMs: 3_000,
-  unloadedMs: 4_000,
-  overloadMs: 12_000,
-  recoveryMs: 6_000,
+  unloadedMs: 11_000,
+  overloadMs: 10_000,
+  recoveryMs: 5_000,
   settleMs: 2_000,
 };
 const QUICK: Timings = {
   probeMs: 1_500,
-  unloadedMs: 2_000,
+  unloadedMs: 8_000,
   overloadMs: 5_000,
   recoveryMs: 3_000,
   settleMs: 1_000,
@@ -258,6 +263,14 @@ export const overload: LabSuite = {
         }
       }
       ctx.log(`overload: ${v.name}: capacity C = ${capacity.toFixed(0)} calls/s`);
+      // At least ~110 calls at 0.5x C before the burst (the long RTT's warm-up), at most 20 s.
+      const vt: Timings = {
+        ...t,
+        unloadedMs: Math.min(
+          20_000,
+          Math.max(t.unloadedMs, (110 / (RECOVERY_FACTOR * Math.max(1, capacity))) * 1_000),
+        ),
+      };
       if (!(capacity > 0)) {
         failures.push(`${v.name}: capacity probe got no call through`);
         continue;
@@ -265,7 +278,7 @@ export const overload: LabSuite = {
       const results: Record<string, RunResult> = {};
       // Quick (CI smoke) runs only the adaptive limit and the priority run, to stay well under 60 s.
       for (const mode of ctx.quick ? (["adaptive"] as const) : (["adaptive", "none"] as const)) {
-        const res = await runOnce(v, mode === "adaptive", capacity, t);
+        const res = await runOnce(v, mode === "adaptive", capacity, vt);
         results[mode] = res;
         if (res.overload.ok === 0) failures.push(`${v.name} ${mode}: no call succeeded at 3x`);
         const ratioP99 =
@@ -340,7 +353,7 @@ export const overload: LabSuite = {
           ),
         );
       }
-      const p = await runPriority(v, capacity, t);
+      const p = await runPriority(v, capacity, vt);
       priorities.push({
         config: `${v.init.variant} priority`,
         variant: v.name,

@@ -58,7 +58,7 @@ export function validateLimitBounds(
   }
 }
 
-/** validateFraction checks that `value` is a finite number in (lo, hi]. */
+/** validateRange checks that `value` is a number in (lo, hi]. */
 export function validateRange(name: string, value: unknown, lo: number, hi: number): void {
   if (!(typeof value === "number" && value > lo && value <= hi)) {
     throw new RangeError(`${name} ${String(value)} must be in (${lo}, ${hi}]`);
