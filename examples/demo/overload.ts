@@ -1,5 +1,5 @@
 // The demo's overload phase: one mesh server in this process with a fixed
-// capacity (4 workers, 50 ms a call: 80 calls/s) and the adaptive
+// capacity (4 workers, 100 ms a call: 40 calls/s) and the adaptive
 // concurrency limit (gradient2), offered 0.5x its capacity, then a burst at
 // 3x, then 0.5x again, with open-loop (Poisson) arrivals. The summary shows
 // the limit adapting, the goodput held at the capacity, and the excess
@@ -11,7 +11,7 @@ import { createMeshServer, createMeshTransport, type LimitEvent } from "../../sr
 import { OrderService } from "../order-service.js";
 
 const WORKERS = 4;
-const SERVICE_MS = 50;
+const SERVICE_MS = 100;
 /** CAPACITY_RPS is what the workers can serve: 4 / 50 ms. */
 export const CAPACITY_RPS = (WORKERS * 1_000) / SERVICE_MS;
 const BURST_FACTOR = 3;
@@ -49,7 +49,7 @@ function p99(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)] ?? Number.NaN;
 }
 
-/** runOverloadPhase runs the phase for a burst of `burstS` seconds (plus 1.5 s before and 1 s after). */
+/** runOverloadPhase runs the phase for a burst of `burstS` seconds (plus 2 s before and 1 s after). */
 export async function runOverloadPhase(
   burstS: number,
   signal: AbortSignal,
@@ -60,7 +60,12 @@ export async function runOverloadPhase(
   const server = createMeshServer({
     logger: false,
     idempotency: false,
-    concurrencyLimit: { adaptive: "gradient2", onEvent: (e) => events.push(e) },
+    concurrencyLimit: {
+      // Short sample windows so that the 2 s before the burst teach the
+      // limit the unloaded latency (the defaults want ~100 calls for that).
+      adaptive: { algorithm: "gradient2", windowMs: 50, minSamples: 3 },
+      onEvent: (e) => events.push(e),
+    },
     routes: (router) =>
       router.service(OrderService, {
         async getOrder(req) {
@@ -125,7 +130,7 @@ export async function runOverloadPhase(
     }
   };
   try {
-    await drive("calm", CALM_FACTOR * CAPACITY_RPS, 1_500);
+    await drive("calm", CALM_FACTOR * CAPACITY_RPS, 2_000);
     limitAtBurst = limitNow();
     const changesBefore = events.length;
     await drive("burst", BURST_FACTOR * CAPACITY_RPS, burstS * 1_000);

@@ -21,7 +21,7 @@ import { createStatus } from "./status.js";
 import { printSummary } from "./summary.js";
 
 const CALL_TIMEOUT_MS = 5_000;
-const CAPACITY_TEXT = "80 calls/s (4 workers, 50 ms a call)";
+const CAPACITY_TEXT = "40 calls/s (4 workers, 100 ms a call)";
 
 /** roleOf gives replica i (0-based) its part in the demo. */
 function roleOf(i: number): ReplicaRole {
