@@ -72,6 +72,7 @@ export {
 } from "./breaker/failure-accrual.js";
 export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
+export { CRITICALITY_HEADER } from "./call/headers.js";
 export {
   createMeshTransport,
   type MeshTransport,
@@ -189,15 +190,45 @@ export {
 } from "./identity/spiffe-id.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export {
+  ADAPTIVE_CONCURRENCY_DEFAULTS,
+  type AdaptiveAlgorithm,
+  type AdaptiveConcurrencyOptions,
+  type AdaptiveLimit,
+  type AdaptiveLimitState,
+  createAdaptiveLimit,
+} from "./limit/adaptive-limit.js";
+export {
   type ClientRateLimitOptions,
   createClientRateLimit,
 } from "./limit/client-rate-limit.js";
+
 export {
   CONCURRENCY_LIMIT_DEFAULTS,
   type ConcurrencyLimit,
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
+  SERVER_LIMIT_KEY,
 } from "./limit/concurrency-limit.js";
+export {
+  admitsCriticality,
+  CRITICALITIES,
+  CRITICALITY_SHARE_DEFAULTS,
+  type Criticality,
+  type CriticalityShares,
+  parseCriticality,
+} from "./limit/criticality.js";
+export {
+  type CriticalityOption,
+  createCriticalityInterceptor,
+} from "./limit/criticality-interceptor.js";
+export {
+  createGradient2Limit,
+  GRADIENT2_DEFAULTS,
+  type Gradient2Options,
+  type Gradient2State,
+} from "./limit/gradient2-limit.js";
+export type { LimitAlgorithm, LimitWindow } from "./limit/limit-algorithm.js";
+export type { LimitEvent } from "./limit/limit-events.js";
 export {
   createMemoryRateLimitStore,
   MEMORY_RATE_LIMIT_STORE_DEFAULTS,
@@ -223,6 +254,7 @@ export {
   type RedisRateLimitStore,
   type RedisRateLimitStoreOptions,
 } from "./limit/redis-rate-limit-store.js";
+export type { LimitSample, SampleWindowState } from "./limit/sample-window.js";
 export {
   levelAt,
   type TokenBucketDecision,
@@ -230,6 +262,12 @@ export {
   type TokenBucketState,
   takeToken,
 } from "./limit/token-bucket.js";
+export {
+  createVegasLimit,
+  VEGAS_DEFAULTS,
+  type VegasOptions,
+  type VegasState,
+} from "./limit/vegas-limit.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";

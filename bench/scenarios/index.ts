@@ -5,6 +5,7 @@ import { discovery } from "./discovery.js";
 import { faults } from "./faults.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
+import { overload } from "./overload.js";
 import { overloadBalance } from "./overload-balance.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
@@ -26,4 +27,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [streaming.name]: streaming,
   [traffic.name]: traffic,
   [overloadBalance.name]: overloadBalance,
+  [overload.name]: overload,
 };

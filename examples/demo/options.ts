@@ -3,6 +3,8 @@ import { parseArgs } from "node:util";
 /** DemoOptions are the command-line options of `npm start`. */
 export interface DemoOptions {
   readonly durationS: number;
+  /** overloadS is the length of the overload phase's 3x burst; 0 skips the phase. */
+  readonly overloadS: number;
   readonly replicas: number;
   readonly concurrency: number;
   readonly etcd: readonly string[] | undefined;
@@ -24,6 +26,8 @@ transport, shows what the mesh does about it, and checks the outcome.
 
 Options:
   --duration <s>        how long the load runs, in seconds (default 20)
+  --overload <s>        length of the overload phase's burst at 3x a server's
+                        capacity, adaptive concurrency limit on (default 4; 0 skips it)
   --replicas <n>        replicas to start, 3-8 (default 3; replicas 4+ are healthy)
   --concurrency <n>     calls in flight (default 48)
   --etcd <endpoints>    use etcd for discovery instead of the embedded registry,
@@ -86,6 +90,7 @@ export function parseDemoOptions(argv: readonly string[]): DemoOptions {
   }
   return {
     durationS: num("duration", v.duration, 20, 1, 3_600),
+    overloadS: num("overload", v.overload, 4, 0, 600),
     replicas: Math.floor(num("replicas", v.replicas, 3, 3, 8)),
     concurrency: Math.floor(num("concurrency", v.concurrency, 48, 1, 1_000)),
     etcd,
@@ -104,6 +109,7 @@ function parse(argv: readonly string[]) {
     allowPositionals: true,
     options: {
       duration: { type: "string" },
+      overload: { type: "string" },
       replicas: { type: "string" },
       concurrency: { type: "string" },
       etcd: { type: "string" },

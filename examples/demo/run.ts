@@ -16,6 +16,7 @@ import { createFleet, type Fleet } from "./fleet.js";
 import { makeDemoIdentities } from "./identities.js";
 import { runLoad } from "./load.js";
 import type { DemoOptions } from "./options.js";
+import { type OverloadResult, runOverloadPhase } from "./overload.js";
 import {
   CLIENT_SPIFFE_ID,
   REPLICA_SPIFFE_ID,
@@ -30,6 +31,7 @@ import { createStatus } from "./status.js";
 import { printSummary } from "./summary.js";
 
 const CALL_TIMEOUT_MS = 5_000;
+const CAPACITY_TEXT = "40 calls/s (4 workers, 100 ms a call)";
 
 /** roleOf gives replica i (0-based) its part in the demo. */
 function roleOf(i: number): ReplicaRole {
@@ -248,6 +250,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     await restart;
     destination.flushSync();
 
+    let overload: OverloadResult | undefined;
+    if (opts.overloadS > 0 && !interrupted) {
+      out.write(
+        `overload phase: one server doing ${CAPACITY_TEXT}, adaptive concurrency limit on; 0.5x its capacity, a ${opts.overloadS} s burst at 3x, 0.5x again...\n`,
+      );
+      overload = await runOverloadPhase(opts.overloadS, stopLoad.signal);
+    }
+
     const code = await printSummary({
       out,
       opts,
@@ -260,6 +270,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       loadEndedAt,
       queued,
       interrupted,
+      overload,
     });
     return interrupted ? 130 : code;
   } catch (e) {

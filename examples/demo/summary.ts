@@ -1,6 +1,7 @@
 import PinoPretty from "pino-pretty";
 import type { Fleet } from "./fleet.js";
 import type { DemoOptions } from "./options.js";
+import type { OverloadResult } from "./overload.js";
 import type { QueuedCallsRun } from "./queued.js";
 import type { Executions } from "./run.js";
 import { percentile, type RunStats } from "./run-stats.js";
@@ -23,6 +24,8 @@ export interface SummaryInput {
   readonly executions: Executions;
   readonly queued: QueuedCallsRun | undefined;
   readonly interrupted: boolean;
+  /** overload is the overload phase's outcome, when it ran. */
+  readonly overload?: OverloadResult | undefined;
 }
 
 /** SUCCESS_TARGET is the share of calls that must succeed despite the faults. */
@@ -188,6 +191,20 @@ export async function printSummary(s: SummaryInput): Promise<number> {
     w(`  (the raw lines: grep ${scan.traceId} ${s.logFile})`);
   }
 
+  const o = s.overload;
+  if (o !== undefined) {
+    w();
+    w(
+      `  overload      burst at 3x: ${int(Math.round(o.offeredRps))} calls/s offered for ${o.burstS} s to a server doing ${int(o.capacityRps)}/s (adaptive limit, gradient2)`,
+    );
+    w(
+      `                limit ${o.limitBefore} → ${o.limitAfterBurst} (lowest ${o.limitLowest}, ${plural(o.limitChanges, "change", "changes")}); goodput ${int(Math.round(o.goodputRps))} calls/s (${(o.goodputRps / o.capacityRps).toFixed(2)}x capacity)`,
+    );
+    w(
+      `                p99 of admitted calls ${fmtMs(o.burstP99Ms)} (before the burst ${fmtMs(o.calmP99Ms)}); ${int(o.refused)} refused at once with RESOURCE_EXHAUSTED (grpc-retry-pushback-ms ${o.pushbackMs ?? "-"}), ${int(o.timedOut)} timed out, ${int(o.otherErrors)} other errors`,
+    );
+  }
+
   // Expectations.
   const checks: { ok: boolean; text: string }[] = [];
   const notes: string[] = [];
@@ -238,6 +255,12 @@ export async function printSummary(s: SummaryInput): Promise<number> {
   }
   if (s.queued !== undefined) {
     checks.push({ ok: s.queued.ok(), text: "queued calls completed" });
+  }
+  if (o !== undefined) {
+    // Reported, not checked: a busy machine moves these figures.
+    notes.push(
+      `overload: the limit went ${o.limitBefore} → ${o.limitLowest} under the burst and goodput held at ${(o.goodputRps / o.capacityRps).toFixed(2)}x capacity (not checked: figures on a busy machine vary)`,
+    );
   }
   w();
   w("Expectations:");

@@ -26,3 +26,6 @@ export const TRACESTATE_HEADER = "tracestate";
 
 /** GRPC_STATUS_HEADER carries a gRPC status code (usually a trailer). */
 export const GRPC_STATUS_HEADER = "grpc-status";
+
+/** CRITICALITY_HEADER carries a call's criticality: `critical`, `default` or `sheddable`. */
+export const CRITICALITY_HEADER = "x-mesh-criticality";

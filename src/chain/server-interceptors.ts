@@ -17,6 +17,7 @@ import {
   createConcurrencyLimit,
 } from "../limit/concurrency-limit.js";
 import { createRateLimit, type RateLimitOptions } from "../limit/rate-limit.js";
+import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
   createServerObserveInterceptor,
@@ -77,9 +78,34 @@ export function createServerInterceptors(
     limit:
       opts.concurrencyLimit === undefined
         ? undefined
-        : createConcurrencyLimit(opts.concurrencyLimit).interceptor,
+        : createConcurrencyLimit(withLimitEvents(opts.concurrencyLimit, logger, opts.metrics))
+            .interceptor,
     faults: opts.faults?.interceptor,
   });
+}
+
+/**
+ * withLimitEvents sends a concurrency limit's events to the metrics and the
+ * log (at debug) as well as to its own `onEvent`.
+ */
+function withLimitEvents(
+  options: ConcurrencyLimitOptions,
+  logger: Logger,
+  metrics: MeshMetrics | undefined,
+): ConcurrencyLimitOptions {
+  const own = options.onEvent;
+  if (own !== undefined && typeof own !== "function") {
+    throw new TypeError("concurrencyLimit.onEvent must be a function");
+  }
+  const log = createEventLogger(logger);
+  return {
+    ...options,
+    onEvent: (e) => {
+      metrics?.onLimitEvent(e);
+      if (logger.isLevelEnabled("debug")) log.onLimitEvent(e);
+      own?.(e);
+    },
+  };
 }
 
 /**

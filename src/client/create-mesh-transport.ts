@@ -58,6 +58,10 @@ import {
 } from "../idempotency/client-key-interceptor.js";
 import { createClientIdentity } from "../identity/client-identity.js";
 import { type ClientRateLimitOptions, createClientRateLimit } from "../limit/client-rate-limit.js";
+import {
+  type CriticalityOption,
+  createCriticalityInterceptor,
+} from "../limit/criticality-interceptor.js";
 import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
 import {
   type ClientObserveOptions,
@@ -140,6 +144,13 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
    * call, outermost (see CLIENT_INTERCEPTOR_ORDER).
    */
   readonly interceptors?: readonly Interceptor[];
+  /**
+   * criticality sets `x-mesh-criticality` (critical, default, sheddable) on
+   * calls, for every method or per `"pkg.Service/Method"` / `"pkg.Service"`;
+   * a header set on the call wins. Loaded servers refuse sheddable calls
+   * first. Default none (servers read `default`).
+   */
+  readonly criticality?: CriticalityOption;
   /** defaultTimeoutMs applies to calls that set no `timeoutMs`; default none. */
   readonly defaultTimeoutMs?: number;
   /**
@@ -245,7 +256,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           onEvent,
         });
   const interceptors = buildClientChain({
-    user: opts.interceptors ?? [],
+    user:
+      opts.criticality === undefined
+        ? (opts.interceptors ?? [])
+        : [...(opts.interceptors ?? []), createCriticalityInterceptor(opts.criticality)],
     retry:
       opts.retry === false
         ? undefined

@@ -1,7 +1,21 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { CRITICALITY_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { onSettled } from "../call/settle.js";
+import { type Clock, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
+import {
+  type AdaptiveAlgorithm,
+  type AdaptiveConcurrencyOptions,
+  type AdaptiveLimitState,
+  createAdaptiveLimit,
+} from "./adaptive-limit.js";
+import {
+  admitsCriticality,
+  type CriticalityShares,
+  parseCriticality,
+  validateCriticalityShares,
+} from "./criticality.js";
+import type { LimitEvent } from "./limit-events.js";
 
 /** ConcurrencyLimitOptions configures createConcurrencyLimit. */
 export interface ConcurrencyLimitOptions {
@@ -10,22 +24,44 @@ export interface ConcurrencyLimitOptions {
    * every method, or a table keyed by `"pkg.Service/Method"` or `"pkg.Service"`
    * (a method's own entry beats its service's; each method of a service gets
    * the service's limit for itself). Methods not in the table are unlimited.
-   * gRPC health is exempt unless named in the table.
+   * gRPC health is exempt unless named in the table. Give this or `adaptive`.
    */
-  readonly maxInFlight: number | Readonly<Record<string, number>>;
+  readonly maxInFlight?: number | Readonly<Record<string, number>>;
+  /**
+   * adaptive makes the limit follow measured latency instead (`"gradient2"`,
+   * `"vegas"`, or AdaptiveConcurrencyOptions): every method but gRPC health
+   * is limited, each on its own (`per: "method"`, default) or all together
+   * (`per: "server"`). Give this or `maxInFlight`.
+   */
+  readonly adaptive?: AdaptiveConcurrencyOptions | AdaptiveAlgorithm;
   /**
    * pushbackMs is the `grpc-retry-pushback-ms` sent with RESOURCE_EXHAUSTED,
    * telling retrying clients when to come back (gRFC A6); default 50.
    */
   readonly pushbackMs?: number;
+  /**
+   * criticality gives each `x-mesh-criticality` its share of the limit
+   * (CRITICALITY_SHARE_DEFAULTS: critical 1, default 1, sheddable 0.5), so
+   * sheddable calls are refused first.
+   */
+  readonly criticality?: CriticalityShares;
+  /** onEvent receives `limit-changed` and `shed` events. */
+  readonly onEvent?: (event: LimitEvent) => void;
+  /** clock times calls for the adaptive limit; default the system clock. */
+  readonly clock?: Clock;
 }
 
-/** ConcurrencyLimit sheds calls beyond a per-method in-flight limit. */
+/** ConcurrencyLimit sheds calls beyond a per-method (or per-server) in-flight limit. */
 export interface ConcurrencyLimit {
   /** interceptor belongs in the "limit" slot, right inside deadline+scope. */
   readonly interceptor: Interceptor;
-  /** inFlight is the number of calls of `"pkg.Service/Method"` holding a slot now. */
-  inFlight(method: string): number;
+  /** inFlight is the number of calls of `"pkg.Service/Method"` (or `"*"`, per server) holding a slot now. */
+  inFlight(key: string): number;
+  /**
+   * limit is the current limit of `"pkg.Service/Method"` (or `"*"` for a
+   * per-server adaptive limit); undefined when that key is unlimited.
+   */
+  limit(key: string): number | undefined;
 }
 
 /** CONCURRENCY_LIMIT_DEFAULTS are the defaults of ConcurrencyLimitOptions. */
@@ -35,71 +71,184 @@ export const CONCURRENCY_LIMIT_DEFAULTS = Object.freeze({
   pushbackMs: 50,
 });
 
+/** SERVER_LIMIT_KEY is the key of a per-server adaptive limit. */
+export const SERVER_LIMIT_KEY = "*";
+
 // Health checks must keep answering under load, or an overloaded server would
 // also look dead and be ejected.
 const HEALTH_SERVICE = "grpc.health.v1.Health";
 const METHOD_KEY = /^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?:\/[A-Za-z_]\w*)?$/;
 
+interface Slot {
+  inFlight: number;
+  adaptive: AdaptiveLimitState | undefined;
+  limit: number;
+}
+
 /**
  * createConcurrencyLimit builds a server interceptor limiting how many calls
- * of each method run at once. A call over the limit gets RESOURCE_EXHAUSTED
- * naming the method and the limit, with a `grpc-retry-pushback-ms` trailer,
- * and its handler does not run.
+ * of each method run at once, to a fixed number or to an adaptive limit. A
+ * call over the limit (or over its criticality's share of it) gets
+ * RESOURCE_EXHAUSTED naming the method and the limit, with a
+ * `grpc-retry-pushback-ms` trailer, and its handler does not run.
  *
  * A call holds its slot until the client sees it end: a unary handler settles,
  * a response stream ends (or fails, or is abandoned), or the call is
  * cancelled or times out. A handler that ignores `ctx.signal` may run on past
- * that point, uncounted.
+ * that point, uncounted. The adaptive limit learns from the time calls hold
+ * their slot; cancelled calls teach it nothing, timed-out ones count as drops.
  */
 export function createConcurrencyLimit(options: ConcurrencyLimitOptions): ConcurrencyLimit {
   if (typeof options !== "object" || options === null) {
-    throw new TypeError("createConcurrencyLimit: options must be { maxInFlight, pushbackMs? }");
+    throw new TypeError(
+      "createConcurrencyLimit: options must be { maxInFlight } or { adaptive }, with pushbackMs?",
+    );
   }
   const opts = { ...CONCURRENCY_LIMIT_DEFAULTS, ...stripUndefined(options) };
-  const limitFor = compileLimits(opts.maxInFlight);
+  if (opts.maxInFlight === undefined && opts.adaptive === undefined) {
+    throw new TypeError(
+      'createConcurrencyLimit: maxInFlight undefined and adaptive undefined: give a fixed maxInFlight or adaptive (e.g. "gradient2")',
+    );
+  }
+  if (opts.maxInFlight !== undefined && opts.adaptive !== undefined) {
+    throw new TypeError(
+      "createConcurrencyLimit: give maxInFlight or adaptive, not both (bound an adaptive limit with adaptive.maxLimit)",
+    );
+  }
+  const adaptive = opts.adaptive === undefined ? undefined : createAdaptiveLimit(opts.adaptive);
+  const fixedLimitFor =
+    opts.maxInFlight === undefined ? undefined : compileLimits(opts.maxInFlight);
   validatePushback(opts.pushbackMs);
+  const shares = validateCriticalityShares(opts.criticality);
+  if (opts.onEvent !== undefined && typeof opts.onEvent !== "function") {
+    throw new TypeError("createConcurrencyLimit: onEvent must be a function");
+  }
+  const onEvent = opts.onEvent;
+  const clock = opts.clock ?? systemClock;
   const pushback = String(opts.pushbackMs);
-  const inFlight = new Map<string, number>();
+  const slots = new Map<string, Slot>();
+
+  const slotFor = (service: string, method: string): Slot | undefined => {
+    let key = method;
+    let fixed: number | undefined;
+    if (adaptive !== undefined) {
+      if (service === HEALTH_SERVICE) return undefined;
+      if (adaptive.per === "server") key = SERVER_LIMIT_KEY;
+    } else {
+      fixed = fixedLimitFor?.(service, method);
+      if (fixed === undefined) return undefined;
+    }
+    let slot = slots.get(key);
+    if (slot === undefined) {
+      const state = adaptive?.initial();
+      slot = {
+        inFlight: 0,
+        adaptive: state,
+        limit:
+          state === undefined || adaptive === undefined ? (fixed ?? 1) : adaptive.limitOf(state),
+      };
+      slots.set(key, slot);
+    }
+    return slot;
+  };
+
+  const learn = (
+    key: string,
+    slot: Slot,
+    startMs: number,
+    inFlightAtStart: number,
+    error: unknown,
+  ) => {
+    if (adaptive === undefined || slot.adaptive === undefined) return;
+    let didDrop = false;
+    if (error !== undefined) {
+      const code = ConnectError.from(error).code;
+      if (code === Code.Canceled) return;
+      didDrop = code === Code.DeadlineExceeded;
+    }
+    const nowMs = clock.now();
+    const next = adaptive.onSample(slot.adaptive, {
+      nowMs,
+      rttMs: Math.max(0, nowMs - startMs),
+      inFlight: inFlightAtStart,
+      didDrop,
+    });
+    slot.adaptive = next;
+    const limit = adaptive.limitOf(next);
+    if (limit !== slot.limit) {
+      const from = slot.limit;
+      slot.limit = limit;
+      onEvent?.({
+        type: "limit-changed",
+        key,
+        from,
+        to: limit,
+        rttMs: next.lastWindow?.avgRttMs ?? 0,
+        algorithm: adaptive.algorithm,
+      });
+    }
+  };
 
   const interceptor: Interceptor = (next) => async (req) => {
     const service = req.service.typeName;
     const method = `${service}/${req.method.name}`;
-    const limit = limitFor(service, method);
-    if (limit === undefined) {
+    const slot = slotFor(service, method);
+    if (slot === undefined) {
       return next(req);
     }
-    const now = inFlight.get(method) ?? 0;
-    if (now >= limit) {
+    const key = adaptive?.per === "server" ? SERVER_LIMIT_KEY : method;
+    const criticality = parseCriticality(req.header.get(CRITICALITY_HEADER));
+    const limit = slot.limit;
+    if (!admitsCriticality(shares, criticality, slot.inFlight, limit)) {
+      onEvent?.({ type: "shed", key, method, criticality, limit, inFlight: slot.inFlight });
       throw new ConnectError(
-        `concurrency limit of ${limit} calls in flight reached for ${method}`,
+        criticality === "default"
+          ? `concurrency limit of ${limit} calls in flight reached for ${method}`
+          : `concurrency limit of ${limit} calls in flight reached for ${method} (${criticality} share)`,
         Code.ResourceExhausted,
         new Headers({ [RETRY_PUSHBACK_HEADER]: pushback }),
       );
     }
-    inFlight.set(method, now + 1);
-    const release = once(() => {
-      req.signal.removeEventListener("abort", release);
-      const left = (inFlight.get(method) ?? 1) - 1;
-      if (left === 0) {
-        inFlight.delete(method);
-      } else {
-        inFlight.set(method, left);
+    slot.inFlight++;
+    const inFlightAtStart = slot.inFlight;
+    const startMs = adaptive === undefined ? 0 : clock.now();
+    let released = false;
+    const release = (error: unknown) => {
+      if (released) return;
+      released = true;
+      req.signal.removeEventListener("abort", onAbort);
+      slot.inFlight--;
+      learn(key, slot, startMs, inFlightAtStart, error);
+      if (slot.inFlight === 0 && adaptive === undefined) {
+        slots.delete(key);
       }
-    });
+    };
     // Cancellation and deadlines end the call for the client even when the
     // handler or its stream never settles.
-    req.signal.addEventListener("abort", release, { once: true });
-    return onSettled(next(req), release);
+    const onAbort = () => release(req.signal.reason ?? new ConnectError("aborted", Code.Canceled));
+    req.signal.addEventListener("abort", onAbort, { once: true });
+    return onSettled(next(req), (error) => release(error));
   };
 
   return {
     interceptor,
-    inFlight: (method) => inFlight.get(method) ?? 0,
+    inFlight: (key) => slots.get(key)?.inFlight ?? 0,
+    limit(key) {
+      const slot = slots.get(key);
+      if (slot !== undefined) return slot.limit;
+      if (adaptive !== undefined) {
+        if (key.startsWith(`${HEALTH_SERVICE}/`)) return undefined;
+        if ((adaptive.per === "server") !== (key === SERVER_LIMIT_KEY)) return undefined;
+        return adaptive.limitOf(adaptive.initial());
+      }
+      const slash = key.lastIndexOf("/");
+      return fixedLimitFor?.(key.slice(0, Math.max(0, slash)), key);
+    },
   };
 }
 
 function compileLimits(
-  maxInFlight: ConcurrencyLimitOptions["maxInFlight"] | undefined,
+  maxInFlight: NonNullable<ConcurrencyLimitOptions["maxInFlight"]>,
 ): (service: string, method: string) => number | undefined {
   if (typeof maxInFlight === "number") {
     validateLimit("maxInFlight", maxInFlight);
@@ -134,14 +283,4 @@ function validatePushback(pushbackMs: unknown): void {
   if (!(typeof pushbackMs === "number" && Number.isSafeInteger(pushbackMs) && pushbackMs >= 0)) {
     throw new RangeError(`pushbackMs ${String(pushbackMs)} must be an integer >= 0`);
   }
-}
-
-function once(fn: () => void): () => void {
-  let done = false;
-  return () => {
-    if (!done) {
-      done = true;
-      fn();
-    }
-  };
 }

@@ -4,6 +4,7 @@ import type { BreakerEvent } from "../breaker/breaker-events.js";
 import { currentCallScope } from "../call/call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import type { LimitEvent } from "../limit/limit-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { traceFields } from "./call-outcome-fields.js";
 import { traceContextKey } from "./context-keys.js";
@@ -30,6 +31,8 @@ export interface EventLogger {
   onRetryEvent(event: RetryEvent): void;
   /** onIdempotencyEvent: replays and conflicts at info; store trouble at warn; the rest at debug. */
   onIdempotencyEvent(event: IdempotencyEvent): void;
+  /** onLimitEvent: concurrency limit changes and shed calls at debug (both are frequent under load). */
+  onLimitEvent(event: LimitEvent): void;
 }
 
 type Level = "debug" | "info" | "warn";
@@ -98,6 +101,8 @@ export function createEventLogger(logger: Logger): EventLogger {
           return handlers.onRegistryEvent(event as RegistryEvent);
         case "idempotency":
           return handlers.onIdempotencyEvent(event as IdempotencyEvent);
+        case "limit":
+          return handlers.onLimitEvent(event as LimitEvent);
         default:
           write("info", "mesh", event);
       }
@@ -113,6 +118,9 @@ export function createEventLogger(logger: Logger): EventLogger {
     },
     onRetryEvent(event) {
       write("debug", "retry", event);
+    },
+    onLimitEvent(event) {
+      write("debug", "limit", event);
     },
     onIdempotencyEvent(event) {
       write(

@@ -2,21 +2,24 @@ import type { BalancerEvent } from "../balancer/balancer-events.js";
 import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import type { LimitEvent } from "../limit/limit-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 
 /**
  * MeshEvent is any typed event the mesh reports: a transport's `onEvent`
- * (balancer, retry, breaker), a registry's, or the idempotency interceptor's.
+ * (balancer, retry, breaker), a registry's, the idempotency interceptor's, or
+ * a concurrency limit's.
  */
 export type MeshEvent =
   | BalancerEvent
   | BreakerEvent
   | RetryEvent
   | RegistryEvent
-  | IdempotencyEvent;
+  | IdempotencyEvent
+  | LimitEvent;
 
 /** MeshEventKind is the family of a MeshEvent. */
-export type MeshEventKind = "balancer" | "breaker" | "retry" | "registry" | "idempotency";
+export type MeshEventKind = "balancer" | "breaker" | "retry" | "registry" | "idempotency" | "limit";
 
 const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   breaker: "breaker",
@@ -40,6 +43,8 @@ const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   "claim-expired": "idempotency",
   "rolled-back": "idempotency",
   "store-error": "idempotency",
+  "limit-changed": "limit",
+  shed: "limit",
 };
 
 /**

@@ -5,6 +5,7 @@ import type { BalancerEvent } from "../balancer/balancer-events.js";
 import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { CircuitState } from "../breaker/circuit-breaker.js";
 import { formatAddress } from "../discovery/address.js";
+import type { LimitEvent } from "../limit/limit-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { type MeshEvent, meshEventKind } from "./mesh-event.js";
 
@@ -31,7 +32,9 @@ export interface RpcLabels {
  * Ours: `mesh_client_retries_total`, `mesh_retry_budget_exhausted_total`,
  * `mesh_breaker_state{key}` (0 closed, 1 half-open, 2 open),
  * `mesh_outlier_ejections_total`, `mesh_idempotency_replays_total`,
- * `mesh_endpoints{target}`.
+ * `mesh_endpoints{target}`, `mesh_concurrency_limit{key}` (the current
+ * adaptive limit; key `"pkg.Service/Method"` or `"*"`),
+ * `mesh_concurrency_shed_total{grpc_service,grpc_method,criticality}`.
  */
 export interface MeshMetrics {
   /** registry holds the metrics (a prom-client `Registry`); scrape it, or merge it into yours. */
@@ -56,6 +59,8 @@ export interface MeshMetrics {
   onBreakerEvent(event: BreakerEvent): void;
   /** onRetryEvent feeds `mesh_client_retries_total` and `mesh_retry_budget_exhausted_total`. */
   onRetryEvent(event: RetryEvent): void;
+  /** onLimitEvent feeds `mesh_concurrency_limit` and `mesh_concurrency_shed_total`. */
+  onLimitEvent(event: LimitEvent): void;
   /** onEvent takes any MeshEvent (a transport's `onEvent`) and feeds the metrics above. */
   onEvent(event: MeshEvent): void;
 }
@@ -192,6 +197,17 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
     ["target"],
   );
 
+  const concurrencyLimit = gauge(
+    "mesh_concurrency_limit",
+    "Current adaptive concurrency limit of a method (key pkg.Service/Method) or server (key *).",
+    ["key"],
+  );
+  const shed = counter(
+    "mesh_concurrency_shed_total",
+    "Total number of calls refused by a concurrency limit, by criticality.",
+    ["grpc_service", "grpc_method", "criticality"],
+  );
+
   const rpc = (l: RpcLabels) => ({
     grpc_service: l.service,
     grpc_method: l.method,
@@ -242,11 +258,24 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
         budgetExhausted.inc({ target: e.target });
       }
     },
+    onLimitEvent(e) {
+      if (e.type === "limit-changed") {
+        concurrencyLimit.set({ key: e.key }, e.to);
+      } else if (e.type === "shed") {
+        const slash = e.method.lastIndexOf("/");
+        shed.inc({
+          grpc_service: e.method.slice(0, Math.max(0, slash)),
+          grpc_method: e.method.slice(slash + 1),
+          criticality: e.criticality,
+        });
+      }
+    },
     onEvent(e) {
       const kind = meshEventKind(e);
       if (kind === "balancer") metrics.onBalancerEvent(e as BalancerEvent);
       else if (kind === "breaker") metrics.onBreakerEvent(e as BreakerEvent);
       else if (kind === "retry") metrics.onRetryEvent(e as RetryEvent);
+      else if (kind === "limit") metrics.onLimitEvent(e as LimitEvent);
     },
   };
   return metrics;

@@ -119,8 +119,11 @@ export interface MeshServerOptions {
    */
   readonly reflection?: boolean;
   /**
-   * concurrencyLimit caps calls in flight per method, answering
-   * RESOURCE_EXHAUSTED with `grpc-retry-pushback-ms` beyond it; default none.
+   * concurrencyLimit caps calls in flight per method, to a fixed
+   * `maxInFlight` or an `adaptive` limit that follows measured latency
+   * (`"gradient2"`, `"vegas"`), answering RESOURCE_EXHAUSTED with
+   * `grpc-retry-pushback-ms` beyond it; `x-mesh-criticality: sheddable` calls
+   * are refused first. Its events feed `metrics`; default none.
    */
   readonly concurrencyLimit?: ConcurrencyLimitOptions;
   /**

@@ -61,6 +61,10 @@ describe("examples: the npm start demo", () => {
       /^ {2}JSON logs +\S+short-run\.jsonl \([\d,]+ lines/m,
       /✓ success [\d.]+% ≥ 99\.9%/,
       /✓ no CreateOrder ran twice/,
+      // The overload phase: the adaptive limit under a 3x burst (figures vary; the lines must be there).
+      /^ {2}overload +burst at 3x: [\d,]+ calls\/s offered for 4 s to a server doing 40\/s/m,
+      /^ {16}limit \d+ → \d+ \(lowest \d+, [\d,]+ changes?\); goodput [\d,]+ calls\/s \([\d.]+x capacity\)/m,
+      /refused at once with RESOURCE_EXHAUSTED \(grpc-retry-pushback-ms (50|-)\)/,
     ]) {
       expect(stdout).toMatch(line);
     }

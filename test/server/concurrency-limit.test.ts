@@ -252,6 +252,11 @@ describe("concurrency limit options", () => {
     [{} as never, TypeError, "maxInFlight undefined"],
     [{ maxInFlight: 1, pushbackMs: -1 }, RangeError, "pushbackMs -1"],
     [{ maxInFlight: 1, pushbackMs: 2.5 }, RangeError, "pushbackMs 2.5"],
+    [{ maxInFlight: 1, adaptive: "gradient2" }, TypeError, "not both"],
+    [{ adaptive: "cubic" as never }, RangeError, 'adaptive.algorithm "cubic"'],
+    [{ adaptive: { minLimit: 0 } }, RangeError, "gradient2: minLimit 0"],
+    [{ adaptive: "vegas", criticality: { sheddable: 2 } }, RangeError, "criticality.sheddable 2"],
+    [{ adaptive: "vegas", onEvent: 1 as never }, TypeError, "onEvent must be a function"],
   ])("rejects %j at construction", (options, type, text) => {
     expect(() => createConcurrencyLimit(options as ConcurrencyLimitOptions)).toThrow(type);
     expect(() => createConcurrencyLimit(options as ConcurrencyLimitOptions)).toThrow(text);
