@@ -18,6 +18,7 @@ export {
 } from "./breaker/failure-accrual.js";
 export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
+export { MIRROR_HEADER } from "./call/headers.js";
 export {
   createMeshTransport,
   type MeshTransport,
@@ -99,6 +100,23 @@ export {
   type ConcurrencyLimitOptions,
   createConcurrencyLimit,
 } from "./limit/concurrency-limit.js";
+export type { MirrorEvent } from "./mirror/mirror-events.js";
+export {
+  createMirror,
+  type Mirror,
+  type MirrorDeps,
+  type MirrorOptions,
+} from "./mirror/mirror-interceptor.js";
+export {
+  createMirrorPolicy,
+  decideMirror,
+  MIRROR_POLICY_DEFAULTS,
+  type MirrorCall,
+  type MirrorDecision,
+  type MirrorPolicy,
+  type MirrorPolicyOptions,
+  mirrorShareOf,
+} from "./mirror/mirror-policy.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";

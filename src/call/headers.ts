@@ -26,3 +26,11 @@ export const TRACESTATE_HEADER = "tracestate";
 
 /** GRPC_STATUS_HEADER carries a gRPC status code (usually a trailer). */
 export const GRPC_STATUS_HEADER = "grpc-status";
+
+/**
+ * MIRROR_HEADER marks a request mirrored to a shadow (any value; the mesh
+ * sends "1"). Envoy suffixes the authority with `-shadow` instead; a header
+ * reaches handlers and interceptors on every protocol. Mesh servers keep the
+ * idempotency records of marked calls apart from the primary's.
+ */
+export const MIRROR_HEADER = "x-mesh-mirror";

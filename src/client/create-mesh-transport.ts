@@ -54,6 +54,8 @@ import {
   createIdempotencyKeyInterceptor,
   type IdempotencyKeyInterceptorOptions,
 } from "../idempotency/client-key-interceptor.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
+import { createMirror, type MirrorOptions } from "../mirror/mirror-interceptor.js";
 import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
 import {
   type ClientObserveOptions,
@@ -145,10 +147,17 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
   readonly inheritDeadline?: boolean;
   /** clock drives deadline arithmetic; default the system clock. */
   readonly clock?: Clock;
+  /**
+   * mirror copies a share of unary calls, fire-and-forget, to a shadow target
+   * or transport (`{ shadow, share: 0.1 }`): at most maxInFlight (16) at once,
+   * each with its own timeoutMs (1_000), marked `x-mesh-mirror: 1`; see
+   * createMirror. Default off.
+   */
+  readonly mirror?: MirrorOptions;
 }
 
 /** MeshTransportEvent is any typed event a mesh transport reports. */
-export type MeshTransportEvent = BalancerEvent | RetryEvent | BreakerEvent;
+export type MeshTransportEvent = BalancerEvent | RetryEvent | BreakerEvent | MirrorEvent;
 
 /**
  * MeshTransport is a Connect `Transport` for `createClient(Desc, transport)`
@@ -211,8 +220,34 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           clock,
           onEvent,
         });
+  const mirror =
+    opts.mirror === undefined
+      ? undefined
+      : createMirror(opts.mirror, {
+          target: opts.target,
+          clock,
+          onEvent,
+          // The shadow's own events (endpoints, breaker) reach this
+          // transport's listeners; its calls are neither logged nor metered
+          // as the application's, nor retried.
+          openShadow: (shadowTarget) =>
+            createMeshTransport({
+              ...opts,
+              target: shadowTarget,
+              mirror: undefined,
+              interceptors: undefined,
+              retry: false,
+              idempotencyKeys: false,
+              inheritDeadline: false,
+              defaultTimeoutMs: undefined,
+              logger: false,
+              metrics: undefined,
+              onEvent,
+            }),
+        });
   const interceptors = buildClientChain({
     user: opts.interceptors ?? [],
+    mirror: mirror?.interceptor,
     retry:
       opts.retry === false
         ? undefined
@@ -353,7 +388,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       if (!closing.signal.aborted) {
         closing.abort(new ConnectError(`transport for ${opts.target} was closed`, Code.Canceled));
       }
-      return balancer.close();
+      return Promise.all([balancer.close(), mirror?.close()]).then(() => undefined);
     },
     [Symbol.asyncDispose]() {
       return transport.close();

@@ -4,6 +4,7 @@ import type { BreakerEvent } from "../breaker/breaker-events.js";
 import { currentCallScope } from "../call/call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { traceFields } from "./call-outcome-fields.js";
 import { traceContextKey } from "./context-keys.js";
@@ -30,6 +31,8 @@ export interface EventLogger {
   onRetryEvent(event: RetryEvent): void;
   /** onIdempotencyEvent: replays and conflicts at info; store trouble at warn; the rest at debug. */
   onIdempotencyEvent(event: IdempotencyEvent): void;
+  /** onMirrorEvent: mirrors sent, dropped and failed at debug (metrics count them; a down shadow fails every one). */
+  onMirrorEvent(event: MirrorEvent): void;
 }
 
 type Level = "debug" | "info" | "warn";
@@ -98,6 +101,8 @@ export function createEventLogger(logger: Logger): EventLogger {
           return handlers.onRegistryEvent(event as RegistryEvent);
         case "idempotency":
           return handlers.onIdempotencyEvent(event as IdempotencyEvent);
+        case "mirror":
+          return handlers.onMirrorEvent(event as MirrorEvent);
         default:
           write("info", "mesh", event);
       }
@@ -121,6 +126,9 @@ export function createEventLogger(logger: Logger): EventLogger {
         event,
         currentCallScope()?.values.get(traceContextKey),
       );
+    },
+    onMirrorEvent(event) {
+      write("debug", "mirror", event);
     },
   };
   return handlers;

@@ -2,6 +2,7 @@ import type { BalancerEvent } from "../balancer/balancer-events.js";
 import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 
 /**
@@ -13,10 +14,17 @@ export type MeshEvent =
   | BreakerEvent
   | RetryEvent
   | RegistryEvent
-  | IdempotencyEvent;
+  | IdempotencyEvent
+  | MirrorEvent;
 
 /** MeshEventKind is the family of a MeshEvent. */
-export type MeshEventKind = "balancer" | "breaker" | "retry" | "registry" | "idempotency";
+export type MeshEventKind =
+  | "balancer"
+  | "breaker"
+  | "retry"
+  | "registry"
+  | "idempotency"
+  | "mirror";
 
 const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   breaker: "breaker",
@@ -40,6 +48,9 @@ const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   "claim-expired": "idempotency",
   "rolled-back": "idempotency",
   "store-error": "idempotency",
+  "mirror-sent": "mirror",
+  "mirror-dropped": "mirror",
+  "mirror-failed": "mirror",
 };
 
 /**

@@ -5,6 +5,7 @@ import type { BalancerEvent } from "../balancer/balancer-events.js";
 import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { CircuitState } from "../breaker/circuit-breaker.js";
 import { formatAddress } from "../discovery/address.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { type MeshEvent, meshEventKind } from "./mesh-event.js";
 
@@ -31,7 +32,7 @@ export interface RpcLabels {
  * Ours: `mesh_client_retries_total`, `mesh_retry_budget_exhausted_total`,
  * `mesh_breaker_state{key}` (0 closed, 1 half-open, 2 open),
  * `mesh_outlier_ejections_total`, `mesh_idempotency_replays_total`,
- * `mesh_endpoints{target}`.
+ * `mesh_endpoints{target}`, `mesh_mirror_calls_total{target, outcome}`.
  */
 export interface MeshMetrics {
   /** registry holds the metrics (a prom-client `Registry`); scrape it, or merge it into yours. */
@@ -56,6 +57,8 @@ export interface MeshMetrics {
   onBreakerEvent(event: BreakerEvent): void;
   /** onRetryEvent feeds `mesh_client_retries_total` and `mesh_retry_budget_exhausted_total`. */
   onRetryEvent(event: RetryEvent): void;
+  /** onMirrorEvent feeds `mesh_mirror_calls_total` (outcome sent, dropped or failed). */
+  onMirrorEvent(event: MirrorEvent): void;
   /** onEvent takes any MeshEvent (a transport's `onEvent`) and feeds the metrics above. */
   onEvent(event: MeshEvent): void;
 }
@@ -186,6 +189,11 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
     "Total number of responses replayed from the idempotency store.",
     ["grpc_service", "grpc_method"],
   );
+  const mirrorCalls = counter(
+    "mesh_mirror_calls_total",
+    "Total number of mirrored calls by outcome: sent to the shadow, dropped at the in-flight bound, failed.",
+    ["target", "outcome"],
+  );
   const endpoints = gauge(
     "mesh_endpoints",
     "Number of endpoints the balancer holds for a target.",
@@ -242,11 +250,15 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
         budgetExhausted.inc({ target: e.target });
       }
     },
+    onMirrorEvent(e) {
+      mirrorCalls.inc({ target: e.target, outcome: e.type.slice("mirror-".length) });
+    },
     onEvent(e) {
       const kind = meshEventKind(e);
       if (kind === "balancer") metrics.onBalancerEvent(e as BalancerEvent);
       else if (kind === "breaker") metrics.onBreakerEvent(e as BreakerEvent);
       else if (kind === "retry") metrics.onRetryEvent(e as RetryEvent);
+      else if (kind === "mirror") metrics.onMirrorEvent(e as MirrorEvent);
     },
   };
   return metrics;

@@ -22,6 +22,7 @@ const FEATURES = [
   "call",
   "chain",
   "grpc",
+  "mirror",
 ];
 // Known exceptions, each with the reason it stands and who removes it.
 const ALLOWED = new Set<string>([]);
