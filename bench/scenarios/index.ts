@@ -5,6 +5,7 @@ import { discovery } from "./discovery.js";
 import { faults } from "./faults.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
+import { mirror } from "./mirror.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
 import { streaming } from "./streaming.js";
@@ -22,4 +23,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [breakers.name]: breakers,
   [faults.name]: faults,
   [streaming.name]: streaming,
+  [mirror.name]: mirror,
 };

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import {
   Code,
   ConnectError,
@@ -104,6 +105,8 @@ export function createMirror(options: MirrorOptions, deps: MirrorDeps): Mirror {
   }
   const clock = deps.clock ?? systemClock;
   const closing = new AbortController();
+  // Every mirror in flight listens to it: up to maxInFlight.
+  setMaxListeners(0, closing.signal);
   const emit = (event: MirrorEvent) => {
     try {
       deps.onEvent?.(event);
