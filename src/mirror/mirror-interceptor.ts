@@ -169,12 +169,13 @@ export function createMirror(options: MirrorOptions, deps: MirrorDeps): Mirror {
       const key = req.contextValues.get(idempotencyKeyKey);
       if (key !== undefined) header.set(IDEMPOTENCY_KEY_HEADER, key);
     }
-    // The primary starts first: the mirror's set-up happens after the
-    // primary's request is under way, and never before it in the queue.
+    // The primary goes first: the mirror is built and sent on a later turn
+    // of the event loop (setImmediate), after the primary's request has been
+    // written, so the copy never delays the original. Its slot is taken now.
     const primary = next(req);
     inFlight++;
     emit({ type: "mirror-sent", target: deps.target, shadow: shadowName, method, inFlight });
-    void send(req, method, header);
+    setImmediate(() => void send(req, method, header));
     return primary;
   };
 

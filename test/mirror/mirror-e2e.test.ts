@@ -154,7 +154,8 @@ async function freePort(): Promise<number> {
 
 const POLL = { timeout: 20_000, interval: 10 };
 
-describe("request mirroring", () => {
+// Generous per-test timeouts: hundreds of real calls on a shared, busy machine.
+describe("request mirroring", { timeout: 90_000 }, () => {
   it("sends the sampled share of calls to the shadow, marked, and the primary sees no mark", async () => {
     const primary = counting();
     const shadow = counting();
@@ -168,7 +169,7 @@ describe("request mirroring", () => {
       onEvent: rec.onEvent,
     });
     const client = createClient(EchoService, t);
-    const n = 200;
+    const n = 120;
     for (let i = 0; i < n; i++) {
       const res = await client.echo({ payload: new Uint8Array([i % 256]) });
       expect(res.servedBy).toBe("primary");
@@ -177,8 +178,8 @@ describe("request mirroring", () => {
     const draws = seededRandom(seed);
     let expected = 0;
     for (let i = 0; i < n; i++) if (draws() < 0.3) expected++;
-    expect(expected).toBeGreaterThan(40);
-    expect(expected).toBeLessThan(80);
+    expect(expected).toBeGreaterThan(0.15 * n);
+    expect(expected).toBeLessThan(0.45 * n);
     await expect.poll(() => shadow.completed, POLL).toBe(expected);
     expect(shadow.calls).toBe(expected);
     expect(shadow.marked).toBe(expected);
