@@ -184,7 +184,7 @@ export const mirror: LabSuite = {
   notes: [
     `- Two connect-mesh servers, one replica child each (loopback), serve example.orders.v1.OrderService/GetOrder: the primary with a ${SERVICE_MS} ms fault-injected service time, the shadow with ${SERVICE_MS} ms (healthy), ${SERVICE_MS * 10} ms (10x slower) or ${STALLED_MS} ms (stalled: every mirror runs into its ${MIRROR_TIMEOUT_MS} ms deadline), set at run time through its fault injector; "down" is a loopback port nothing listens on.`,
     `- The client, a connect-mesh transport in the runner's process, starts ${RATE} calls/s (open loop, Poisson arrivals, ${DEADLINE_MS} ms deadline; retries and breaker off, so latency and success are the raw ones) and mirrors a share of them with \`mirror: { shadow, share: ${SHARE}, maxInFlight: ${MAX_IN_FLIGHT}, timeoutMs: ${MIRROR_TIMEOUT_MS} }\`. (A first full run mirrored every call, share 1: on this host, where the bench got ~0.2 of a core, doubling the client's calls doubled its CPU per primary call and p50 rose 5x whatever the shadow's health; that is the cost of the copies, not of the shadow.)`,
-    "- After a warm-up of both servers (mirrored load, not measured), configurations are interleaved round-robin, a fresh transport per run. Figures are medians over repetitions (max for in flight). p50/p99 are of the primary's successful calls. Mirror counts come from the transport's mirror events; mirrors in flight is the most outstanding at once (every shadow call the client has started and not seen end, so the shadow never holds more); shadow got/s counts the calls that reached the shadow server.",
+    "- After a warm-up of both servers (mirrored load, not measured), configurations are interleaved round-robin (the order rotated by one per repetition), a fresh transport per run. Figures are medians over repetitions (max for in flight). p50/p99 are of the primary's successful calls. Mirror counts come from the transport's mirror events; mirrors in flight is the most outstanding at once (every shadow call the client has started and not seen end, so the shadow never holds more); shadow got/s counts the calls that reached the shadow server.",
     "- Ran on the shared 2-core host beside the other helpers' work (other load in cores per row): read p99 differences against the min–max spread of the same row.",
   ],
   configs: () => [],
@@ -240,7 +240,10 @@ export const mirror: LabSuite = {
     // Past the budget the rest is left out (reported), never a watchdog kill.
     const runMs = warmupMs + durationMs + 2_500;
     repetitions: for (let rep = 0; rep < reps; rep++) {
-      for (const cfg of CONFIGS) {
+      // Rotated per repetition, so no configuration always runs in the same
+      // slot (after the same neighbour, at the same point of the host's load).
+      const order = CONFIGS.map((_, i) => CONFIGS[(i + rep) % CONFIGS.length] as Config);
+      for (const cfg of order) {
         if (performance.now() - t0 + runMs + 3_000 > timeBudgetMs) {
           skipped.push(`${cfg.name} rep ${rep} and later: time budget`);
           break repetitions;
