@@ -367,6 +367,41 @@ describe("request mirroring", { timeout: 90_000 }, () => {
     expect(shadow.aborted).toBe(0);
   });
 
+  it("a mirror made inside a mesh handler outlives the incoming call (no inherited deadline or cancellation)", async () => {
+    const primary = counting();
+    const shadow = counting();
+    // Longer than the incoming call's deadline: an inherited deadline would cut it.
+    shadow.delayMs = 4_500;
+    const primaryAddr = await startServer("primary", primary);
+    const shadowAddr = await startServer("shadow", shadow);
+    const downstream = transport({
+      target: primaryAddr,
+      mirror: { shadow: shadowAddr, timeoutMs: 30_000 },
+    });
+    const downstreamClient = createClient(EchoService, downstream);
+    // A front server whose handler calls the primary, mirrored, and returns at once.
+    const front = createMeshServer({
+      logger: false,
+      routes: (r) =>
+        r.service(EchoService, {
+          ...createEchoImpl("front"),
+          async echo() {
+            const res = await downstreamClient.echo({});
+            return { servedBy: `front via ${res.servedBy}` };
+          },
+        }),
+    });
+    servers.push(front);
+    const frontAddr = (await front.listen()).address;
+    const caller = transport({ target: frontAddr });
+    // The incoming call's deadline (3 s) passes before the shadow answers (4.5 s).
+    const res = await createClient(EchoService, caller).echo({}, { timeoutMs: 3_000 });
+    expect(res.servedBy).toBe("front via primary");
+    await expect.poll(() => shadow.completed + shadow.aborted, POLL).toBe(1);
+    expect(shadow.completed).toBe(1);
+    expect(shadow.aborted).toBe(0);
+  });
+
   it("does not mirror streaming calls", async () => {
     const primary = counting();
     const shadow = counting();
