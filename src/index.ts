@@ -72,7 +72,7 @@ export {
 } from "./breaker/failure-accrual.js";
 export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
-export { CRITICALITY_HEADER } from "./call/headers.js";
+export { CRITICALITY_HEADER, MIRROR_HEADER } from "./call/headers.js";
 export {
   createMeshTransport,
   type MeshTransport,
@@ -268,6 +268,23 @@ export {
   type VegasOptions,
   type VegasState,
 } from "./limit/vegas-limit.js";
+export type { MirrorEvent } from "./mirror/mirror-events.js";
+export {
+  createMirror,
+  type Mirror,
+  type MirrorDeps,
+  type MirrorOptions,
+} from "./mirror/mirror-interceptor.js";
+export {
+  createMirrorPolicy,
+  decideMirror,
+  MIRROR_POLICY_DEFAULTS,
+  type MirrorCall,
+  type MirrorDecision,
+  type MirrorPolicy,
+  type MirrorPolicyOptions,
+  mirrorShareOf,
+} from "./mirror/mirror-policy.js";
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";

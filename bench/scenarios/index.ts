@@ -5,6 +5,7 @@ import { discovery } from "./discovery.js";
 import { faults } from "./faults.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
+import { mirror } from "./mirror.js";
 import { overload } from "./overload.js";
 import { overloadBalance } from "./overload-balance.js";
 import { queue } from "./queue.js";
@@ -28,4 +29,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [traffic.name]: traffic,
   [overloadBalance.name]: overloadBalance,
   [overload.name]: overload,
+  [mirror.name]: mirror,
 };

@@ -29,3 +29,10 @@ export const GRPC_STATUS_HEADER = "grpc-status";
 
 /** CRITICALITY_HEADER carries a call's criticality: `critical`, `default` or `sheddable`. */
 export const CRITICALITY_HEADER = "x-mesh-criticality";
+/**
+ * MIRROR_HEADER marks a request mirrored to a shadow (any value; the mesh
+ * sends "1"). Envoy suffixes the authority with `-shadow` instead; a header
+ * reaches handlers and interceptors on every protocol. Mesh servers keep the
+ * idempotency records of marked calls apart from the primary's.
+ */
+export const MIRROR_HEADER = "x-mesh-mirror";

@@ -62,6 +62,8 @@ import {
   type CriticalityOption,
   createCriticalityInterceptor,
 } from "../limit/criticality-interceptor.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
+import { createMirror, type MirrorOptions } from "../mirror/mirror-interceptor.js";
 import { createClientAttemptInterceptor } from "../observability/client-attempt-interceptor.js";
 import {
   type ClientObserveOptions,
@@ -180,10 +182,17 @@ export interface MeshTransportOptions extends EndpointTransportOptions, Resolver
    * `grpc-retry-pushback-ms`, nothing sent; default none.
    */
   readonly rateLimit?: ClientRateLimitOptions;
+  /**
+   * mirror copies a share of unary calls, fire-and-forget, to a shadow target
+   * or transport (`{ shadow, share: 0.1 }`): at most maxInFlight (16) at once,
+   * each with its own timeoutMs (1_000), marked `x-mesh-mirror: 1`; see
+   * createMirror. Default off.
+   */
+  readonly mirror?: MirrorOptions;
 }
 
 /** MeshTransportEvent is any typed event a mesh transport reports. */
-export type MeshTransportEvent = BalancerEvent | RetryEvent | BreakerEvent;
+export type MeshTransportEvent = BalancerEvent | RetryEvent | BreakerEvent | MirrorEvent;
 
 /**
  * MeshTransport is a Connect `Transport` for `createClient(Desc, transport)`
@@ -255,11 +264,37 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           clock,
           onEvent,
         });
+  const mirror =
+    opts.mirror === undefined
+      ? undefined
+      : createMirror(opts.mirror, {
+          target: opts.target,
+          clock,
+          onEvent,
+          // The shadow's own events (endpoints, breaker) reach this
+          // transport's listeners; its calls are neither logged nor metered
+          // as the application's, nor retried.
+          openShadow: (shadowTarget) =>
+            createMeshTransport({
+              ...opts,
+              target: shadowTarget,
+              mirror: undefined,
+              interceptors: undefined,
+              retry: false,
+              idempotencyKeys: false,
+              inheritDeadline: false,
+              defaultTimeoutMs: undefined,
+              logger: false,
+              metrics: undefined,
+              onEvent,
+            }),
+        });
   const interceptors = buildClientChain({
     user:
       opts.criticality === undefined
         ? (opts.interceptors ?? [])
         : [...(opts.interceptors ?? []), createCriticalityInterceptor(opts.criticality)],
+    mirror: mirror?.interceptor,
     retry:
       opts.retry === false
         ? undefined
@@ -404,7 +439,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       if (!closing.signal.aborted) {
         closing.abort(new ConnectError(`transport for ${opts.target} was closed`, Code.Canceled));
       }
-      return balancer.close();
+      return Promise.all([balancer.close(), mirror?.close()]).then(() => undefined);
     },
     [Symbol.asyncDispose]() {
       return transport.close();

@@ -8,7 +8,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { RETRY_PUSHBACK_HEADER } from "../call/headers.js";
+import { MIRROR_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { peerIdentityKey, principalOf as peerPrincipal } from "../call/peer-identity.js";
 import { serverCallKey } from "../call/server-call.js";
 import { abortableSleep } from "../call/signals.js";
@@ -193,6 +193,10 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
  *   commit that fails fails the call with ABORTED (and a retry pushback).
  * - A store that fails makes the call fail with UNAVAILABLE before the handler
  *   runs, unless `failOpen`.
+ * - A mirrored call (header `x-mesh-mirror`) is de-duplicated in its own
+ *   namespace: it never claims, waits on or replays the primary's record of
+ *   the same key, so a shadow sharing the store cannot make the primary a
+ *   replay, and the primary's de-duplication is unchanged.
  *
  * Place it after authentication (the principal) and before fault injection;
  * see SERVER_INTERCEPTOR_ORDER. Mesh servers install one there by default
@@ -224,13 +228,17 @@ export function createIdempotencyInterceptor(
     req: UnaryRequest,
     key: string,
     method: string,
+    mirrored: boolean,
   ): Promise<UnaryResponse> {
     const principal = await principalOf(req);
     if (typeof principal !== "string") {
       throw new ConnectError("idempotency principal must be a string", Code.Internal);
     }
     const call: IdempotencyCall = { method, principal, keyDigest: keyDigest(key) };
-    const recordKey = formatRecordKey(principal, method, key);
+    // A mirrored copy (x-mesh-mirror) is de-duplicated apart from the primary:
+    // a shadow sharing the store must neither claim the primary's key nor make
+    // the primary a replay of its own answer. No method name holds a space.
+    const recordKey = formatRecordKey(principal, mirrored ? `${method} mirror` : method, key);
     const fingerprint = requestFingerprint(req.method, req.message);
     const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
     let pollMs: number | undefined;
@@ -477,7 +485,13 @@ export function createIdempotencyInterceptor(
     if (!check.ok) {
       throw new ConnectError(check.problem, Code.InvalidArgument);
     }
-    return keyedCall(next as (req: UnaryRequest) => Promise<UnaryResponse>, req, check.key, method);
+    return keyedCall(
+      next as (req: UnaryRequest) => Promise<UnaryResponse>,
+      req,
+      check.key,
+      method,
+      req.header.has(MIRROR_HEADER),
+    );
   };
 }
 

@@ -5,6 +5,7 @@ import { currentCallScope } from "../call/call-scope.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { LimitEvent } from "../limit/limit-events.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { traceFields } from "./call-outcome-fields.js";
 import { traceContextKey } from "./context-keys.js";
@@ -33,6 +34,8 @@ export interface EventLogger {
   onIdempotencyEvent(event: IdempotencyEvent): void;
   /** onLimitEvent: concurrency limit changes and shed calls at debug (both are frequent under load). */
   onLimitEvent(event: LimitEvent): void;
+  /** onMirrorEvent: mirrors sent, dropped and failed at debug (metrics count them; a down shadow fails every one). */
+  onMirrorEvent(event: MirrorEvent): void;
 }
 
 type Level = "debug" | "info" | "warn";
@@ -103,6 +106,8 @@ export function createEventLogger(logger: Logger): EventLogger {
           return handlers.onIdempotencyEvent(event as IdempotencyEvent);
         case "limit":
           return handlers.onLimitEvent(event as LimitEvent);
+        case "mirror":
+          return handlers.onMirrorEvent(event as MirrorEvent);
         default:
           write("info", "mesh", event);
       }
@@ -129,6 +134,9 @@ export function createEventLogger(logger: Logger): EventLogger {
         event,
         currentCallScope()?.values.get(traceContextKey),
       );
+    },
+    onMirrorEvent(event) {
+      write("debug", "mirror", event);
     },
   };
   return handlers;

@@ -3,6 +3,7 @@ import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { LimitEvent } from "../limit/limit-events.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 
 /**
@@ -16,10 +17,18 @@ export type MeshEvent =
   | RetryEvent
   | RegistryEvent
   | IdempotencyEvent
-  | LimitEvent;
+  | LimitEvent
+  | MirrorEvent;
 
 /** MeshEventKind is the family of a MeshEvent. */
-export type MeshEventKind = "balancer" | "breaker" | "retry" | "registry" | "idempotency" | "limit";
+export type MeshEventKind =
+  | "balancer"
+  | "breaker"
+  | "retry"
+  | "registry"
+  | "idempotency"
+  | "limit"
+  | "mirror";
 
 const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   breaker: "breaker",
@@ -45,6 +54,9 @@ const KIND_BY_TYPE: Readonly<Record<string, MeshEventKind>> = {
   "store-error": "idempotency",
   "limit-changed": "limit",
   shed: "limit",
+  "mirror-sent": "mirror",
+  "mirror-dropped": "mirror",
+  "mirror-failed": "mirror",
 };
 
 /**

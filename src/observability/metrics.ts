@@ -6,6 +6,7 @@ import type { BreakerEvent } from "../breaker/breaker-events.js";
 import type { CircuitState } from "../breaker/circuit-breaker.js";
 import { formatAddress } from "../discovery/address.js";
 import type { LimitEvent } from "../limit/limit-events.js";
+import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import { type MeshEvent, meshEventKind } from "./mesh-event.js";
 
@@ -34,7 +35,8 @@ export interface RpcLabels {
  * `mesh_outlier_ejections_total`, `mesh_idempotency_replays_total`,
  * `mesh_endpoints{target}`, `mesh_concurrency_limit{key}` (the current
  * adaptive limit; key `"pkg.Service/Method"` or `"*"`),
- * `mesh_concurrency_shed_total{grpc_service,grpc_method,criticality}`.
+ * `mesh_concurrency_shed_total{grpc_service,grpc_method,criticality}`,
+ * `mesh_mirror_calls_total{target, outcome}`.
  */
 export interface MeshMetrics {
   /** registry holds the metrics (a prom-client `Registry`); scrape it, or merge it into yours. */
@@ -61,6 +63,8 @@ export interface MeshMetrics {
   onRetryEvent(event: RetryEvent): void;
   /** onLimitEvent feeds `mesh_concurrency_limit` and `mesh_concurrency_shed_total`. */
   onLimitEvent(event: LimitEvent): void;
+  /** onMirrorEvent feeds `mesh_mirror_calls_total` (outcome sent, dropped or failed). */
+  onMirrorEvent(event: MirrorEvent): void;
   /** onEvent takes any MeshEvent (a transport's `onEvent`) and feeds the metrics above. */
   onEvent(event: MeshEvent): void;
 }
@@ -191,6 +195,11 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
     "Total number of responses replayed from the idempotency store.",
     ["grpc_service", "grpc_method"],
   );
+  const mirrorCalls = counter(
+    "mesh_mirror_calls_total",
+    "Total number of mirrored calls by outcome: sent to the shadow, dropped at the in-flight bound, failed.",
+    ["target", "outcome"],
+  );
   const endpoints = gauge(
     "mesh_endpoints",
     "Number of endpoints the balancer holds for a target.",
@@ -270,12 +279,16 @@ export async function createMetrics(options: MetricsOptions = {}): Promise<MeshM
         });
       }
     },
+    onMirrorEvent(e) {
+      mirrorCalls.inc({ target: e.target, outcome: e.type.slice("mirror-".length) });
+    },
     onEvent(e) {
       const kind = meshEventKind(e);
       if (kind === "balancer") metrics.onBalancerEvent(e as BalancerEvent);
       else if (kind === "breaker") metrics.onBreakerEvent(e as BreakerEvent);
       else if (kind === "retry") metrics.onRetryEvent(e as RetryEvent);
       else if (kind === "limit") metrics.onLimitEvent(e as LimitEvent);
+      else if (kind === "mirror") metrics.onMirrorEvent(e as MirrorEvent);
     },
   };
   return metrics;

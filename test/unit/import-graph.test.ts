@@ -24,6 +24,7 @@ const FEATURES = [
   "grpc",
   "identity",
   "authz",
+  "mirror",
 ];
 // Known exceptions, each with the reason it stands and who removes it.
 const ALLOWED = new Set<string>([]);
