@@ -1,6 +1,28 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+// State snapshots (transport.snapshot(), server.snapshot()) and channelz.
+export type {
+  BreakerSnapshot,
+  BreakerTransitionRecord,
+  CallCountsSnapshot,
+  EjectionRecord,
+  EjectionSnapshot,
+  EndpointSnapshot,
+  HedgingSnapshot,
+  IdempotencySnapshot,
+  MethodCallsSnapshot,
+  MethodSnapshot,
+  RegistrationSnapshot,
+  ResolverSnapshot,
+  RetryBudgetSnapshot,
+  RetrySnapshot,
+  ServerSnapshot,
+  ServerSnapshotSource,
+  ServiceSnapshot,
+  TransportSnapshot,
+  TransportSnapshotSource,
+} from "./admin/snapshot.js";
 export {
   type BreakerEvent,
   type BreakerOptions,
@@ -182,6 +204,7 @@ export {
   type BalancerOptions,
   type BalancerPick,
   type BalancerPickInfo,
+  type BalancerSnapshot,
   type BalancerState,
   createBalancer,
   type LoadBalancingPolicy,
