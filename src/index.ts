@@ -2,6 +2,12 @@
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
 // State snapshots (transport.snapshot(), server.snapshot()) and channelz.
+export {
+  CHANNELZ_MAX_RESULTS,
+  Channelz,
+  type ChannelzOptions,
+  createChannelzService,
+} from "./admin/channelz-service.js";
 export type {
   BreakerSnapshot,
   BreakerTransitionRecord,
@@ -20,6 +26,7 @@ export type {
   ServerSnapshot,
   ServerSnapshotSource,
   ServiceSnapshot,
+  SocketSnapshot,
   TransportSnapshot,
   TransportSnapshotSource,
 } from "./admin/snapshot.js";
