@@ -1,6 +1,35 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+// State snapshots (transport.snapshot(), server.snapshot()) and channelz.
+export {
+  CHANNELZ_MAX_RESULTS,
+  Channelz,
+  type ChannelzOptions,
+  createChannelzService,
+} from "./admin/channelz-service.js";
+export type {
+  BreakerSnapshot,
+  BreakerTransitionRecord,
+  CallCountsSnapshot,
+  EjectionRecord,
+  EjectionSnapshot,
+  EndpointSnapshot,
+  HedgingSnapshot,
+  IdempotencySnapshot,
+  MethodCallsSnapshot,
+  MethodSnapshot,
+  RegistrationSnapshot,
+  ResolverSnapshot,
+  RetryBudgetSnapshot,
+  RetrySnapshot,
+  ServerSnapshot,
+  ServerSnapshotSource,
+  ServiceSnapshot,
+  SocketSnapshot,
+  TransportSnapshot,
+  TransportSnapshotSource,
+} from "./admin/snapshot.js";
 // Authorization policy (issue 16 §2).
 export {
   AUTHORIZATION_FILE_DEFAULTS,
@@ -368,6 +397,7 @@ export {
   type BalancerOptions,
   type BalancerPick,
   type BalancerPickInfo,
+  type BalancerSnapshot,
   type BalancerState,
   createBalancer,
   type LoadBalancingPolicy,

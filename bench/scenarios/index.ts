@@ -1,4 +1,5 @@
 import type { Scenario } from "../lib/scenario.js";
+import { admin } from "./admin.js";
 import { balancing } from "./balancing.js";
 import { breakers } from "./breakers.js";
 import { discovery } from "./discovery.js";
@@ -30,4 +31,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [overloadBalance.name]: overloadBalance,
   [overload.name]: overload,
   [mirror.name]: mirror,
+  [admin.name]: admin,
 };

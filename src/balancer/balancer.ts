@@ -1,4 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { type CallCounts, createCallCounts, snapshotCallCounts } from "../admin/call-counts.js";
+import type { EndpointSnapshot, ResolverSnapshot } from "../admin/snapshot.js";
 import type { CallOutcome } from "../breaker/call-outcome.js";
 import {
   BACKGROUND,
@@ -10,6 +12,7 @@ import {
 import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver } from "../discovery/resolver.js";
 import type { BalancerEvent } from "./balancer-events.js";
+import { createEjectionHistory } from "./ejection-history.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
 import { createLoadPenalty, type LoadPenaltyOptions, NO_LOAD_PENALTY } from "./load-penalty.js";
 import {
@@ -18,6 +21,7 @@ import {
   type OutlierDetectorOptions,
 } from "./outlier-detector.js";
 import type { PeakEwmaOptions } from "./peak-ewma.js";
+import { createPickRing } from "./pick-ring.js";
 import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
 import { type LoadBalancingPolicy, PICKER_FACTORIES } from "./picker-registry.js";
 import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
@@ -133,6 +137,17 @@ export interface BalancerState {
   readonly staleSince: number | undefined;
 }
 
+/**
+ * BalancerSnapshot is the balancer's part of a TransportSnapshot: frozen,
+ * JSON-serialisable.
+ */
+export interface BalancerSnapshot {
+  readonly policy: string;
+  readonly resolver: ResolverSnapshot;
+  readonly endpoints: readonly EndpointSnapshot[];
+  readonly picks: { readonly window: number; readonly counted: number };
+}
+
 /** Balancer spreads attempts over a target's endpoints. */
 export interface Balancer<S extends Subchannel> {
   /**
@@ -166,6 +181,12 @@ export interface Balancer<S extends Subchannel> {
    * throws TypeError/RangeError and leaves the old one in force.
    */
   setTrafficPolicy(policy: TrafficPolicy | undefined): void;
+  /**
+   * snapshot describes every endpoint in use (load, connection, share of the
+   * last picks, ejection state and history) and the resolver's state. It
+   * reads counters the call path keeps anyway; cost grows with the endpoints.
+   */
+  snapshot(): BalancerSnapshot;
   /** close stops the resolver and closes every subchannel. */
   close(): Promise<void>;
 }
@@ -178,6 +199,10 @@ interface SubchannelEntry<S> {
   subchannel: S | undefined;
   active: number;
   removed: boolean;
+  /** calls counts the attempts sent through this entry, for snapshots. */
+  readonly calls: CallCounts;
+  /** picks counts this entry's picks among the last ones (see PickRing). */
+  picks: number;
 }
 
 /**
@@ -213,6 +238,8 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   const penalty =
     options.loadPenalty === false ? NO_LOAD_PENALTY : createLoadPenalty(options.loadPenalty);
   const extraLoad = options.loadPenalty === false ? undefined : penalty.extraLoad;
+  const ejections = createEjectionHistory();
+  const recentPicks = createPickRing<SubchannelEntry<S>>();
   const outlierOptions =
     options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
   const detector: OutlierDetector | undefined =
@@ -221,6 +248,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       : createOutlierDetector({
           ...outlierOptions,
           onEvent: (e) => {
+            ejections.record(e);
             emit({ ...e, source: "outlier", target: options.target });
             outlierOptions.onEvent?.(e);
           },
@@ -425,7 +453,13 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   function subchannelFor(endpoint: Endpoint): SubchannelEntry<S> {
     let entry = subchannels.get(endpoint.address);
     if (entry === undefined) {
-      entry = { subchannel: undefined, active: 0, removed: false };
+      entry = {
+        subchannel: undefined,
+        active: 0,
+        removed: false,
+        calls: createCallCounts(),
+        picks: 0,
+      };
       subchannels.set(endpoint.address, entry);
     }
     entry.subchannel ??= options.createSubchannel(endpoint);
@@ -446,6 +480,10 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       const address = picked.endpoint.address;
       const entry = subchannelFor(picked.endpoint);
       entry.active++;
+      const calls = entry.calls;
+      calls.started++;
+      calls.lastStartedAt = clock.now();
+      recentPicks.record(entry);
       let finished = false;
       return {
         endpoint: picked.endpoint,
@@ -460,6 +498,8 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
             picked.done(outcome);
           }
           entry.active--;
+          if (outcome.ok) calls.succeeded++;
+          else calls.failed++;
           if (!outcome.ok && outcome.code === Code.Unavailable && held.has(address)) {
             failedWhileHeld.add(address);
             stabilize();
@@ -577,6 +617,51 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     setTrafficPolicy(policy) {
       traffic.set(policy);
       rebuild();
+    },
+    snapshot() {
+      const now = clock.now();
+      const counted = recentPicks.counted;
+      const readySet = new Set(ready.map((e) => e.address));
+      const endpoints = (set?.endpoints ?? []).map((e): EndpointSnapshot => {
+        const entry = subchannels.get(e.address);
+        const health = detector?.health(e.address, now);
+        const picks = entry?.picks ?? 0;
+        const rtt = policy === "p2c-ewma" ? loads.get(e.address)?.ewma.rttMs(now) : undefined;
+        return Object.freeze({
+          address: e.address,
+          weight: e.weight,
+          metadata: e.metadata,
+          status: !readySet.has(e.address) ? "ejected" : held.has(e.address) ? "held" : "ready",
+          connection: entry?.subchannel?.state?.() ?? "none",
+          rttMs: rtt === undefined ? null : rtt,
+          pending: entry?.active ?? 0,
+          picks,
+          pickShare: counted === 0 ? 0 : picks / counted,
+          ejection:
+            detector === undefined
+              ? null
+              : Object.freeze({
+                  state: health?.state ?? "healthy",
+                  ejectionCount: health?.ejectionCount ?? 0,
+                  until: health?.state === "ejected" ? health.until : null,
+                  history: ejections.of(e.address),
+                }),
+          calls: snapshotCallCounts(entry?.calls ?? createCallCounts()),
+        });
+      });
+      const staleSince = set?.staleSince;
+      return Object.freeze({
+        policy,
+        resolver: Object.freeze({
+          resolved: set !== undefined,
+          resolvedAt: set?.resolvedAt ?? null,
+          staleSince: staleSince ?? null,
+          staleForMs: staleSince === undefined ? null : Math.max(0, now - staleSince),
+          lastError: resolverError === undefined ? null : errorMessage(resolverError),
+        }),
+        endpoints: Object.freeze(endpoints),
+        picks: Object.freeze({ window: recentPicks.size, counted }),
+      });
     },
     async close() {
       if (closed) return;

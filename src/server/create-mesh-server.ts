@@ -12,6 +12,9 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { createCallCounters } from "../admin/call-counters.js";
+import { createServerSnapshotter, type ServerSnapshotter } from "../admin/server-snapshotter.js";
+import type { ServerSnapshot } from "../admin/snapshot.js";
 import type { AuthorizationServerOption } from "../authz/authz-interceptor.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerIdentityKey } from "../call/peer-identity.js";
@@ -32,6 +35,7 @@ import {
 import { captureRoutes } from "../grpc/server-routes.js";
 import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import { createMemoryIdempotencyStore } from "../idempotency/memory-store.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
 import { createPeerIdentityCache } from "../identity/peer-identity-of.js";
 import {
@@ -228,6 +232,13 @@ export interface MeshServer {
   readonly inFlight: number;
   /** address is the bound address, once listening. */
   readonly address: BoundAddress | undefined;
+  /**
+   * snapshot describes the server's state now: services and health, calls
+   * in flight and counts per method, concurrency limit, idempotency store,
+   * registration. Frozen and JSON-serialisable; it reads counters the call
+   * path keeps anyway.
+   */
+  snapshot(): ServerSnapshot;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -262,10 +273,13 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   validateServerOptions(opts);
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
+  // Built once the parts it reads exist; it counts the idempotency events.
+  let snapshotter: ServerSnapshotter | undefined;
   const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
+    (e) => snapshotter?.onEvent(e),
   );
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
@@ -276,9 +290,23 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const readMaxBytes = opts.readMaxBytes ?? opts.connect?.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const acceptCompression =
     opts.connect?.acceptCompression?.map(boundedCompression) ?? DEFAULT_SERVER_COMPRESSION;
+  // The default memory store is made here, so that snapshots can read its occupancy.
+  const idempotencyStore =
+    opts.idempotency === false
+      ? undefined
+      : (opts.idempotency?.store ?? createMemoryIdempotencyStore());
+  // Per-method call counts for snapshots, outermost: every call is counted.
+  const calls = createCallCounters(opts.clock ?? systemClock);
   // One chain for both paths: the lean gRPC handler and connect-node.
   const interceptors = [
-    ...createServerInterceptors(opts, logger, onEvent),
+    calls.interceptor,
+    ...createServerInterceptors(
+      opts.idempotency === false
+        ? opts
+        : { ...opts, idempotency: { ...opts.idempotency, store: idempotencyStore } },
+      logger,
+      onEvent,
+    ),
     createAbortedCallGuard(),
   ];
   const grpcMethods = new Map<string, MethodImplSpec>();
@@ -451,6 +479,31 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     warn: (fields, message) => logger.warn(fields, message),
   });
   const wait = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+  snapshotter = createServerSnapshotter({
+    clock,
+    calls,
+    health,
+    address: () => bound,
+    state: () => (closing ? "closing" : bound === undefined ? "new" : "serving"),
+    inFlight: () => inFlight,
+    connections: () => sessions.size,
+    sockets: () => {
+      const out: { remote: string; local: string }[] = [];
+      for (const session of sessions) {
+        const socket = session.socket;
+        if (socket?.remoteAddress === undefined || socket.localAddress === undefined) continue;
+        out.push({
+          remote: formatAddress(socket.remoteAddress, socket.remotePort ?? 0),
+          local: formatAddress(socket.localAddress, socket.localPort ?? 0),
+        });
+      }
+      return out;
+    },
+    concurrencyLimit: opts.concurrencyLimit,
+    idempotencyStore,
+    registration: () => registrar.snapshot(),
+  });
+  const snapshot = snapshotter.snapshot;
 
   async function doClose(graceMs: number): Promise<void> {
     closing = true;
@@ -552,6 +605,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     get address() {
       return bound;
     },
+    snapshot,
     [Symbol.asyncDispose]() {
       return server.close();
     },
