@@ -120,7 +120,7 @@ export const transport: Scenario = {
     full: { warmupMs: 1500, durationMs: 3000, reps: 3 },
     quick: { warmupMs: 300, durationMs: 500, reps: 1 },
   },
-  configs(): BenchConfig[] {
+  configs(opts): BenchConfig[] {
     const out: BenchConfig[] = [];
     for (const payloadBytes of PAYLOADS) {
       for (const row of ROWS) {
@@ -133,7 +133,11 @@ export const transport: Scenario = {
         });
       }
     }
-    for (const row of tlsRows()) {
+    // Quick (CI smoke) runs measure only the two rows the goal compares.
+    const secured = tlsRows().filter(
+      (r) => !opts.quick || r.label === MTLS_REFERENCE || r.label === MESH_MTLS,
+    );
+    for (const row of secured) {
       out.push({
         label: row.label,
         client: row.client,
