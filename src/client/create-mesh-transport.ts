@@ -188,6 +188,9 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const opts = { ...DEFAULTS, ...options };
   const clock = opts.clock ?? systemClock;
   validateTransportOptions(opts);
+  // Built (and validated) before any session or timer exists.
+  const criticality =
+    opts.criticality === undefined ? undefined : createCriticalityInterceptor(opts.criticality);
   const target = parseTarget(opts.target);
   // The URL only names the method in Connect's request objects; each attempt
   // goes to the endpoint the balancer picks.
@@ -224,9 +227,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         });
   const interceptors = buildClientChain({
     user:
-      opts.criticality === undefined
-        ? (opts.interceptors ?? [])
-        : [...(opts.interceptors ?? []), createCriticalityInterceptor(opts.criticality)],
+      criticality === undefined ? opts.interceptors : [...(opts.interceptors ?? []), criticality],
     retry:
       opts.retry === false
         ? undefined
