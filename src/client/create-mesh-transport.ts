@@ -241,6 +241,9 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const opts = { ...DEFAULTS, ...options };
   const clock = opts.clock ?? systemClock;
   validateTransportOptions(opts);
+  // Built (and validated) before any session or timer exists.
+  const criticality =
+    opts.criticality === undefined ? undefined : createCriticalityInterceptor(opts.criticality);
   const target = parseTarget(opts.target);
   // The URL only names the method in Connect's request objects; each attempt
   // goes to the endpoint the balancer picks.
@@ -321,7 +324,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     user: [
       calls.interceptor,
       ...(opts.interceptors ?? []),
-      ...(opts.criticality === undefined ? [] : [createCriticalityInterceptor(opts.criticality)]),
+      ...(criticality === undefined ? [] : [criticality]),
     ],
     mirror: mirror?.interceptor,
     retry: retry?.interceptor,

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { createCriticalityInterceptor, createMeshTransport } from "../../src/index.js";
 import { createAdaptiveLimit } from "../../src/limit/adaptive-limit.js";
 import {
   admitsCriticality,
@@ -211,5 +212,26 @@ describe("criticality", () => {
   ])("rejects shares %o", (shares, text) => {
     expect(() => validateCriticalityShares(shares as never)).toThrow(RangeError);
     expect(() => validateCriticalityShares(shares as never)).toThrow(text);
+  });
+});
+
+describe("client criticality option", () => {
+  it.each([
+    ["urgent", RangeError, 'criticality "urgent"'],
+    [{ "a/b/c": "critical" }, RangeError, 'criticality key "a/b/c"'],
+    [{ "pkg.Service": "urgent" }, RangeError, 'criticality["pkg.Service"] "urgent"'],
+    [7, TypeError, "criticality 7"],
+  ] as const)("rejects %j when the transport is built", (option, type, text) => {
+    const build = () =>
+      createMeshTransport({ target: "127.0.0.1:1", logger: false, criticality: option as never });
+    expect(build).toThrow(type);
+    expect(build).toThrow(text);
+  });
+
+  it("accepts one criticality or a table", () => {
+    expect(() => createCriticalityInterceptor("sheddable")).not.toThrow();
+    expect(() =>
+      createCriticalityInterceptor({ "pkg.Service": "sheddable", "pkg.Service/Pay": "critical" }),
+    ).not.toThrow();
   });
 });
