@@ -355,13 +355,13 @@ async function rateRun(ctx: LabContext, limitRps: number, seconds: number): Prom
       10,
       async (replicas, echo) => {
         const offered = limitRps * 2.5;
-        // Warm-up: connections, and the burst drained.
-        await openLoop(echo, offered, 1_000);
+        // Warm-up: connections, and the burst drained. It ends on a second
+        // boundary, under load, so whole seconds are counted and the bucket
+        // has no idle time to refill its burst before the window.
+        await openLoop(echo, offered, 1_000 + (1000 - ((Date.now() + 1_000) % 1000)));
         for (const x of replicas) x.admittedBySecond.clear();
         ctx.lab.load.reset();
-        // Start on a second boundary so whole seconds are counted.
-        await sleep(1000 - (Date.now() % 1000));
-        const first = Math.floor(Date.now() / 1000);
+        const first = Math.round(Date.now() / 1000);
         const res = await openLoop(echo, offered, seconds * 1000, LIMIT_DEADLINE_MS);
         const otherLoad = ctx.lab.load.cores();
         const perSecond: number[] = [];
@@ -458,7 +458,7 @@ export const overloadBalance: LabSuite = {
     `- One mesh client (createMeshTransport, p2c-ewma, default outlier detection and breakers; idempotency keys off, so the default retry policy does not retry the side-effecting Echo) drives open-loop load at the given multiple of the total capacity, ${DEADLINE_MS} ms deadline. \`penalty\` is the default (loadPenalty on), \`no penalty\` sets \`loadPenalty: false\`. Fresh servers and client per repetition, repetitions interleaved; tables show medians over repetitions.`,
     "- Simulated rows run the same decision code (createP2cEwmaPicker, createLoadPenalty, and the balancer's handling of a shed answer) against the same replicas in a discrete-event simulation on a fake clock (Poisson arrivals, 1 ms round trip), free of this machine's CPU noise.",
     "- share is each replica's fraction of the attempts it received (served + shed); resource_exhausted is what the client saw; shed is what each server refused.",
-    "- Rate limit: 3 replicas with `rateLimit: { limits: { ratePerSecond: R, burst: R/4 }, store: createRedisRateLimitStore(...) }` (one Redis connection each, one shared key prefix), 10 clients each balancing over the 3 replicas, offered 2.5 R calls/s; admitted calls are counted per wall-clock second on the servers after a 1 s warm-up that drains the burst. A burst of R/4 absorbs the gaps a CPU-starved load generator leaves (its calls come in clumps); a smaller one loses the tokens of each gap.",
+    "- Rate limit: 3 replicas with `rateLimit: { limits: { ratePerSecond: R, burst: R/4 }, store: createRedisRateLimitStore(...) }` (one Redis connection each, one shared key prefix), 10 clients each balancing over the 3 replicas, offered 2.5 R calls/s; admitted calls are counted per wall-clock second on the servers after a 1-2 s warm-up under the same load that drains the burst and ends on a second boundary. A burst of R/4 absorbs the gaps a CPU-starved load generator leaves (its calls come in clumps); a smaller one loses the tokens of each gap.",
     "- Redis down: the same 3 replicas with a store pointed at a port nothing listens on, 100 calls/s from 10 clients; `open` must admit every call, `closed` refuse every call with UNAVAILABLE, and the p99 of all calls shows no call waits on the limiter.",
     "- The machine is shared with other work (other_load_cores); figures from a run beside other load.",
   ],

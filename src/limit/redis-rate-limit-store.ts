@@ -78,8 +78,9 @@ if elapsed < 0 then elapsed = 0 end
 tokens = math.min(burst, tokens + elapsed * rate)
 local allowed = 0
 local wait = 0
-if tokens >= cost then
-  tokens = tokens - cost
+-- Refill arithmetic rounds: waiting exactly the pushback must be enough.
+if tokens + 1e-9 >= cost then
+  tokens = math.max(0, tokens - cost)
   allowed = 1
 else
   wait = math.ceil((math.min(cost, burst) - tokens) / rate)

@@ -31,6 +31,10 @@ export interface TokenBucketDecision {
   readonly retryAfterMs: number;
 }
 
+// Refill arithmetic rounds: a caller who waited exactly the pushback must
+// find 0.9999999999 tokens enough.
+const EPSILON = 1e-9;
+
 /**
  * takeToken is the token bucket's pure decision: refill `state` (undefined: a
  * new, full bucket) up to `now`, then take `cost` tokens (default 1) if the
@@ -44,8 +48,12 @@ export function takeToken(
   cost = 1,
 ): TokenBucketDecision {
   const tokens = levelAt(limit, state, now);
-  if (tokens >= cost) {
-    return { allowed: true, state: { tokens: tokens - cost, updatedAt: now }, retryAfterMs: 0 };
+  if (tokens + EPSILON >= cost) {
+    return {
+      allowed: true,
+      state: { tokens: Math.max(0, tokens - cost), updatedAt: now },
+      retryAfterMs: 0,
+    };
   }
   const missing = Math.min(cost, limit.burst) - tokens;
   return {

@@ -90,6 +90,31 @@ function request(deadlineAt: number | undefined, attempt?: ReturnType<typeof cre
 const ok: Answer = async () => ({ stream: false }) as UnaryResponse;
 
 describe("attempt step", () => {
+  it.each([
+    // A shed answer (RESOURCE_EXHAUSTED with a pushback delay) carries it to the balancer.
+    [Code.ResourceExhausted, "250", { pushbackMs: 250 }],
+    [Code.ResourceExhausted, "0", { pushbackMs: 0 }],
+    // No header, or "do not retry": nothing to penalise for.
+    [Code.ResourceExhausted, undefined, {}],
+    [Code.ResourceExhausted, "-1", {}],
+    // Only RESOURCE_EXHAUSTED is load shedding.
+    [Code.Unavailable, "250", {}],
+  ] as const)(
+    "reports code %i with pushback %s to the balancer as %o",
+    async (code, pushback, extra) => {
+      const h = harness(async () => {
+        throw new ConnectError(
+          "shed",
+          code,
+          pushback === undefined ? undefined : new Headers({ "grpc-retry-pushback-ms": pushback }),
+        );
+      });
+      const { req } = request(5_000);
+      await expect(h.step(req)).rejects.toMatchObject({ code });
+      expect(h.done).toEqual([{ ok: false, code, latencyMs: 0, ...extra }]);
+    },
+  );
+
   it("sends the attempt with its own time left, passes its avoid list, and reports the endpoint", async () => {
     const h = harness(ok);
     const picked: string[] = [];

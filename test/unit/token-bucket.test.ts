@@ -70,6 +70,7 @@ describe("takeToken", () => {
           expect(admitted).toBeLessThanOrEqual(burst + (now * ratePerSecond) / 1000 + 1e-9);
         },
       ),
+      { numRuns: Number(process.env.FC_RUNS ?? 100) },
     );
   });
 });
