@@ -4,9 +4,8 @@
 // State snapshots (transport.snapshot(), server.snapshot()) and channelz.
 export {
   CHANNELZ_MAX_RESULTS,
-  Channelz,
   type ChannelzOptions,
-  createChannelzService,
+  channelzRoutes,
 } from "./admin/channelz-service.js";
 export type {
   BreakerSnapshot,

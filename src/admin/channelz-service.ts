@@ -1,6 +1,6 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Timestamp, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
 import {
   type AddressSchema,
   type ChannelSchema,
@@ -35,6 +35,20 @@ export interface ChannelzOptions {
   readonly servers?: readonly ServerSnapshotSource[] | (() => readonly ServerSnapshotSource[]);
 }
 
+/**
+ * channelzRoutes registers `grpc.channelz.v1.Channelz` (see
+ * createChannelzService) on a router: pass it to a mesh server's `routes`,
+ * alone or next to other services:
+ * `routes: (r) => { channelzRoutes({ transports, servers })(r); r.service(...); }`.
+ * Options are validated here (TypeError).
+ */
+export function channelzRoutes(options: ChannelzOptions = {}): (router: ConnectRouter) => void {
+  const impl = createChannelzService(options);
+  return (router) => {
+    router.service(Channelz, impl);
+  };
+}
+
 /** CHANNELZ_MAX_RESULTS is the page size when a request asks for none (grpc-go's too). */
 export const CHANNELZ_MAX_RESULTS = 100;
 
@@ -53,8 +67,8 @@ type TraceEventInit = MessageInitShape<typeof ChannelTraceEventSchema>;
  * ejections as trace events), each server a server (call counts over its
  * methods) with its HTTP/2 connections as sockets. Client sockets are not
  * reported. Ids are stable for the service's lifetime. Mount it with
- * `router.service(Channelz, createChannelzService({ transports, servers }))`;
- * a snapshot is taken per request, never on the call path.
+ * `router.service(Channelz, createChannelzService({ transports, servers }))`
+ * or channelzRoutes; a snapshot is taken per request, never on the call path.
  */
 export function createChannelzService(options: ChannelzOptions = {}): ServiceImpl<typeof Channelz> {
   const transportsOf = listOf(options.transports, "transports");

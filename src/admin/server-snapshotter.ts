@@ -89,7 +89,9 @@ export function createServerSnapshotter(deps: ServerSnapshotDeps): ServerSnapsho
       idempotencyEvents.set(event.type, (idempotencyEvents.get(event.type) ?? 0) + 1);
     },
     snapshot() {
+      // Read together, so that clock times map to wall time (see wallTimeMs).
       const now = deps.clock.now();
+      const wallTimeMs = Date.now();
       const bound = deps.address();
       const services: ServiceSnapshot[] = [];
       for (const name of deps.health.services()) {
@@ -104,7 +106,7 @@ export function createServerSnapshotter(deps: ServerSnapshotDeps): ServerSnapsho
       return Object.freeze({
         kind: "server",
         takenAt: now,
-        wallTimeMs: Date.now(),
+        wallTimeMs,
         address: bound?.address ?? null,
         url: bound?.url ?? null,
         state: deps.state(),

@@ -147,7 +147,9 @@ export function createTransportSnapshotter(deps: TransportSnapshotDeps): Transpo
       }
     },
     snapshot() {
+      // Read together, so that clock times map to wall time (see wallTimeMs).
       const now = deps.clock.now();
+      const wallTimeMs = Date.now();
       const b = deps.balancer.snapshot();
       const methodCounts = deps.calls.methods();
       const methods: MethodCallsSnapshot[] = [];
@@ -158,7 +160,7 @@ export function createTransportSnapshotter(deps: TransportSnapshotDeps): Transpo
         kind: "transport",
         target: deps.target,
         takenAt: now,
-        wallTimeMs: Date.now(),
+        wallTimeMs,
         policy: b.policy,
         closed: deps.isClosed(),
         resolver: b.resolver,

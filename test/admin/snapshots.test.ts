@@ -7,6 +7,7 @@ import {
   type ServerSnapshot,
   type TransportSnapshot,
 } from "../../src/index.js";
+import { createMemoryRegistry } from "../support/memory-registry.js";
 import { OrderService, startScriptedOrders } from "../support/scripted-orders.js";
 
 const GET_ORDER = "example.orders.v1.OrderService/GetOrder";
@@ -225,5 +226,81 @@ describe("state snapshots through the public API", () => {
       events: { claimed: 1, completed: 1 },
     });
     expect(idle.registration).toBeNull();
+  });
+
+  it("shows hedging and its counters, and a registration with the endpoint's metadata", async () => {
+    const registry = createMemoryRegistry();
+    // The first GetOrder stalls: the hedge sent after 20 ms answers it.
+    const s = await startScriptedOrders("h", (_method, n) =>
+      n === 1 ? { ok: true, delayMs: 2_000 } : { ok: true },
+    );
+    cleanups.push(() => s.server.close({ graceMs: 0 }));
+    const registered = createMeshServer({
+      logger: false,
+      routes: (r) => r.service(OrderService, {}),
+      registration: {
+        registry,
+        service: "orders",
+        instanceId: "i-1",
+        metadata: { zone: "z1" },
+        deregisterDelayMs: 0,
+      },
+    });
+    const { address } = await registered.listen();
+    cleanups.push(() => registered.close({ graceMs: 0 }));
+    const reg = registered.snapshot().registration;
+    expect(reg).toMatchObject({
+      registry: "memory",
+      service: "orders",
+      instanceId: "i-1",
+      address,
+      state: "registered",
+      failures: 0,
+      lastError: null,
+    });
+    expect(reg?.registeredAt).not.toBeNull();
+
+    const viaRegistry = createMeshTransport({
+      target: "memory:///orders",
+      registries: [registry],
+      logger: false,
+    });
+    cleanups.push(() => viaRegistry.close());
+    await expect.poll(() => viaRegistry.snapshot().endpoints.length, { timeout: 10_000 }).toBe(1);
+    expect(viaRegistry.snapshot().endpoints[0]).toMatchObject({
+      address,
+      metadata: { id: "i-1", zone: "z1" },
+      connection: "none",
+      picks: 0,
+      pickShare: 0,
+    });
+
+    const hedged = createMeshTransport({
+      target: s.address,
+      logger: false,
+      retry: { hedging: { delayMs: 20, maxAttempts: 2 } },
+    });
+    cleanups.push(() => hedged.close());
+    const orders = createClient(OrderService, hedged);
+    await orders.getOrder({ id: "h" }, { timeoutMs: 10_000 });
+    const snap = hedged.snapshot();
+    expectPlainData(snap);
+    expect(snap.retry?.hedging).toEqual({
+      delayMs: 20,
+      minDelayMs: 10,
+      maxAttempts: 2,
+      methods: null,
+    });
+    expect(snap.retry?.hedges).toBe(1);
+    expect(snap.retry?.budget?.withdrawn).toBe(1);
+    expect(snap.calls).toMatchObject({ started: 1, succeeded: 1, failed: 0 });
+    // Two attempts went out; the stalled one was cancelled when the hedge won.
+    expect(snap.endpoints[0]?.calls.started).toBe(2);
+
+    await registered.close({ graceMs: 0 });
+    expect(registered.snapshot()).toMatchObject({
+      state: "closing",
+      registration: { state: "deregistered", registeredAt: null },
+    });
   });
 });
