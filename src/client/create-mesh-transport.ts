@@ -41,6 +41,7 @@ import { createEventEmitter } from "../call/event-emitter.js";
 import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
 import { deadlineSignal, linkSignals } from "../call/signals.js";
 import { onStreamEnd } from "../call/stream-end.js";
+import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
 import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
@@ -162,6 +163,12 @@ export interface MeshTransport extends Transport {
    * every HTTP/2 session. Idempotent.
    */
   close(): Promise<void>;
+  /**
+   * tap attaches an observer of finished calls (redacted headers, trace id,
+   * endpoint) and events, e.g. an admin server; returns the detach function.
+   * While no observer is attached, calls build nothing for it.
+   */
+  tap(observer: MeshTapObserver<MeshTransportEvent>): () => void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -183,10 +190,12 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const baseUrl = `${opts.tls === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
+  const meshTap = createMeshTap<MeshTransportEvent>();
   const onEvent = createEventEmitter<MeshTransportEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
+    meshTap.events.emit,
   );
   const closing = new AbortController();
   // Every call in flight listens to this signal: many are expected.
@@ -228,6 +237,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       logger,
       clock,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      tap: meshTap.calls,
     }),
     "idempotency-key":
       opts.idempotencyKeys === false
@@ -355,6 +365,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       }
       return balancer.close();
     },
+    tap: meshTap.tap,
     [Symbol.asyncDispose]() {
       return transport.close();
     },

@@ -14,6 +14,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerKey } from "../call/server-call.js";
+import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { formatAddress } from "../discovery/address.js";
@@ -191,6 +192,12 @@ export interface MeshServer {
   readonly inFlight: number;
   /** address is the bound address, once listening. */
   readonly address: BoundAddress | undefined;
+  /**
+   * tap attaches an observer of finished calls (redacted headers, trace id,
+   * peer) and events, e.g. an admin server; returns the detach function.
+   * While no observer is attached, calls build nothing for it.
+   */
+  tap(observer: MeshTapObserver<IdempotencyEvent | RegistryEvent>): () => void;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -225,10 +232,12 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   validateServerOptions(opts);
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
+  const meshTap = createMeshTap<IdempotencyEvent | RegistryEvent>();
   const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
+    meshTap.events.emit,
   );
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
@@ -241,7 +250,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     opts.connect?.acceptCompression?.map(boundedCompression) ?? DEFAULT_SERVER_COMPRESSION;
   // One chain for both paths: the lean gRPC handler and connect-node.
   const interceptors = [
-    ...createServerInterceptors(opts, logger, onEvent),
+    ...createServerInterceptors(opts, logger, onEvent, meshTap.calls),
     createAbortedCallGuard(),
   ];
   const grpcMethods = new Map<string, MethodImplSpec>();
@@ -495,6 +504,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     get address() {
       return bound;
     },
+    tap: meshTap.tap,
     [Symbol.asyncDispose]() {
       return server.close();
     },
