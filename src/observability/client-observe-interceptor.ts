@@ -1,8 +1,8 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { breakerStateKey } from "../breaker/breaker-events.js";
-import { meshCallKey } from "../call/mesh-call.js";
 import type { ListenerSet } from "../call/listener-set.js";
+import { meshCallKey } from "../call/mesh-call.js";
 import { onSettled } from "../call/settle.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
