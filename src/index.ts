@@ -2,6 +2,25 @@
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
 export {
+  ADMIN_DEFAULTS,
+  type AdminServer,
+  type AdminTransport,
+  type RunningAdmin,
+  type ServeAdminOptions,
+  serveAdmin,
+} from "./admin/admin-server.js";
+export {
+  ADMIN_STATS_DEFAULTS,
+  type AdminStatsOptions,
+  type AdminStatsView,
+  type BreakerView,
+  type EjectionView,
+  type MethodStats,
+  type RetryTotals,
+  type SecondPoint,
+  type TimelineEntry,
+} from "./admin/admin-stats.js";
+export {
   type BreakerEvent,
   type BreakerOptions,
   breakerStateKey,
@@ -18,6 +37,7 @@ export {
 } from "./breaker/failure-accrual.js";
 export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
+export type { MeshTapObserver, TappedCall } from "./call/tapped-call.js";
 export {
   createMeshTransport,
   type MeshTransport,
