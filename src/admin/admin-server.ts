@@ -151,6 +151,9 @@ export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmi
             "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
         });
         return;
+      case "/favicon.ico":
+        res.writeHead(204, { "cache-control": "max-age=86400" }).end();
+        return;
       case "/healthz":
         sendJson(res, { status: "ok" }, req);
         return;

@@ -40,6 +40,8 @@ svg text { fill:var(--dim); font-size:10px; }
 input, button { background:var(--bg); color:var(--fg); border:1px solid var(--line); border-radius:4px; padding:3px 8px; font:inherit; }
 #tap tbody tr { cursor:pointer; }
 #tap tbody tr:hover { background:#1d2530; }
+.scroll { max-height:440px; overflow:auto; }
+#endpoints td:first-child, #breakers td:first-child { max-width:180px; }
 pre { margin:4px 0 0; padding:6px; background:var(--bg); border-radius:4px; white-space:pre-wrap; word-break:break-all; font-size:12px; }
 .code-bad { color:var(--bad); } .code-ok { color:var(--ok); }
 `;
@@ -50,6 +52,7 @@ var COLORS = ["#58a6ff","#3fb950","#d29922","#f85149","#bc8cff","#39c5cf","#ff9b
 var SVGNS = "http://www.w3.org/2000/svg";
 var calls = [];
 var paused = false;
+var tapPending = false;
 var latest = null;
 var colorOf = {};
 function color(key) { if (!(key in colorOf)) colorOf[key] = COLORS[Object.keys(colorOf).length % COLORS.length]; return colorOf[key]; }
@@ -62,7 +65,9 @@ function el(tag, attrs, kids) {
 }
 function svg(tag, attrs) { var n = document.createElementNS(SVGNS, tag); for (var k in attrs) n.setAttribute(k, attrs[k]); return n; }
 function fmt(x, digits) { return x == null ? "–" : Number(x).toFixed(digits == null ? 1 : digits); }
-function time(ms) { var d = new Date(ms); return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0"); }
+// By hand: toLocaleTimeString builds a formatter per call, far too slow for the tap.
+function pad(n, w) { return String(n).padStart(w, "0"); }
+function time(ms) { var d = new Date(ms); return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) + "." + pad(d.getMilliseconds(), 3); }
 function badge(state) { return el("span", { "class": "badge s-" + state, text: state }); }
 function rows(tbody, list, render, empty) {
   var t = $(tbody); t.textContent = "";
@@ -248,13 +253,11 @@ function draw(st) {
 
 function drawTap() {
   var filter = $("tap-filter").value.toLowerCase();
-  var list = calls.filter(function (c) { return filter === "" || JSON.stringify(c).toLowerCase().indexOf(filter) >= 0; }).slice(-100).reverse();
+  var list = calls.filter(function (c) { return filter === "" || JSON.stringify(c).toLowerCase().indexOf(filter) >= 0; }).slice(-60).reverse();
   rows("tap-body", list, function (c) {
     var tr = el("tr", { "data-code": c.code }, [td(time(c.startedAt)), td(c.side), td(c.method), td(c.code, c.code === "OK" ? "code-ok" : "code-bad"),
       td(fmt(c.durationMs, 1), "num"), td(c.endpoint || c.peer || "–"), td(c.attempts ? String(c.attempts) : "", "num"), td(c.traceId)]);
-    tr.addEventListener("click", function () {
-      var d = $("tap-detail"); d.textContent = JSON.stringify(c, null, 2);
-    });
+    tr.tapped = c;
     return tr;
   }, "no calls yet");
 }
@@ -267,11 +270,16 @@ function connect() {
   es.addEventListener("calls", function (m) {
     if (paused) return;
     calls = calls.concat(JSON.parse(m.data)).slice(-500);
-    drawTap();
+    // One redraw per frame however many pushes arrive: a slow machine must not fall behind.
+    if (!tapPending) { tapPending = true; requestAnimationFrame(function () { tapPending = false; drawTap(); }); }
   });
 }
 document.addEventListener("DOMContentLoaded", function () {
   $("tap-filter").addEventListener("input", drawTap);
+  $("tap-body").addEventListener("click", function (ev) {
+    var tr = ev.target.closest("tr");
+    if (tr && tr.tapped) $("tap-detail").textContent = JSON.stringify(tr.tapped, null, 2);
+  });
   $("tap-pause").addEventListener("click", function () { paused = !paused; this.textContent = paused ? "resume" : "pause"; });
   connect();
 });
@@ -296,9 +304,9 @@ const BODY = `
 <section class="w6"><h2>Endpoints</h2><table id="endpoints"><thead><tr><th>target</th><th>address</th><th>state</th><th>connection</th><th class="num">EWMA ms</th><th class="num">pending</th><th class="num">share</th></tr></thead><tbody id="endpoints-body"></tbody></table></section>
 <section class="w6"><h2>Circuit breakers</h2><table id="breakers"><thead><tr><th>key</th><th>state</th><th>reason</th><th>since</th></tr></thead><tbody id="breakers-body"></tbody></table></section>
 <section class="w6"><h2>Breaker and ejection timeline</h2><div id="chart-timeline"></div></section>
-<section class="w6"><h2>Events</h2><table id="timeline"><thead><tr><th>time</th><th>kind</th><th>subject</th><th>detail</th></tr></thead><tbody id="timeline-body"></tbody></table></section>
+<section class="w6"><h2>Events</h2><div class="scroll"><table id="timeline"><thead><tr><th>time</th><th>kind</th><th>subject</th><th>detail</th></tr></thead><tbody id="timeline-body"></tbody></table></div></section>
 <section class="w12"><h2>Tap: last calls</h2><div id="tap-tools"><input id="tap-filter" placeholder="filter (method, code, endpoint, trace id)" size="40"><button id="tap-pause">pause</button></div>
-<table id="tap"><thead><tr><th>time</th><th>side</th><th>method</th><th>code</th><th class="num">ms</th><th>endpoint / peer</th><th class="num">attempts</th><th>trace id</th></tr></thead><tbody id="tap-body"></tbody></table>
+<div class="scroll"><table id="tap"><thead><tr><th>time</th><th>side</th><th>method</th><th>code</th><th class="num">ms</th><th>endpoint / peer</th><th class="num">attempts</th><th>trace id</th></tr></thead><tbody id="tap-body"></tbody></table></div>
 <pre id="tap-detail" class="muted">click a call for its redacted headers</pre></section>
 <section class="w12"><h2>Servers</h2><table id="servers"><thead><tr><th>address</th><th class="num">in flight</th><th>services</th></tr></thead><tbody id="servers-body"></tbody></table></section>
 </main>

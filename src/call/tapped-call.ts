@@ -11,7 +11,7 @@ export interface TappedCall {
   readonly side: "client" | "server";
   /** method is `"pkg.Service/Method"`. */
   readonly method: string;
-  /** code is the gRPC code name (`OK`, `UNAVAILABLE`, ...). */
+  /** code is the code's name as in the call logs and metrics (`OK`, `Unavailable`, ...). */
   readonly code: string;
   /** startedAt is the wall-clock start (epoch ms). */
   readonly startedAt: number;
