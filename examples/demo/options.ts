@@ -9,6 +9,8 @@ export interface DemoOptions {
   readonly redis: string | undefined;
   readonly pretty: boolean;
   readonly logFile: string;
+  /** adminPort is the dashboard's port (0: a free one); undefined with --no-admin. */
+  readonly adminPort: number | undefined;
   readonly help: boolean;
 }
 
@@ -30,6 +32,9 @@ Options:
                         instead of the shared-directory file store
   --log-file <path>     where the JSON logs of every process go
                         (default .tmp/demo-logs.jsonl; overwritten each run)
+  --admin-port <n>      serve the live dashboard (serveAdmin) on this loopback port
+                        (default 0: a free port; the URL is printed at start)
+  --no-admin            do not start the dashboard
   --pretty              show the traced call's log lines through pino-pretty (every
                         field, colours on a terminal) instead of one digest line
                         each; the log file stays JSON either way
@@ -86,6 +91,10 @@ export function parseDemoOptions(argv: readonly string[]): DemoOptions {
     redis: v.redis,
     pretty: v.pretty === true,
     logFile: v["log-file"] ?? ".tmp/demo-logs.jsonl",
+    adminPort:
+      v["no-admin"] === true
+        ? undefined
+        : Math.floor(num("admin-port", v["admin-port"], 0, 0, 65_535)),
     help: v.help === true,
   };
 }
@@ -102,6 +111,8 @@ function parse(argv: readonly string[]) {
       etcd: { type: "string" },
       redis: { type: "string" },
       "log-file": { type: "string" },
+      "admin-port": { type: "string" },
+      "no-admin": { type: "boolean" },
       pretty: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },

@@ -7,7 +7,10 @@ import {
   createEtcdRegistry,
   createMeshRegistry,
   createMeshTransport,
+  createMetrics,
+  type RunningAdmin,
   type ServiceRegistry,
+  serveAdmin,
 } from "../../src/index.js";
 import { OrderService } from "../order-service.js";
 import { createFleet, type Fleet } from "./fleet.js";
@@ -115,6 +118,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   let registry: ServiceRegistry | undefined;
   let transport: ReturnType<typeof createMeshTransport> | undefined;
   let queued: QueuedCallsRun | undefined;
+  let admin: RunningAdmin | undefined;
   try {
     out.write("starting replicas...\n");
     const names = Array.from({ length: opts.replicas }, (_, i) => `replica-${i + 1}`);
@@ -133,9 +137,11 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
             endpoints: registryConfig.endpoints,
             prefix: registryConfig.prefix,
           });
+    const metrics = opts.adminPort === undefined ? undefined : await createMetrics();
     transport = createMeshTransport({
       target,
       registries: [registry],
+      ...(metrics === undefined ? {} : { metrics }),
       defaultTimeoutMs: CALL_TIMEOUT_MS,
       // Ejections last 2 s, growing to 6 s (defaults 30 s and 300 s), so that
       // a short run shows the flaky replica ejected, let back, ejected again.
@@ -152,6 +158,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       logger,
       onEvent: stats.onEvent,
     });
+    if (opts.adminPort !== undefined) {
+      // The dashboard watches the same transport: open it while the run goes on.
+      admin = await serveAdmin({
+        port: opts.adminPort,
+        transports: [transport],
+        ...(metrics === undefined ? {} : { metrics }),
+      });
+      out.write(`  dashboard    ${admin.url} (live; /metrics, /api/state)\n`);
+    }
     const client = createClient(OrderService, transport);
     // Wait until the balancer knows every replica (registrations are async).
     const seen = Date.now();
@@ -216,6 +231,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     status.stop();
     await queued?.stop();
     status = undefined;
+    await admin?.close();
     await transport.close();
     await registry.close();
     out.write("\nstopping replicas...\n");
@@ -245,6 +261,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await queued?.stop(0).catch(() => {});
+    await admin?.close().catch(() => {});
     await transport?.close().catch(() => {});
     await registry?.close().catch(() => {});
     await fleet.stop(2_000);
