@@ -1,6 +1,7 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+// Admin server and live dashboard (serveAdmin), fed by transport.tap() / server.tap().
 export {
   ADMIN_DEFAULTS,
   type AdminServer,
@@ -20,6 +21,28 @@ export {
   type SecondPoint,
   type TimelineEntry,
 } from "./admin/admin-stats.js";
+// State snapshots (transport.snapshot(), server.snapshot()) and channelz.
+export type {
+  BreakerSnapshot,
+  BreakerTransitionRecord,
+  CallCountsSnapshot,
+  EjectionRecord,
+  EjectionSnapshot,
+  EndpointSnapshot,
+  HedgingSnapshot,
+  IdempotencySnapshot,
+  MethodCallsSnapshot,
+  MethodSnapshot,
+  RegistrationSnapshot,
+  ResolverSnapshot,
+  RetryBudgetSnapshot,
+  RetrySnapshot,
+  ServerSnapshot,
+  ServerSnapshotSource,
+  ServiceSnapshot,
+  TransportSnapshot,
+  TransportSnapshotSource,
+} from "./admin/snapshot.js";
 export {
   type BreakerEvent,
   type BreakerOptions,
@@ -202,6 +225,7 @@ export {
   type BalancerOptions,
   type BalancerPick,
   type BalancerPickInfo,
+  type BalancerSnapshot,
   type BalancerState,
   createBalancer,
   type LoadBalancingPolicy,

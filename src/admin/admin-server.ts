@@ -5,6 +5,7 @@ import { formatAddress } from "../discovery/address.js";
 import { type MeshMetrics, metricsHandler } from "../observability/metrics.js";
 import { type AdminStats, type AdminStatsOptions, createAdminStats } from "./admin-stats.js";
 import { DASHBOARD_HTML } from "./dashboard-page.js";
+import type { ServerSnapshot, TransportSnapshot } from "./snapshot.js";
 
 /**
  * AdminTransport is what the admin server needs of a transport: a
@@ -13,7 +14,7 @@ import { DASHBOARD_HTML } from "./dashboard-page.js";
 export interface AdminTransport {
   readonly target: string;
   tap(observer: MeshTapObserver<never>): () => void;
-  snapshot?(): unknown;
+  snapshot?(): TransportSnapshot;
 }
 
 /**
@@ -24,7 +25,7 @@ export interface AdminServer {
   readonly address: { readonly address: string } | undefined;
   readonly inFlight: number;
   tap(observer: MeshTapObserver<never>): () => void;
-  snapshot?(): unknown;
+  snapshot?(): ServerSnapshot;
 }
 
 /** ServeAdminOptions configures serveAdmin. */

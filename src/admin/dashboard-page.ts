@@ -28,9 +28,9 @@ th, td { text-align:left; padding:3px 6px; border-bottom:1px solid var(--line); 
 th { color:var(--dim); font-weight:500; font-size:12px; }
 td.num, th.num { text-align:right; }
 .badge { display:inline-block; padding:0 6px; border-radius:9px; font-size:11px; font-weight:600; }
-.s-closed, .s-OK, .s-healthy, .s-ready { background:#12361f; color:var(--ok); }
-.s-half-open, .s-probing, .s-connecting { background:#3b2e0a; color:var(--warn); }
-.s-open, .s-ejected, .s-bad { background:#42161a; color:var(--bad); }
+.s-closed, .s-OK, .s-healthy, .s-ready, .s-SERVING { background:#12361f; color:var(--ok); }
+.s-half-open, .s-probing, .s-connecting, .s-held { background:#3b2e0a; color:var(--warn); }
+.s-open, .s-ejected, .s-bad, .s-NOT_SERVING { background:#42161a; color:var(--bad); }
 .muted { color:var(--dim); }
 svg { display:block; width:100%; }
 svg text { fill:var(--dim); font-size:10px; }
@@ -167,29 +167,32 @@ function timelineChart(id, st) {
   box.appendChild(s);
 }
 
+// Endpoints come from the transports' snapshots (status, connection, EWMA,
+// pending, share of the last picks); the ejections seen in events fill in
+// for a transport that takes none.
 function endpointRows(st) {
   var out = [];
   var share = {}; var total = 0;
   st.stats.history.slice(-10).forEach(function (p) { for (var k in p.endpoints) { share[k] = (share[k] || 0) + p.endpoints[k]; total += p.endpoints[k]; } });
-  var ejected = {}; st.stats.ejections.forEach(function (e) { ejected[e.address] = e; });
+  var ejected = {}; st.stats.ejections.forEach(function (e) { ejected[e.target + " " + e.address] = e; });
   st.transports.forEach(function (t) {
     var eps = Array.isArray(t.endpoints) ? t.endpoints : [];
-    var seen = {};
     eps.forEach(function (e) {
-      var addr = String(e.address); seen[addr] = true;
+      var addr = String(e.address);
       var ej = e.ejection && typeof e.ejection === "object" ? e.ejection : null;
-      var state = ejected[addr] || (ej && ej.state === "ejected") || e.ejected === true ? "ejected" : (ej && ej.state) || e.state || "healthy";
-      out.push({ target: t.target, address: addr, state: String(state), conn: e.connection && e.connection.state ? e.connection.state : (e.connectionState || ""),
-        rtt: e.ewmaRttMs != null ? e.ewmaRttMs : (e.rttMs != null ? e.rttMs : null), pending: e.pending != null ? e.pending : null,
-        share: total > 0 ? ((share[addr] || 0) / total) * 100 : null });
+      var state = e.status === "ejected" || (ej && ej.state === "ejected") ? "ejected" : ej && ej.state === "probing" ? "probing" : String(e.status || "ready");
+      out.push({ target: t.target, address: addr, state: state, conn: String(e.connection || ""),
+        rtt: typeof e.rttMs === "number" ? e.rttMs : null, pending: typeof e.pending === "number" ? e.pending : null,
+        share: typeof e.pickShare === "number" ? e.pickShare * 100 : null, ejections: ej ? ej.history.filter(function (h) { return h.type === "ejected"; }).length : null });
     });
-    Object.keys(share).forEach(function (addr) {
-      if (seen[addr] || eps.length > 0) return;
-      out.push({ target: t.target, address: addr, state: ejected[addr] ? "ejected" : "healthy", conn: "", rtt: null, pending: null, share: (share[addr] / total) * 100 });
-    });
+    if (eps.length === 0) {
+      Object.keys(share).forEach(function (addr) {
+        out.push({ target: t.target, address: addr, state: ejected[t.target + " " + addr] ? "ejected" : "ready", conn: "", rtt: null, pending: null, share: (share[addr] / total) * 100, ejections: null });
+      });
+    }
   });
   st.stats.ejections.forEach(function (e) {
-    if (!out.some(function (r) { return r.address === e.address; })) out.push({ target: e.target, address: e.address, state: "ejected", conn: "", rtt: null, pending: null, share: null });
+    if (!out.some(function (r) { return r.address === e.address && r.target === e.target; })) out.push({ target: e.target, address: e.address, state: "ejected", conn: "", rtt: null, pending: null, share: null, ejections: e.ejectionCount });
   });
   return out;
 }
@@ -230,7 +233,8 @@ function draw(st) {
   }, "no calls yet");
   rows("endpoints-body", endpointRows(st), function (e) {
     return el("tr", { "data-address": e.address, "data-state": e.state }, [td(e.target), td(e.address), el("td", {}, [badge(e.state)]), td(e.conn),
-      td(fmt(e.rtt, 1), "num"), td(e.pending == null ? "–" : String(e.pending), "num"), td(e.share == null ? "–" : fmt(e.share, 1) + "%", "num")]);
+      td(fmt(e.rtt, 1), "num"), td(e.pending == null ? "–" : String(e.pending), "num"), td(e.share == null ? "–" : fmt(e.share, 1) + "%", "num"),
+      td(e.ejections == null ? "–" : String(e.ejections), "num")]);
   }, "no endpoints");
   rows("breakers-body", st.stats.breakers, function (b) {
     return el("tr", { "data-key": b.key, "data-state": b.state }, [td(b.key), el("td", {}, [badge(b.state)]), td(b.reason), td(time(b.since))]);
@@ -240,14 +244,19 @@ function draw(st) {
     return el("tr", { "data-kind": e.kind }, [td(time(e.at)), td(e.kind), td(e.subject), td(e.detail)]);
   }, "nothing happened yet");
   var budgets = [];
-  st.transports.forEach(function (t) { if (t.retryBudget && typeof t.retryBudget === "object") budgets.push({ target: t.target, b: t.retryBudget }); });
-  $("budget").textContent = budgets.length === 0 ? "" : budgets.map(function (x) {
-    var b = x.b; return x.target + ": budget " + (b.tokens != null ? fmt(b.tokens, 1) : fmt(b.level, 1)) + (b.maxTokens != null ? " / " + fmt(b.maxTokens, 0) : "");
+  st.transports.forEach(function (t) { if (t.retry && t.retry.budget) budgets.push({ target: t.target, b: t.retry.budget }); });
+  $("budget").textContent = budgets.map(function (x) {
+    return "retry budget " + x.target + ": " + fmt(x.b.available, 1) + " available (" + fmt(x.b.ratio * 100, 0) + "% + " + fmt(x.b.minRetriesPerSecond, 0) + "/s), " + x.b.withdrawn + " used, " + x.b.exhausted + " refused";
   }).join("  ·  ");
   var r = st.stats.retries;
   $("retry-totals").textContent = "retries " + r.retries + " · hedges " + r.hedges + " · gave up " + r.giveUps + " · budget exhausted " + r.budgetExhausted;
   rows("servers-body", st.servers, function (s) {
-    return el("tr", {}, [td(String(s.address || "–")), td(String(s.inFlight != null ? s.inFlight : "–"), "num"), td(Array.isArray(s.services) ? s.services.map(function (x) { return typeof x === "string" ? x : x.name; }).join(", ") : "")]);
+    var c = s.calls || {};
+    var reg = s.registration ? s.registration.state + " in " + s.registration.registry : "–";
+    return el("tr", {}, [td(String(s.address || "–")), el("td", {}, [badge(String(s.health || "–"))]), td(String(s.inFlight != null ? s.inFlight : "–"), "num"),
+      td(c.succeeded != null ? String(c.succeeded) : "–", "num"), td(c.failed != null ? String(c.failed) : "–", "num"),
+      td(s.concurrencyLimit ? JSON.stringify(s.concurrencyLimit.maxInFlight) : "–"), td(reg),
+      td(Array.isArray(s.services) ? s.services.map(function (x) { return typeof x === "string" ? x : x.name; }).join(", ") : "")]);
   }, "no servers");
 }
 
@@ -301,14 +310,14 @@ const BODY = `
 <section class="w6"><h2>Traffic share per endpoint</h2><div id="chart-share"></div></section>
 <section class="w6"><h2>Retries and budget</h2><div id="chart-retries"></div><div class="legend" id="retry-totals"></div><div class="legend" id="budget"></div></section>
 <section class="w12"><h2>Methods</h2><table id="methods"><thead><tr><th>side</th><th>method</th><th class="num">calls/s</th><th class="num">success</th><th class="num">p50 ms</th><th class="num">p99 ms</th><th class="num">calls</th><th class="num">failed</th></tr></thead><tbody id="methods-body"></tbody></table></section>
-<section class="w6"><h2>Endpoints</h2><table id="endpoints"><thead><tr><th>target</th><th>address</th><th>state</th><th>connection</th><th class="num">EWMA ms</th><th class="num">pending</th><th class="num">share</th></tr></thead><tbody id="endpoints-body"></tbody></table></section>
+<section class="w6"><h2>Endpoints</h2><table id="endpoints"><thead><tr><th>target</th><th>address</th><th>state</th><th>connection</th><th class="num">EWMA ms</th><th class="num">pending</th><th class="num">picks</th><th class="num">ejections</th></tr></thead><tbody id="endpoints-body"></tbody></table></section>
 <section class="w6"><h2>Circuit breakers</h2><table id="breakers"><thead><tr><th>key</th><th>state</th><th>reason</th><th>since</th></tr></thead><tbody id="breakers-body"></tbody></table></section>
 <section class="w6"><h2>Breaker and ejection timeline</h2><div id="chart-timeline"></div></section>
 <section class="w6"><h2>Events</h2><div class="scroll"><table id="timeline"><thead><tr><th>time</th><th>kind</th><th>subject</th><th>detail</th></tr></thead><tbody id="timeline-body"></tbody></table></div></section>
 <section class="w12"><h2>Tap: last calls</h2><div id="tap-tools"><input id="tap-filter" placeholder="filter (method, code, endpoint, trace id)" size="40"><button id="tap-pause">pause</button></div>
 <div class="scroll"><table id="tap"><thead><tr><th>time</th><th>side</th><th>method</th><th>code</th><th class="num">ms</th><th>endpoint / peer</th><th class="num">attempts</th><th>trace id</th></tr></thead><tbody id="tap-body"></tbody></table></div>
 <pre id="tap-detail" class="muted">click a call for its redacted headers</pre></section>
-<section class="w12"><h2>Servers</h2><table id="servers"><thead><tr><th>address</th><th class="num">in flight</th><th>services</th></tr></thead><tbody id="servers-body"></tbody></table></section>
+<section class="w12"><h2>Servers</h2><table id="servers"><thead><tr><th>address</th><th>health</th><th class="num">in flight</th><th class="num">succeeded</th><th class="num">failed</th><th>limit</th><th>registration</th><th>services</th></tr></thead><tbody id="servers-body"></tbody></table></section>
 </main>
 `;
 

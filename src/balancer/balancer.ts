@@ -1,4 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { type CallCounts, createCallCounts, snapshotCallCounts } from "../admin/call-counts.js";
+import type { EndpointSnapshot, ResolverSnapshot } from "../admin/snapshot.js";
 import type { CallOutcome } from "../breaker/call-outcome.js";
 import {
   BACKGROUND,
@@ -10,6 +12,7 @@ import {
 import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver } from "../discovery/resolver.js";
 import type { BalancerEvent } from "./balancer-events.js";
+import { createEjectionHistory } from "./ejection-history.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";
 import {
   createOutlierDetector,
@@ -17,6 +20,7 @@ import {
   type OutlierDetectorOptions,
 } from "./outlier-detector.js";
 import type { PeakEwmaOptions } from "./peak-ewma.js";
+import { createPickRing } from "./pick-ring.js";
 import { EMPTY_PICKER, type Picker, type PickInfo } from "./picker.js";
 import { type LoadBalancingPolicy, PICKER_FACTORIES } from "./picker-registry.js";
 import { createSlowStart, NO_SLOW_START, type SlowStartOptions } from "./slow-start.js";
@@ -116,6 +120,17 @@ export interface BalancerState {
   readonly staleSince: number | undefined;
 }
 
+/**
+ * BalancerSnapshot is the balancer's part of a TransportSnapshot: frozen,
+ * JSON-serialisable.
+ */
+export interface BalancerSnapshot {
+  readonly policy: string;
+  readonly resolver: ResolverSnapshot;
+  readonly endpoints: readonly EndpointSnapshot[];
+  readonly picks: { readonly window: number; readonly counted: number };
+}
+
 /** Balancer spreads attempts over a target's endpoints. */
 export interface Balancer<S extends Subchannel> {
   /**
@@ -143,6 +158,12 @@ export interface Balancer<S extends Subchannel> {
   ): Promise<BalancerPick<S>>;
   /** state is the current view. */
   state(): BalancerState;
+  /**
+   * snapshot describes every endpoint in use (load, connection, share of the
+   * last picks, ejection state and history) and the resolver's state. It
+   * reads counters the call path keeps anyway; cost grows with the endpoints.
+   */
+  snapshot(): BalancerSnapshot;
   /** close stops the resolver and closes every subchannel. */
   close(): Promise<void>;
 }
@@ -155,6 +176,8 @@ interface SubchannelEntry<S> {
   subchannel: S | undefined;
   active: number;
   removed: boolean;
+  /** calls counts the attempts sent through this entry, for snapshots. */
+  readonly calls: CallCounts;
 }
 
 /**
@@ -187,6 +210,8 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       ? NO_SLOW_START
       : createSlowStart({ ...DEFAULT_SLOW_START, ...options.slowStart });
   const emit = options.onEvent ?? (() => {});
+  const ejections = createEjectionHistory();
+  const recentPicks = createPickRing();
   const outlierOptions =
     options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
   const detector: OutlierDetector | undefined =
@@ -195,6 +220,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       : createOutlierDetector({
           ...outlierOptions,
           onEvent: (e) => {
+            ejections.record(e);
             emit({ ...e, source: "outlier", target: options.target });
             outlierOptions.onEvent?.(e);
           },
@@ -391,7 +417,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   function subchannelFor(endpoint: Endpoint): SubchannelEntry<S> {
     let entry = subchannels.get(endpoint.address);
     if (entry === undefined) {
-      entry = { subchannel: undefined, active: 0, removed: false };
+      entry = { subchannel: undefined, active: 0, removed: false, calls: createCallCounts() };
       subchannels.set(endpoint.address, entry);
     }
     entry.subchannel ??= options.createSubchannel(endpoint);
@@ -412,6 +438,10 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       const address = picked.endpoint.address;
       const entry = subchannelFor(picked.endpoint);
       entry.active++;
+      const calls = entry.calls;
+      calls.started++;
+      calls.lastStartedAt = clock.now();
+      recentPicks.record(address);
       let finished = false;
       return {
         endpoint: picked.endpoint,
@@ -421,6 +451,8 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
           finished = true;
           picked.done(outcome);
           entry.active--;
+          if (outcome.ok) calls.succeeded++;
+          else calls.failed++;
           if (!outcome.ok && outcome.code === Code.Unavailable && held.has(address)) {
             failedWhileHeld.add(address);
             stabilize();
@@ -526,6 +558,51 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
         resolved: set !== undefined,
         resolvedAt: set?.resolvedAt,
         staleSince: set?.staleSince,
+      });
+    },
+    snapshot() {
+      const now = clock.now();
+      const { counted, byAddress } = recentPicks.counts();
+      const readySet = new Set(ready.map((e) => e.address));
+      const endpoints = (set?.endpoints ?? []).map((e): EndpointSnapshot => {
+        const entry = subchannels.get(e.address);
+        const health = detector?.health(e.address, now);
+        const picks = byAddress.get(e.address) ?? 0;
+        const rtt = policy === "p2c-ewma" ? loads.get(e.address)?.ewma.rttMs(now) : undefined;
+        return Object.freeze({
+          address: e.address,
+          weight: e.weight,
+          metadata: e.metadata,
+          status: !readySet.has(e.address) ? "ejected" : held.has(e.address) ? "held" : "ready",
+          connection: entry?.subchannel?.state?.() ?? "none",
+          rttMs: rtt === undefined ? null : rtt,
+          pending: entry?.active ?? 0,
+          picks,
+          pickShare: counted === 0 ? 0 : picks / counted,
+          ejection:
+            detector === undefined
+              ? null
+              : Object.freeze({
+                  state: health?.state ?? "healthy",
+                  ejectionCount: health?.ejectionCount ?? 0,
+                  until: health?.state === "ejected" ? health.until : null,
+                  history: ejections.of(e.address),
+                }),
+          calls: snapshotCallCounts(entry?.calls ?? createCallCounts()),
+        });
+      });
+      const staleSince = set?.staleSince;
+      return Object.freeze({
+        policy,
+        resolver: Object.freeze({
+          resolved: set !== undefined,
+          resolvedAt: set?.resolvedAt ?? null,
+          staleSince: staleSince ?? null,
+          staleForMs: staleSince === undefined ? null : Math.max(0, now - staleSince),
+          lastError: resolverError === undefined ? null : errorMessage(resolverError),
+        }),
+        endpoints: Object.freeze(endpoints),
+        picks: Object.freeze({ window: recentPicks.size, counted }),
       });
     },
     async close() {

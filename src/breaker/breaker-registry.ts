@@ -53,6 +53,8 @@ export interface BreakerRegistry {
   sweep(now: number): number;
   /** size is the number of live breakers. */
   readonly size: number;
+  /** keys lists the live breakers' keys, oldest first (for snapshots; marks nothing used). */
+  keys(): string[];
 }
 
 interface Entry {
@@ -110,5 +112,6 @@ export function createBreakerRegistry(options: BreakerRegistryOptions = {}): Bre
     get size() {
       return entries.size;
     },
+    keys: () => [...entries.keys()],
   };
 }

@@ -21,6 +21,12 @@ import {
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
+import { createCallCounters } from "../admin/call-counters.js";
+import type { TransportSnapshot } from "../admin/snapshot.js";
+import {
+  createTransportSnapshotter,
+  type TransportSnapshotter,
+} from "../admin/transport-snapshotter.js";
 import {
   type BalancerEvent,
   createBalancer,
@@ -64,7 +70,7 @@ import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
-  createRetryInterceptor,
+  createRetryStage,
   type RetryEvent,
   type RetryOptions,
 } from "../retry/retry-interceptor.js";
@@ -169,6 +175,13 @@ export interface MeshTransport extends Transport {
    * While no observer is attached, calls build nothing for it.
    */
   tap(observer: MeshTapObserver<MeshTransportEvent>): () => void;
+  /**
+   * snapshot describes the transport's state now: resolver, endpoints (load,
+   * connection, share of the last picks, ejections), call counts, retry
+   * budget, hedging and breakers. Frozen and JSON-serialisable; it reads
+   * counters the call path keeps anyway, so taking one costs calls nothing.
+   */
+  snapshot(): TransportSnapshot;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -191,11 +204,14 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
   const meshTap = createMeshTap<MeshTransportEvent>();
+  // Built once the parts it reads exist; it counts the retry and breaker events.
+  let snapshotter: TransportSnapshotter | undefined;
   const onEvent = createEventEmitter<MeshTransportEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
     meshTap.events.emit,
+    (e) => snapshotter?.onEvent(e),
   );
   const closing = new AbortController();
   // Every call in flight listens to this signal: many are expected.
@@ -220,18 +236,21 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           clock,
           onEvent,
         });
+  const retry =
+    opts.retry === false
+      ? undefined
+      : createRetryStage(opts.retry ?? {}, {
+          target: opts.target,
+          clock,
+          estimateLatencyMs: () => balancer.estimateLatencyMs(),
+          onEvent,
+          ...(breaker === undefined ? {} : { refusal: breaker.gate }),
+        });
+  // Logical-call counts for snapshots: outermost, so they see what the application sees.
+  const calls = createCallCounters(clock);
   const interceptors = buildClientChain({
-    user: opts.interceptors ?? [],
-    retry:
-      opts.retry === false
-        ? undefined
-        : createRetryInterceptor(opts.retry ?? {}, {
-            target: opts.target,
-            clock,
-            estimateLatencyMs: () => balancer.estimateLatencyMs(),
-            onEvent,
-            ...(breaker === undefined ? {} : { refusal: breaker.gate }),
-          }),
+    user: [calls.interceptor, ...(opts.interceptors ?? [])],
+    retry: retry?.interceptor,
     observe: createClientObserveInterceptor({
       ...opts.logging,
       logger,
@@ -253,6 +272,16 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     firstResolutionTimeoutMs: opts.firstResolutionTimeoutMs,
   });
   const unaryChain = composeChain(interceptors, attempt);
+  snapshotter = createTransportSnapshotter({
+    target: opts.target,
+    clock,
+    balancer,
+    calls,
+    breakers: breaker?.registry,
+    retry,
+    isClosed: () => closing.signal.aborted,
+  });
+  const snapshot = snapshotter.snapshot;
 
   // prepare links the caller's signal, the transport's close, and (inside a
   // mesh handler) the incoming call's signal and deadline.
@@ -366,6 +395,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       return balancer.close();
     },
     tap: meshTap.tap,
+    snapshot,
     [Symbol.asyncDispose]() {
       return transport.close();
     },

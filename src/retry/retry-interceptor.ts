@@ -11,15 +11,22 @@ import { meshCallKey } from "../call/mesh-call.js";
 import { abortableSleep } from "../call/signals.js";
 import { onStreamEnd, prependFirst } from "../call/stream-end.js";
 import { type Clock, systemClock } from "../clock.js";
+import { stripUndefined } from "../strip-undefined.js";
 import { createAttemptRequest } from "./attempt-request.js";
 import { decideRetry, type RetryDecision } from "./decide-retry.js";
 import { createHedger } from "./hedging.js";
 import { createReplayBuffer } from "./replay-buffer.js";
-import { createRetryBudget, type RetryBudget } from "./retry-budget.js";
+import {
+  createRetryBudget,
+  RETRY_BUDGET_DEFAULTS,
+  type RetryBudget,
+  type RetryBudgetOptions,
+} from "./retry-budget.js";
 import type { RetryEvent } from "./retry-events.js";
 import {
   createPolicyTable,
   isRetrySafe,
+  type ResolvedHedging,
   type RetryOptions,
   validateHedging,
 } from "./retry-policy.js";
@@ -67,25 +74,48 @@ export function createRetryInterceptor(
   options: RetryOptions,
   deps: RetryInterceptorDeps,
 ): Interceptor {
+  return createRetryStage(options, deps).interceptor;
+}
+
+/**
+ * RetryStage is the retry interceptor with the state a snapshot reads: the
+ * budget (with its resolved options) and the hedging configuration.
+ */
+export interface RetryStage {
+  readonly interceptor: Interceptor;
+  /** budget is undefined when the budget is off. */
+  readonly budget: RetryBudget | undefined;
+  /** budgetOptions are the budget's resolved options; undefined when it is off. */
+  readonly budgetOptions: Required<RetryBudgetOptions> | undefined;
+  /** hedging is the validated hedging configuration; undefined when hedging is off. */
+  readonly hedging: ResolvedHedging | undefined;
+}
+
+/** createRetryStage is createRetryInterceptor keeping hold of its budget and hedging. */
+export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDeps): RetryStage {
   const clock = deps.clock ?? systemClock;
   const random = deps.random ?? Math.random;
   const emit = deps.onEvent ?? (() => {});
   const policyFor = createPolicyTable(options, random);
   const budget: RetryBudget | undefined =
     options.budget === false ? undefined : createRetryBudget(options.budget ?? {});
-  const hedger =
+  const hedging =
     options.hedging === undefined || options.hedging === false
+      ? undefined
+      : validateHedging(options.hedging);
+  const hedger =
+    hedging === undefined
       ? undefined
       : createHedger({
           target: deps.target,
           clock,
-          hedging: validateHedging(options.hedging),
+          hedging,
           budget,
           emit,
           refusal: deps.refusal,
         });
 
-  return (next) => async (req) => {
+  const interceptor: Interceptor = (next) => async (req) => {
     const policy = policyFor(req.method);
     if (policy === false || policy.attempts <= 1) {
       return next(req);
@@ -205,5 +235,14 @@ export function createRetryInterceptor(
         }
       }
     }
+  };
+  return {
+    interceptor,
+    budget,
+    budgetOptions:
+      options.budget === false
+        ? undefined
+        : Object.freeze({ ...RETRY_BUDGET_DEFAULTS, ...stripUndefined(options.budget ?? {}) }),
+    hedging,
   };
 }

@@ -12,6 +12,9 @@ import {
 } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
+import { createCallCounters } from "../admin/call-counters.js";
+import { createServerSnapshotter, type ServerSnapshotter } from "../admin/server-snapshotter.js";
+import type { ServerSnapshot } from "../admin/snapshot.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerKey } from "../call/server-call.js";
 import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
@@ -31,6 +34,7 @@ import {
 import { captureRoutes } from "../grpc/server-routes.js";
 import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
+import { createMemoryIdempotencyStore } from "../idempotency/memory-store.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
 import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
@@ -198,6 +202,13 @@ export interface MeshServer {
    * While no observer is attached, calls build nothing for it.
    */
   tap(observer: MeshTapObserver<IdempotencyEvent | RegistryEvent>): () => void;
+  /**
+   * snapshot describes the server's state now: services and health, calls
+   * in flight and counts per method, concurrency limit, idempotency store,
+   * registration. Frozen and JSON-serialisable; it reads counters the call
+   * path keeps anyway.
+   */
+  snapshot(): ServerSnapshot;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -233,11 +244,14 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
   const meshTap = createMeshTap<IdempotencyEvent | RegistryEvent>();
+  // Built once the parts it reads exist; it counts the idempotency events.
+  let snapshotter: ServerSnapshotter | undefined;
   const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
     meshTap.events.emit,
+    (e) => snapshotter?.onEvent(e),
   );
   const shutdown = new AbortController();
   // Connect links every call's signal to the shutdown signal: many listeners are expected.
@@ -248,9 +262,24 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const readMaxBytes = opts.readMaxBytes ?? opts.connect?.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
   const acceptCompression =
     opts.connect?.acceptCompression?.map(boundedCompression) ?? DEFAULT_SERVER_COMPRESSION;
+  // The default memory store is made here, so that snapshots can read its occupancy.
+  const idempotencyStore =
+    opts.idempotency === false
+      ? undefined
+      : (opts.idempotency?.store ?? createMemoryIdempotencyStore());
+  // Per-method call counts for snapshots, outermost: every call is counted.
+  const calls = createCallCounters(opts.clock ?? systemClock);
   // One chain for both paths: the lean gRPC handler and connect-node.
   const interceptors = [
-    ...createServerInterceptors(opts, logger, onEvent, meshTap.calls),
+    calls.interceptor,
+    ...createServerInterceptors(
+      opts.idempotency === false
+        ? opts
+        : { ...opts, idempotency: { ...opts.idempotency, store: idempotencyStore } },
+      logger,
+      onEvent,
+      meshTap.calls,
+    ),
     createAbortedCallGuard(),
   ];
   const grpcMethods = new Map<string, MethodImplSpec>();
@@ -404,6 +433,19 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     warn: (fields, message) => logger.warn(fields, message),
   });
   const wait = (ms: number) => new Promise<void>((r) => clock.setTimeout(r, ms));
+  snapshotter = createServerSnapshotter({
+    clock,
+    calls,
+    health,
+    address: () => bound,
+    state: () => (closing ? "closing" : bound === undefined ? "new" : "serving"),
+    inFlight: () => inFlight,
+    connections: () => sessions.size,
+    concurrencyLimit: opts.concurrencyLimit,
+    idempotencyStore,
+    registration: () => registrar.snapshot(),
+  });
+  const snapshot = snapshotter.snapshot;
 
   async function doClose(graceMs: number): Promise<void> {
     closing = true;
@@ -505,6 +547,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       return bound;
     },
     tap: meshTap.tap,
+    snapshot,
     [Symbol.asyncDispose]() {
       return server.close();
     },

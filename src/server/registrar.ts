@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { RegistrationSnapshot } from "../admin/snapshot.js";
 import { type BackoffOptions, createBackoff } from "../call/backoff.js";
 import { backgroundSleep } from "../call/signals.js";
 import { type Clock, type ClockTimer, MAX_TIMER_DELAY_MS } from "../clock.js";
@@ -75,6 +76,8 @@ export interface Registrar {
   /** deregister stops following health and removes the registration; never rejects. */
   deregister(): Promise<void>;
   isRegistered(): boolean;
+  /** snapshot describes the registration now; null without one. */
+  snapshot(): RegistrationSnapshot | null;
 }
 
 /** RegistrarDeps are the server's pieces a registrar uses. */
@@ -96,7 +99,12 @@ export function createRegistrar(
   deps: RegistrarDeps,
 ): Registrar {
   if (reg === undefined) {
-    return { start: async () => {}, deregister: async () => {}, isRegistered: () => false };
+    return {
+      start: async () => {},
+      deregister: async () => {},
+      isRegistered: () => false,
+      snapshot: () => null,
+    };
   }
   const { clock } = deps;
   const timeoutMs = reg.timeoutMs ?? REGISTRATION_DEFAULTS.timeoutMs;
@@ -108,6 +116,10 @@ export function createRegistrar(
   let registered = false;
   let unwatch: (() => void) | undefined;
   let address = "";
+  // For snapshots only: when the registration in force landed, and failures.
+  let registeredAt: number | undefined;
+  const failures = 0;
+  let lastError: string | undefined;
   // The first attempt's failure, reported to start() while it waits.
   let onFirstFailure: ((error: unknown) => void) | undefined;
 
@@ -139,6 +151,8 @@ export function createRegistrar(
         return handle;
       } catch (error) {
         if (signal.aborted) return undefined;
+        failures++;
+        lastError = ConnectError.from(error).rawMessage;
         onFirstFailure?.(error);
         deps.onEvent({ type: "error", error });
         await backgroundSleep(clock, backoff.delayMs(++failures), signal);
@@ -158,6 +172,7 @@ export function createRegistrar(
           try {
             const h = await registerUntilDone(ac.signal);
             registered = h !== undefined;
+            if (registered) registeredAt = clock.now();
             return h;
           } finally {
             if (registering === ac) registering = undefined;
@@ -165,6 +180,7 @@ export function createRegistrar(
         }
         if (!serving && handle !== undefined) {
           registered = false;
+          registeredAt = undefined;
           await handle.deregister();
           return undefined;
         }
@@ -212,6 +228,21 @@ export function createRegistrar(
       await apply(false).catch(() => {});
     },
     isRegistered: () => registered,
+    snapshot: () =>
+      Object.freeze({
+        registry: reg.registry.name,
+        service: reg.service,
+        instanceId,
+        address: address === "" ? null : address,
+        state: registered
+          ? "registered"
+          : registering !== undefined
+            ? "registering"
+            : "deregistered",
+        registeredAt: registered && registeredAt !== undefined ? registeredAt : null,
+        failures,
+        lastError: lastError ?? null,
+      }),
   };
 }
 
