@@ -8,7 +8,7 @@ export interface AdminStatsOptions {
   readonly historySeconds?: number;
   /** tapSize is how many finished calls the tap keeps; default 200. */
   readonly tapSize?: number;
-  /** timelineSize is how many breaker, ejection and retry events the timeline keeps; default 200. */
+  /** timelineSize is how many breaker, ejection and registration changes the timeline keeps; default 200. */
   readonly timelineSize?: number;
 }
 
@@ -50,11 +50,11 @@ export interface SecondPoint {
   readonly endpoints: Readonly<Record<string, number>>;
 }
 
-/** TimelineEntry is a breaker transition, an ejection, a restore or a retry refusal. */
+/** TimelineEntry is a state change: a breaker transition, an ejection, a restore, a registration. */
 export interface TimelineEntry {
   /** at is when the admin server saw it (epoch ms). */
   readonly at: number;
-  /** kind: `breaker`, `ejected`, `restored`, `budget-exhausted`, `give-up`, or another event's type. */
+  /** kind: `breaker`, `ejected`, `restored`, or a registry event's type (`lease-lost`...). */
   readonly kind: string;
   /** subject is what it happened to: a breaker key or an endpoint address. */
   readonly subject: string;
@@ -242,19 +242,12 @@ export function createAdminStats(options: AdminStatsOptions = {}): AdminStats {
       } else if (type === "hedge") {
         retries.hedges++;
       } else if (type === "give-up") {
+        // Counted, not listed: while a breaker is open every call gives up,
+        // and the timeline is for state changes.
         retries.giveUps++;
-        if (e.reason === "budget" || e.reason === "breaker-open") {
-          note(
-            now,
-            "give-up",
-            String(e.method),
-            `after ${Number(e.attempts)} attempts: ${String(e.reason)}`,
-          );
-        }
       } else if (type === "budget-exhausted") {
         retries.budgetExhausted++;
         second(now).budgetExhausted++;
-        note(now, "budget-exhausted", String(e.target), String(e.method));
       } else if (
         type === "lease-lost" ||
         type === "re-registered" ||

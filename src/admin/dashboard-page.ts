@@ -310,10 +310,10 @@ const BODY = `
 <section class="w6"><h2>Traffic share per endpoint</h2><div id="chart-share"></div></section>
 <section class="w6"><h2>Retries and budget</h2><div id="chart-retries"></div><div class="legend" id="retry-totals"></div><div class="legend" id="budget"></div></section>
 <section class="w12"><h2>Methods</h2><table id="methods"><thead><tr><th>side</th><th>method</th><th class="num">calls/s</th><th class="num">success</th><th class="num">p50 ms</th><th class="num">p99 ms</th><th class="num">calls</th><th class="num">failed</th></tr></thead><tbody id="methods-body"></tbody></table></section>
-<section class="w6"><h2>Endpoints</h2><table id="endpoints"><thead><tr><th>target</th><th>address</th><th>state</th><th>connection</th><th class="num">EWMA ms</th><th class="num">pending</th><th class="num">picks</th><th class="num">ejections</th></tr></thead><tbody id="endpoints-body"></tbody></table></section>
+<section class="w12"><h2>Endpoints</h2><table id="endpoints"><thead><tr><th>target</th><th>address</th><th>state</th><th>connection</th><th class="num">EWMA ms</th><th class="num">pending</th><th class="num">picks</th><th class="num">ejections</th></tr></thead><tbody id="endpoints-body"></tbody></table></section>
 <section class="w6"><h2>Circuit breakers</h2><table id="breakers"><thead><tr><th>key</th><th>state</th><th>reason</th><th>since</th></tr></thead><tbody id="breakers-body"></tbody></table></section>
 <section class="w6"><h2>Breaker and ejection timeline</h2><div id="chart-timeline"></div></section>
-<section class="w6"><h2>Events</h2><div class="scroll"><table id="timeline"><thead><tr><th>time</th><th>kind</th><th>subject</th><th>detail</th></tr></thead><tbody id="timeline-body"></tbody></table></div></section>
+<section class="w12"><h2>Events</h2><div class="scroll"><table id="timeline"><thead><tr><th>time</th><th>kind</th><th>subject</th><th>detail</th></tr></thead><tbody id="timeline-body"></tbody></table></div></section>
 <section class="w12"><h2>Tap: last calls</h2><div id="tap-tools"><input id="tap-filter" placeholder="filter (method, code, endpoint, trace id)" size="40"><button id="tap-pause">pause</button></div>
 <div class="scroll"><table id="tap"><thead><tr><th>time</th><th>side</th><th>method</th><th>code</th><th class="num">ms</th><th>endpoint / peer</th><th class="num">attempts</th><th>trace id</th></tr></thead><tbody id="tap-body"></tbody></table></div>
 <pre id="tap-detail" class="muted">click a call for its redacted headers</pre></section>

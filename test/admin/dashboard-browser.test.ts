@@ -32,7 +32,8 @@ describe.skipIf(!available)("dashboard in a real browser", () => {
   const pageErrors: string[] = [];
 
   beforeAll(async () => {
-    s = await startMeshScenario();
+    // Retries on and the default picker, as users run it: the page shows the budget in use.
+    s = await startMeshScenario({ retry: true, policy: "p2c-ewma" });
     admin = await serveAdmin({
       transports: [s.transport],
       servers: s.servers,

@@ -25,9 +25,12 @@ export interface MeshScenario {
 /**
  * startMeshScenario serves EchoService on 3 loopback ports and builds a
  * transport that ejects an endpoint after 3 failures in a row (for a minute)
- * and opens a method's breaker at 50% failures over 6 calls.
+ * and opens a method's breaker at 50% failures over 6 calls; no retries
+ * and round robin unless told otherwise.
  */
-export async function startMeshScenario(): Promise<MeshScenario> {
+export async function startMeshScenario(
+  options: { readonly retry?: boolean; readonly policy?: "p2c-ewma" | "round-robin" } = {},
+): Promise<MeshScenario> {
   const metrics = await createMetrics();
   const faults = [0, 1, 2].map(() => createFaultInjector());
   const servers = faults.map((f, i) =>
@@ -44,7 +47,7 @@ export async function startMeshScenario(): Promise<MeshScenario> {
     target: `static:///${addresses.join(",")}`,
     logger: false,
     metrics,
-    policy: "round-robin",
+    policy: options.policy ?? "round-robin",
     outlierDetection: {
       consecutiveFailures: 3,
       successRate: false,
@@ -52,7 +55,8 @@ export async function startMeshScenario(): Promise<MeshScenario> {
       maxEjectionPercent: 50,
     },
     circuitBreaker: { minimumCalls: 6, failureRateThreshold: 0.5, openMs: 60_000 },
-    retry: false,
+    // Echo gets an idempotency key from the transport, which makes it safe to retry.
+    ...(options.retry === true ? {} : { retry: false as const }),
   });
   return {
     servers,
