@@ -22,6 +22,12 @@ export {
   type TimelineEntry,
 } from "./admin/admin-stats.js";
 // State snapshots (transport.snapshot(), server.snapshot()) and channelz.
+export {
+  CHANNELZ_MAX_RESULTS,
+  Channelz,
+  type ChannelzOptions,
+  createChannelzService,
+} from "./admin/channelz-service.js";
 export type {
   BreakerSnapshot,
   BreakerTransitionRecord,
@@ -40,6 +46,7 @@ export type {
   ServerSnapshot,
   ServerSnapshotSource,
   ServiceSnapshot,
+  SocketSnapshot,
   TransportSnapshot,
   TransportSnapshotSource,
 } from "./admin/snapshot.js";

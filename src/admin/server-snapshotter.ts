@@ -11,6 +11,7 @@ import type {
   RegistrationSnapshot,
   ServerSnapshot,
   ServiceSnapshot,
+  SocketSnapshot,
 } from "./snapshot.js";
 
 // As in the concurrency limit: health is exempt from a single number limit.
@@ -31,6 +32,7 @@ export interface ServerSnapshotDeps {
   readonly state: () => ServerSnapshot["state"];
   readonly inFlight: () => number;
   readonly connections: () => number;
+  readonly sockets: () => readonly SocketSnapshot[];
   readonly concurrencyLimit: ConcurrencyLimitOptions | undefined;
   /** idempotencyStore is undefined when idempotency is off. */
   readonly idempotencyStore: IdempotencyStore | undefined;
@@ -101,6 +103,7 @@ export function createServerSnapshotter(deps: ServerSnapshotDeps): ServerSnapsho
       return Object.freeze({
         kind: "server",
         takenAt: now,
+        wallTimeMs: Date.now(),
         address: bound?.address ?? null,
         url: bound?.url ?? null,
         state: deps.state(),
@@ -108,6 +111,7 @@ export function createServerSnapshotter(deps: ServerSnapshotDeps): ServerSnapsho
         services: Object.freeze(services),
         inFlight: deps.inFlight(),
         connections: deps.connections(),
+        sockets: Object.freeze(deps.sockets().map((x) => Object.freeze({ ...x }))),
         calls: snapshotCallCounts(sumCallCounts(counts.values())),
         methods: Object.freeze(methods),
         concurrencyLimit:

@@ -1,6 +1,7 @@
 // State snapshots of running transports and servers: plain, frozen,
 // JSON-serialisable data (no class instances, no undefined values: absent
-// sections are null), times in clock milliseconds, durations ending in `Ms`.
+// sections are null), times in clock milliseconds (see takenAt and
+// wallTimeMs for wall time), durations ending in `Ms`.
 // Types only, so that every floor can name them.
 
 /** CallCountsSnapshot counts calls through one channel, subchannel or method. */
@@ -159,8 +160,15 @@ export interface TransportSnapshot {
   readonly kind: "transport";
   /** target is the target string the transport was built with. */
   readonly target: string;
-  /** takenAt is the clock time of the snapshot. */
+  /**
+   * takenAt is the clock time of the snapshot. Clock times are the
+   * transport's or server's clock (default `performance.now()`, monotonic,
+   * not wall time): a time `t` happened at wall time
+   * `wallTimeMs - (takenAt - t)`.
+   */
   readonly takenAt: number;
+  /** wallTimeMs is `Date.now()` when the snapshot was taken. */
+  readonly wallTimeMs: number;
   /** policy is the load-balancing policy. */
   readonly policy: string;
   /** closed says whether close() was called. */
@@ -234,11 +242,26 @@ export interface RegistrationSnapshot {
   readonly lastError: string | null;
 }
 
+/** SocketSnapshot is one connection (HTTP/2 session) a server holds. */
+export interface SocketSnapshot {
+  /** remote is the peer's `host:port` (IPv6 in brackets). */
+  readonly remote: string;
+  /** local is the server's own `host:port` of the connection. */
+  readonly local: string;
+}
+
 /** ServerSnapshot is the state of one mesh server. */
 export interface ServerSnapshot {
   readonly kind: "server";
-  /** takenAt is the clock time of the snapshot. */
+  /**
+   * takenAt is the clock time of the snapshot. Clock times are the
+   * transport's or server's clock (default `performance.now()`, monotonic,
+   * not wall time): a time `t` happened at wall time
+   * `wallTimeMs - (takenAt - t)`.
+   */
   readonly takenAt: number;
+  /** wallTimeMs is `Date.now()` when the snapshot was taken. */
+  readonly wallTimeMs: number;
   /** address is the bound `host:port`; null before listen(). */
   readonly address: string | null;
   /** url is `http://host:port` (https with TLS); null before listen(). */
@@ -253,6 +276,8 @@ export interface ServerSnapshot {
   readonly inFlight: number;
   /** connections counts open HTTP/2 sessions. */
   readonly connections: number;
+  /** sockets lists the open HTTP/2 sessions' addresses. */
+  readonly sockets: readonly SocketSnapshot[];
   /** calls totals the method counts. */
   readonly calls: CallCountsSnapshot;
   /** methods lists the methods that were called, by name. */

@@ -157,6 +157,7 @@ export function createTransportSnapshotter(deps: TransportSnapshotDeps): Transpo
         kind: "transport",
         target: deps.target,
         takenAt: now,
+        wallTimeMs: Date.now(),
         policy: b.policy,
         closed: deps.isClosed(),
         resolver: b.resolver,

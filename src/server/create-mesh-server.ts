@@ -441,6 +441,18 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     state: () => (closing ? "closing" : bound === undefined ? "new" : "serving"),
     inFlight: () => inFlight,
     connections: () => sessions.size,
+    sockets: () => {
+      const out: { remote: string; local: string }[] = [];
+      for (const session of sessions) {
+        const socket = session.socket;
+        if (socket?.remoteAddress === undefined || socket.localAddress === undefined) continue;
+        out.push({
+          remote: formatAddress(socket.remoteAddress, socket.remotePort ?? 0),
+          local: formatAddress(socket.localAddress, socket.localPort ?? 0),
+        });
+      }
+      return out;
+    },
     concurrencyLimit: opts.concurrencyLimit,
     idempotencyStore,
     registration: () => registrar.snapshot(),
