@@ -1,11 +1,15 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createHttp2Server } from "node:http2";
+import type { AddressInfo, Server, Socket } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { MeshTapObserver } from "../call/tapped-call.js";
 import { formatAddress } from "../discovery/address.js";
 import { type MeshMetrics, metricsHandler } from "../observability/metrics.js";
 import { type AdminStats, type AdminStatsOptions, createAdminStats } from "./admin-stats.js";
+import { Channelz, createChannelzService } from "./channelz-service.js";
 import { DASHBOARD_HTML } from "./dashboard-page.js";
 import type { ServerSnapshot, TransportSnapshot } from "./snapshot.js";
+import { createSniffingServer } from "./sniff-protocol.js";
 
 /**
  * AdminTransport is what the admin server needs of a transport: a
@@ -43,6 +47,12 @@ export interface ServeAdminOptions extends AdminStatsOptions {
   readonly servers?: readonly AdminServer[];
   /** metrics are served on `/metrics` (Prometheus text); default none (404). */
   readonly metrics?: MeshMetrics;
+  /**
+   * channelz also serves `grpc.channelz.v1.Channelz` (gRPC over h2c) on the
+   * same port, from the same transports and servers, for grpc tooling;
+   * default false.
+   */
+  readonly channelz?: boolean;
   /** intervalMs is how often `/api/events` pushes the state; default 1_000. */
   readonly intervalMs?: number;
   /** now is the wall clock (epoch ms) the charts are drawn on; default Date.now. */
@@ -74,7 +84,7 @@ const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
  * `/`, JSON at `/api/state`, `/api/transports`, `/api/servers` and
  * `/api/tap`, Server-Sent Events at `/api/events` (the state every
  * `intervalMs`, plus the calls finished since), Prometheus `/metrics` and
- * `/healthz`. It attaches to the transports' and servers' `tap()` while it
+ * `/healthz`; with `channelz`, gRPC's channelz service on the same port. It attaches to the transports' and servers' `tap()` while it
  * runs; nothing is attached, and calls pay nothing, before or after.
  */
 export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmin> {
@@ -205,16 +215,30 @@ export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmi
     req.on("close", () => streams.delete(s));
   }
 
+  // With channelz, one TCP port serves both: HTTP/1.1 to the page, h2c to gRPC.
+  let listener: Server = server;
+  let sockets: Set<Socket> | undefined;
+  if (o.channelz === true) {
+    const channelz = createChannelzService({
+      transports: transports.filter(hasSnapshot),
+      servers: servers.filter(hasSnapshot),
+    });
+    const grpc = createHttp2Server(
+      connectNodeAdapter({ routes: (router) => router.service(Channelz, channelz) }),
+    );
+    ({ server: listener, sockets } = createSniffingServer(server, grpc));
+  }
+
   return new Promise((resolve, reject) => {
     const fail = (e: Error) => {
       clearInterval(timer);
       for (const d of detach) d();
       reject(e);
     };
-    server.once("error", fail);
-    server.listen(o.port, o.host, () => {
-      server.off("error", fail);
-      const info = server.address() as AddressInfo;
+    listener.once("error", fail);
+    listener.listen(o.port, o.host, () => {
+      listener.off("error", fail);
+      const info = listener.address() as AddressInfo;
       const address = formatAddress(info.address, info.port);
       if (LOOPBACK.has(o.host) || info.address === "127.0.0.1" || info.address === "::1") {
         allowedHosts = new Set(
@@ -233,8 +257,9 @@ export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmi
             for (const d of detach) d();
             for (const s of streams) s.res.end();
             streams.clear();
-            server.close(() => done());
+            listener.close(() => done());
             server.closeAllConnections();
+            for (const socket of sockets ?? []) socket.destroy();
           });
           return closed;
         },
@@ -245,6 +270,12 @@ export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmi
       resolve(admin);
     });
   });
+}
+
+function hasSnapshot<T extends { snapshot?: unknown }>(
+  x: T,
+): x is T & { snapshot: Exclude<T["snapshot"], undefined> } {
+  return typeof x.snapshot === "function";
 }
 
 function snapshotOf(
@@ -312,6 +343,9 @@ function validateAdminOptions(o: ServeAdminOptions): void {
   }
   if (o.metrics !== undefined && typeof o.metrics.text !== "function") {
     throw new TypeError("metrics must come from createMetrics()");
+  }
+  if (o.channelz !== undefined && typeof o.channelz !== "boolean") {
+    throw new TypeError(`channelz ${JSON.stringify(o.channelz)} must be a boolean`);
   }
   if (o.now !== undefined && typeof o.now !== "function") {
     throw new TypeError("now must be a function returning epoch ms");
