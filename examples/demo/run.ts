@@ -164,8 +164,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
         port: opts.adminPort,
         transports: [transport],
         ...(metrics === undefined ? {} : { metrics }),
+        channelz: true,
       });
-      out.write(`  dashboard    ${admin.url} (live; /metrics, /api/state)\n`);
+      out.write(`  dashboard    ${admin.url} (live; /metrics, /api/state, gRPC channelz)\n`);
     }
     const client = createClient(OrderService, transport);
     // Wait until the balancer knows every replica (registrations are async).
