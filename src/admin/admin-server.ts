@@ -77,6 +77,9 @@ export const ADMIN_DEFAULTS = Object.freeze({ port: 0, host: "127.0.0.1", interv
 // and a busy client must not turn the event stream into a firehose.
 const CALLS_PER_PUSH = 50;
 
+// Past this much unsent data a stream's reader is not keeping up: skip it.
+const MAX_STREAM_BACKLOG_BYTES = 1024 * 1024;
+
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost"]);
 
 /**
@@ -129,6 +132,8 @@ export function serveAdmin(options: ServeAdminOptions = {}): Promise<RunningAdmi
     if (streams.size === 0) return;
     const body = JSON.stringify(state());
     for (const s of streams) {
+      // A page that stopped reading (a suspended tab) gets no more until it drains.
+      if (s.res.writableLength > MAX_STREAM_BACKLOG_BYTES) continue;
       const fresh = stats.callsSince(s.seq);
       s.seq = fresh.seq;
       s.res.write(`event: state\ndata: ${body}\n\n`);
