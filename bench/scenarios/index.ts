@@ -1,4 +1,5 @@
 import type { Scenario } from "../lib/scenario.js";
+import { admin } from "./admin.js";
 import { balancing } from "./balancing.js";
 import { breakers } from "./breakers.js";
 import { discovery } from "./discovery.js";
@@ -22,4 +23,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [breakers.name]: breakers,
   [faults.name]: faults,
   [streaming.name]: streaming,
+  [admin.name]: admin,
 };

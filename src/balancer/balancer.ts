@@ -178,6 +178,8 @@ interface SubchannelEntry<S> {
   removed: boolean;
   /** calls counts the attempts sent through this entry, for snapshots. */
   readonly calls: CallCounts;
+  /** picks counts this entry's picks among the last ones (see PickRing). */
+  picks: number;
 }
 
 /**
@@ -211,7 +213,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       : createSlowStart({ ...DEFAULT_SLOW_START, ...options.slowStart });
   const emit = options.onEvent ?? (() => {});
   const ejections = createEjectionHistory();
-  const recentPicks = createPickRing();
+  const recentPicks = createPickRing<SubchannelEntry<S>>();
   const outlierOptions =
     options.outlierDetection === false ? undefined : (options.outlierDetection ?? {});
   const detector: OutlierDetector | undefined =
@@ -417,7 +419,13 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
   function subchannelFor(endpoint: Endpoint): SubchannelEntry<S> {
     let entry = subchannels.get(endpoint.address);
     if (entry === undefined) {
-      entry = { subchannel: undefined, active: 0, removed: false, calls: createCallCounts() };
+      entry = {
+        subchannel: undefined,
+        active: 0,
+        removed: false,
+        calls: createCallCounts(),
+        picks: 0,
+      };
       subchannels.set(endpoint.address, entry);
     }
     entry.subchannel ??= options.createSubchannel(endpoint);
@@ -441,7 +449,7 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
       const calls = entry.calls;
       calls.started++;
       calls.lastStartedAt = clock.now();
-      recentPicks.record(address);
+      recentPicks.record(entry);
       let finished = false;
       return {
         endpoint: picked.endpoint,
@@ -562,12 +570,12 @@ export function createBalancer<S extends Subchannel>(options: BalancerOptions<S>
     },
     snapshot() {
       const now = clock.now();
-      const { counted, byAddress } = recentPicks.counts();
+      const counted = recentPicks.counted;
       const readySet = new Set(ready.map((e) => e.address));
       const endpoints = (set?.endpoints ?? []).map((e): EndpointSnapshot => {
         const entry = subchannels.get(e.address);
         const health = detector?.health(e.address, now);
-        const picks = byAddress.get(e.address) ?? 0;
+        const picks = entry?.picks ?? 0;
         const rtt = policy === "p2c-ewma" ? loads.get(e.address)?.ewma.rttMs(now) : undefined;
         return Object.freeze({
           address: e.address,
