@@ -1,6 +1,26 @@
 // connect-mesh public API. Symbols for end users first; symbols for
 // integrators (custom resolvers, interceptors reading mesh state) below.
 
+// Admin server and live dashboard (serveAdmin), fed by transport.tap() / server.tap().
+export {
+  ADMIN_DEFAULTS,
+  type AdminServer,
+  type AdminTransport,
+  type RunningAdmin,
+  type ServeAdminOptions,
+  serveAdmin,
+} from "./admin/admin-server.js";
+export {
+  ADMIN_STATS_DEFAULTS,
+  type AdminStatsOptions,
+  type AdminStatsView,
+  type BreakerView,
+  type EjectionView,
+  type MethodStats,
+  type RetryTotals,
+  type SecondPoint,
+  type TimelineEntry,
+} from "./admin/admin-stats.js";
 // State snapshots (transport.snapshot(), server.snapshot()) and channelz.
 export {
   CHANNELZ_MAX_RESULTS,
@@ -101,6 +121,7 @@ export {
 export { BACKOFF_DEFAULTS, type BackoffOptions } from "./call/backoff.js";
 export { type CallScope, currentCallScope, runOutsideCallScope } from "./call/call-scope.js";
 export { CRITICALITY_HEADER, MIRROR_HEADER } from "./call/headers.js";
+export type { MeshTapObserver, TappedCall } from "./call/tapped-call.js";
 export {
   createMeshTransport,
   type MeshTransport,

@@ -13,6 +13,8 @@ export interface DemoOptions {
   /** mtls runs every hop over mutual TLS with SPIFFE identities from a dev CA. */
   readonly mtls: boolean;
   readonly logFile: string;
+  /** adminPort is the dashboard's port (0: a free one); undefined with --no-admin. */
+  readonly adminPort: number | undefined;
   readonly help: boolean;
 }
 
@@ -40,6 +42,9 @@ Options:
                         SPIFFE certificates (replicas spiffe://demo.local/ns/shop/sa/orders,
                         the client .../sa/checkout); the client pins the replicas'
                         identity and the followed trace shows who called whom
+  --admin-port <n>      serve the live dashboard (serveAdmin) on this loopback port
+                        (default 0: a free port; the URL is printed at start)
+  --no-admin            do not start the dashboard
   --pretty              show the traced call's log lines through pino-pretty (every
                         field, colours on a terminal) instead of one digest line
                         each; the log file stays JSON either way
@@ -98,6 +103,10 @@ export function parseDemoOptions(argv: readonly string[]): DemoOptions {
     pretty: v.pretty === true,
     mtls: v.mtls === true,
     logFile: v["log-file"] ?? ".tmp/demo-logs.jsonl",
+    adminPort:
+      v["no-admin"] === true
+        ? undefined
+        : Math.floor(num("admin-port", v["admin-port"], 0, 0, 65_535)),
     help: v.help === true,
   };
 }
@@ -115,6 +124,8 @@ function parse(argv: readonly string[]) {
       etcd: { type: "string" },
       redis: { type: "string" },
       "log-file": { type: "string" },
+      "admin-port": { type: "string" },
+      "no-admin": { type: "boolean" },
       pretty: { type: "boolean" },
       mtls: { type: "boolean" },
       help: { type: "boolean", short: "h" },

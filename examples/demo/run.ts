@@ -8,8 +8,11 @@ import {
   createIdentitySource,
   createMeshRegistry,
   createMeshTransport,
+  createMetrics,
   type IdentitySource,
+  type RunningAdmin,
   type ServiceRegistry,
+  serveAdmin,
 } from "../../src/index.js";
 import { OrderService } from "../order-service.js";
 import { createFleet, type Fleet } from "./fleet.js";
@@ -137,6 +140,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   let clientIdentity: IdentitySource | undefined;
   let transport: ReturnType<typeof createMeshTransport> | undefined;
   let queued: QueuedCallsRun | undefined;
+  let admin: RunningAdmin | undefined;
   try {
     out.write("starting replicas...\n");
     const names = Array.from({ length: opts.replicas }, (_, i) => `replica-${i + 1}`);
@@ -157,12 +161,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
           });
     clientIdentity =
       identities === undefined ? undefined : createIdentitySource({ ...identities.client, logger });
+    const metrics = opts.adminPort === undefined ? undefined : await createMetrics();
     transport = createMeshTransport({
       target,
       registries: [registry],
       ...(clientIdentity === undefined
         ? {}
         : { identity: clientIdentity, serverIdentities: [REPLICA_SPIFFE_ID] }),
+      ...(metrics === undefined ? {} : { metrics }),
       defaultTimeoutMs: CALL_TIMEOUT_MS,
       // Ejections last 2 s, growing to 6 s (defaults 30 s and 300 s), so that
       // a short run shows the flaky replica ejected, let back, ejected again.
@@ -179,6 +185,16 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
       logger,
       onEvent: stats.onEvent,
     });
+    if (opts.adminPort !== undefined) {
+      // The dashboard watches the same transport: open it while the run goes on.
+      admin = await serveAdmin({
+        port: opts.adminPort,
+        transports: [transport],
+        ...(metrics === undefined ? {} : { metrics }),
+        channelz: true,
+      });
+      out.write(`  dashboard    ${admin.url} (live; /metrics, /api/state, gRPC channelz)\n`);
+    }
     const client = createClient(OrderService, transport);
     // Wait until the balancer knows every replica (registrations are async).
     const seen = Date.now();
@@ -243,6 +259,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     status.stop();
     await queued?.stop();
     status = undefined;
+    await admin?.close();
     await transport.close();
     await registry.close();
     out.write("\nstopping replicas...\n");
@@ -281,6 +298,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await queued?.stop(0).catch(() => {});
+    await admin?.close().catch(() => {});
     await transport?.close().catch(() => {});
     clientIdentity?.close();
     await registry?.close().catch(() => {});

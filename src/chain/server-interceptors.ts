@@ -5,7 +5,9 @@ import {
   authorizationInterceptorOptions,
   createAuthorizationInterceptor,
 } from "../authz/authz-interceptor.js";
+import type { ListenerSet } from "../call/listener-set.js";
 import { peerKey, serverCallKey } from "../call/server-call.js";
+import type { TappedCall } from "../call/tapped-call.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import {
@@ -43,12 +45,14 @@ export interface ServerInterceptorOptions {
 /**
  * createServerInterceptors builds the server chain (SERVER_INTERCEPTOR_ORDER)
  * from options, so the mesh server and the queue worker run calls through the
- * same interceptors. `onEvent` receives the idempotency events.
+ * same interceptors. `onEvent` receives the idempotency events; `tap`, when
+ * given, the finished calls while it has listeners.
  */
 export function createServerInterceptors(
   opts: ServerInterceptorOptions,
   logger: Logger,
   onEvent: (e: IdempotencyEvent) => void,
+  tap?: ListenerSet<TappedCall>,
 ): Interceptor[] {
   const idempotency = opts.idempotency;
   return buildServerChain({
@@ -56,6 +60,7 @@ export function createServerInterceptors(
       ...opts.logging,
       logger,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      ...(tap === undefined ? {} : { tap }),
     }),
     idempotency:
       idempotency === false

@@ -49,6 +49,7 @@ import { createEventEmitter } from "../call/event-emitter.js";
 import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
 import { deadlineSignal, linkSignals } from "../call/signals.js";
 import { onStreamEnd } from "../call/stream-end.js";
+import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
 import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
@@ -213,6 +214,12 @@ export interface MeshTransport extends Transport {
    */
   close(): Promise<void>;
   /**
+   * tap attaches an observer of finished calls (redacted headers, trace id,
+   * endpoint) and events, e.g. an admin server; returns the detach function.
+   * While no observer is attached, calls build nothing for it.
+   */
+  tap(observer: MeshTapObserver<MeshTransportEvent>): () => void;
+  /**
    * snapshot describes the transport's state now: resolver, endpoints (load,
    * connection, share of the last picks, ejections), call counts, retry
    * budget, hedging and breakers. Frozen and JSON-serialisable; it reads
@@ -250,12 +257,14 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const baseUrl = `${opts.tls === undefined && opts.identity === undefined ? "http" : "https"}://${target.endpoint.split(",")[0] ?? ""}`;
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
+  const meshTap = createMeshTap<MeshTransportEvent>();
   // Built once the parts it reads exist; it counts the retry and breaker events.
   let snapshotter: TransportSnapshotter | undefined;
   const onEvent = createEventEmitter<MeshTransportEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
+    meshTap.events.emit,
     (e) => snapshotter?.onEvent(e),
   );
   const closing = new AbortController();
@@ -333,6 +342,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       logger,
       clock,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
+      tap: meshTap.calls,
     }),
     "idempotency-key":
       opts.idempotencyKeys === false
@@ -474,6 +484,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       }
       return Promise.all([balancer.close(), mirror?.close()]).then(() => undefined);
     },
+    tap: meshTap.tap,
     snapshot,
     [Symbol.asyncDispose]() {
       return transport.close();

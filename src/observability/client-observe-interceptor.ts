@@ -1,8 +1,10 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { breakerStateKey } from "../breaker/breaker-events.js";
+import type { ListenerSet } from "../call/listener-set.js";
 import { meshCallKey } from "../call/mesh-call.js";
 import { onSettled } from "../call/settle.js";
+import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
 import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
@@ -29,6 +31,12 @@ export interface ClientObserveOptions {
    * deadline is on it. Default the system clock.
    */
   readonly clock?: Clock | undefined;
+  /**
+   * tap receives each finished call (redacted headers) while it has
+   * listeners; nothing is built while it has none.
+   * @private
+   */
+  readonly tap?: ListenerSet<TappedCall> | undefined;
 }
 
 /**
@@ -48,6 +56,7 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
   const metrics = options.metrics;
   const redact = createHeaderRedactor(options.redactHeaders);
   const logHeaders = options.logHeaders === true;
+  const tap = options.tap;
 
   return (next) => async (req) => {
     const started = clock.now();
@@ -76,9 +85,26 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
       const name = codeName(code);
       const ms = clock.now() - started;
       metrics?.clientHandled(labels, name, ms / 1000);
+      const attempts = Math.max(meshCall?.attempt ?? 0, req.contextValues.get(attemptCountKey));
+      if (tap?.active === true) {
+        tap.emit(
+          Object.freeze({
+            side: "client",
+            method: `${labels.service}/${labels.method}`,
+            code: name,
+            startedAt,
+            durationMs: roundMs(ms),
+            traceId: span.traceId,
+            ...(meshCall === undefined ? {} : { target: meshCall.target }),
+            ...(meshCall?.endpoint === undefined ? {} : { endpoint: meshCall.endpoint }),
+            ...(attempts > 0 ? { attempts } : {}),
+            ...(error === undefined ? {} : { error: error.rawMessage }),
+            header: Object.freeze(redact(req.header)),
+          } satisfies TappedCall),
+        );
+      }
       const level = levelForCode(code);
       if (!logger.isLevelEnabled(level)) return;
-      const attempts = Math.max(meshCall?.attempt ?? 0, req.contextValues.get(attemptCountKey));
       const fields: Record<string, unknown> = {
         ...traceFields(span),
         "grpc.component": "client",

@@ -1,8 +1,10 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
+import type { ListenerSet } from "../call/listener-set.js";
 import { peerIdentityKey, principalOf } from "../call/peer-identity.js";
 import { peerKey, serverCallKey } from "../call/server-call.js";
 import { onSettled } from "../call/settle.js";
+import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
 import {
@@ -45,6 +47,12 @@ export interface ServerObserveOptions {
   readonly logPayloads?: boolean | undefined;
   /** clock times calls; default the system clock. */
   readonly clock?: Clock | undefined;
+  /**
+   * tap receives each finished call (redacted headers) while it has
+   * listeners; nothing is built while it has none.
+   * @private
+   */
+  readonly tap?: ListenerSet<TappedCall> | undefined;
 }
 
 /**
@@ -66,6 +74,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
   const redact = createHeaderRedactor(options.redactHeaders);
   const logHeaders = options.logHeaders === true;
   const logPayloads = options.logPayloads === true;
+  const tap = options.tap;
   const base =
     options.redact === undefined || options.redact.length === 0
       ? options.logger
@@ -91,13 +100,14 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     // With mTLS, the caller's verified SPIFFE ID (absent for anonymous peers).
     const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
     const timeoutMs = call === undefined ? headerTimeoutMs(req.header) : call.timeoutMs();
+    const peer = call?.peerAddress ?? req.contextValues.get(peerKey);
     const log = base.child({
       ...traceFields(span),
       "grpc.component": "server",
       "grpc.service": labels.service,
       "grpc.method": labels.method,
       "grpc.method_type": labels.type,
-      "peer.address": call?.peerAddress ?? req.contextValues.get(peerKey),
+      "peer.address": peer,
       ...(peerIdentity === undefined ? {} : { "peer.identity": peerIdentity }),
     });
     req.contextValues.set(traceContextKey, span);
@@ -112,6 +122,21 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       if (metrics !== undefined) {
         metrics.serverHandled(labels, name, ms / 1000);
         if (replayed) metrics.idempotencyReplayed(labels);
+      }
+      if (tap?.active === true) {
+        tap.emit(
+          Object.freeze({
+            side: "server",
+            method: `${labels.service}/${labels.method}`,
+            code: name,
+            startedAt,
+            durationMs: roundMs(ms),
+            traceId: span.traceId,
+            ...(peer === undefined ? {} : { peer }),
+            ...(error === undefined ? {} : { error: error.rawMessage }),
+            header: Object.freeze(redact(req.header)),
+          } satisfies TappedCall),
+        );
       }
       const level = levelForCode(code);
       if (!log.isLevelEnabled(level)) return;

@@ -19,6 +19,7 @@ import type { AuthorizationServerOption } from "../authz/authz-interceptor.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerIdentityKey } from "../call/peer-identity.js";
 import { peerKey } from "../call/server-call.js";
+import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
 import { formatAddress } from "../discovery/address.js";
@@ -233,6 +234,12 @@ export interface MeshServer {
   /** address is the bound address, once listening. */
   readonly address: BoundAddress | undefined;
   /**
+   * tap attaches an observer of finished calls (redacted headers, trace id,
+   * peer) and events, e.g. an admin server; returns the detach function.
+   * While no observer is attached, calls build nothing for it.
+   */
+  tap(observer: MeshTapObserver<IdempotencyEvent | RegistryEvent>): () => void;
+  /**
    * snapshot describes the server's state now: services and health, calls
    * in flight and counts per method, concurrency limit, idempotency store,
    * registration. Frozen and JSON-serialisable; it reads counters the call
@@ -273,12 +280,14 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   validateServerOptions(opts);
   const logger = opts.logger === false ? SILENT_LOGGER : (opts.logger ?? defaultLogger());
   const eventLogger = createEventLogger(logger);
+  const meshTap = createMeshTap<IdempotencyEvent | RegistryEvent>();
   // Built once the parts it reads exist; it counts the idempotency events.
   let snapshotter: ServerSnapshotter | undefined;
   const onEvent = createEventEmitter<IdempotencyEvent | RegistryEvent>(
     eventLogger.onEvent,
     opts.metrics?.onEvent.bind(opts.metrics),
     opts.onEvent,
+    meshTap.events.emit,
     (e) => snapshotter?.onEvent(e),
   );
   const shutdown = new AbortController();
@@ -306,6 +315,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
         : { ...opts, idempotency: { ...opts.idempotency, store: idempotencyStore } },
       logger,
       onEvent,
+      meshTap.calls,
     ),
     createAbortedCallGuard(),
   ];
@@ -605,6 +615,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     get address() {
       return bound;
     },
+    tap: meshTap.tap,
     snapshot,
     [Symbol.asyncDispose]() {
       return server.close();

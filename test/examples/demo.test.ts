@@ -48,6 +48,7 @@ describe("examples: the npm start demo", () => {
     expect(stdout).toMatch(/replica-3 +pid \d+ .*SIGKILLed mid-run/);
     expect(stdout).toMatch(/^ *\d+\.\d s +\d+ calls\/s +ok [\d.]+%/m);
     expect(stdout).toMatch(/\* replica-3 SIGKILLed \(pid \d+\)/);
+    expect(stdout).toMatch(/^ {2}dashboard +http:\/\/127\.0\.0\.1:\d+\/ /m);
     for (const line of [
       /^Summary: /m,
       /^ {2}calls +[\d,]+ \(CreateOrder [\d,]+, GetOrder [\d,]+\)/m,
@@ -105,6 +106,17 @@ describe("examples: the npm start demo", () => {
     while (!/\d+\.\d s +\d+ calls\/s/.test(stdout) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
+    // The live dashboard watches the run's transport.
+    const dashboard = /^ {2}dashboard +(http:\/\/127\.0\.0\.1:\d+\/) /m.exec(stdout)?.[1];
+    expect(dashboard, stdout).toBeDefined();
+    const state = (await (await fetch(new URL("api/state", dashboard))).json()) as {
+      transports: { target: string }[];
+      stats: { methods: { method: string }[] };
+    };
+    expect(state.transports[0]?.target).toMatch(/^mesh:\/\/\//);
+    expect(state.stats.methods.map((m) => m.method)).toContain(
+      "example.orders.v1.OrderService/GetOrder",
+    );
     child.kill("SIGINT");
     expect(await exited).toBe(130);
     expect(stdout).toContain("SIGINT: stopping the load");
@@ -117,7 +129,15 @@ describe("examples: the npm start demo", () => {
 
   it("explains its options with --help and rejects bad ones with exit 2", async () => {
     const { stdout } = await run(process.execPath, [...DEMO, "--help"], { timeout: 20_000 });
-    for (const option of ["--duration", "--replicas", "--etcd", "--redis", "--pretty"]) {
+    for (const option of [
+      "--duration",
+      "--replicas",
+      "--etcd",
+      "--redis",
+      "--pretty",
+      "--admin-port",
+      "--no-admin",
+    ]) {
       expect(stdout).toContain(option);
     }
     const bad = await run(process.execPath, [...DEMO, "--duration", "soon"], {
