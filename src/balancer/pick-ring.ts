@@ -24,9 +24,7 @@ export interface PickRing<C extends PickCounter> {
 export const PICK_RING_SIZE = 1000;
 
 /** createPickRing builds a ring of `size` picks (an integer >= 1). */
-export function createPickRing<C extends PickCounter>(
-  size: number = PICK_RING_SIZE,
-): PickRing<C> {
+export function createPickRing<C extends PickCounter>(size: number = PICK_RING_SIZE): PickRing<C> {
   if (!Number.isInteger(size) || size < 1) {
     throw new RangeError(`pick ring size ${size} must be an integer >= 1`);
   }
