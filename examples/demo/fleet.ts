@@ -69,7 +69,8 @@ export function createFleet(options: FleetOptions): Fleet {
   const owners = new Map<string, string>();
   const live = new Set<Incarnation>();
 
-  const start = (name: string, role: ReplicaRole, timeoutMs = 30_000) => {
+  // Generous: on an oversubscribed host a tsx child can take tens of seconds to start.
+  const start = (name: string, role: ReplicaRole, timeoutMs = 120_000) => {
     let replica = replicas.get(name);
     if (replica === undefined) {
       replica = { name, role, incarnations: [] };

@@ -14,7 +14,7 @@ const CLIENT_ID = "spiffe://demo.local/ns/shop/sa/checkout";
 const dir = mkdtempSync(join(tmpdir(), "mesh-demo-mtls-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("examples: the demo with --mtls", () => {
+describe("examples: the demo with --mtls", { timeout: 180_000 }, () => {
   it("runs every hop over mTLS and shows the caller's identity in the logs and the followed trace", async () => {
     const logFile = join(dir, "mtls.jsonl");
     // The demo's own expectations (every replica served...) are the plain
@@ -23,7 +23,7 @@ describe("examples: the demo with --mtls", () => {
     const stdout = await run(
       process.execPath,
       [...DEMO, "--duration", "4", "--mtls", "--log-file", logFile],
-      { timeout: 90_000 },
+      { timeout: 150_000 },
     ).then(
       (r) => r.stdout,
       (e: { code?: number; stdout?: string; stderr?: string }) => {
@@ -64,5 +64,5 @@ describe("examples: the demo with --mtls", () => {
     const runDir = /(\/\S*connect-mesh-demo-[^/\s]+)\//.exec(stdout)?.[1];
     expect(runDir).toBeDefined();
     expect(existsSync(runDir as string)).toBe(false);
-  }, 120_000);
+  });
 });
