@@ -27,28 +27,6 @@ export {
   type ChannelzOptions,
   channelzRoutes,
 } from "./admin/channelz-service.js";
-export type {
-  BreakerSnapshot,
-  BreakerTransitionRecord,
-  CallCountsSnapshot,
-  EjectionRecord,
-  EjectionSnapshot,
-  EndpointSnapshot,
-  HedgingSnapshot,
-  IdempotencySnapshot,
-  MethodCallsSnapshot,
-  MethodSnapshot,
-  RegistrationSnapshot,
-  ResolverSnapshot,
-  RetryBudgetSnapshot,
-  RetrySnapshot,
-  ServerSnapshot,
-  ServerSnapshotSource,
-  ServiceSnapshot,
-  SocketSnapshot,
-  TransportSnapshot,
-  TransportSnapshotSource,
-} from "./admin/snapshot.js";
 // Authorization policy (issue 16 §2).
 export {
   AUTHORIZATION_FILE_DEFAULTS,
@@ -250,7 +228,6 @@ export {
   type ClientRateLimitOptions,
   createClientRateLimit,
 } from "./limit/client-rate-limit.js";
-
 export {
   CONCURRENCY_LIMIT_DEFAULTS,
   type ConcurrencyLimit,
@@ -407,6 +384,28 @@ export {
   REGISTRATION_DEFAULTS,
   type RegistrationUnavailableMode,
 } from "./server/registrar.js";
+export type {
+  BreakerSnapshot,
+  BreakerTransitionRecord,
+  CallCountsSnapshot,
+  EjectionRecord,
+  EjectionSnapshot,
+  EndpointSnapshot,
+  HedgingSnapshot,
+  IdempotencySnapshot,
+  MethodCallsSnapshot,
+  MethodSnapshot,
+  RegistrationSnapshot,
+  ResolverSnapshot,
+  RetryBudgetSnapshot,
+  RetrySnapshot,
+  ServerSnapshot,
+  ServerSnapshotSource,
+  ServiceSnapshot,
+  SocketSnapshot,
+  TransportSnapshot,
+  TransportSnapshotSource,
+} from "./state/snapshot.js";
 
 // --- For integrators ---------------------------------------------------------
 

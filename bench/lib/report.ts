@@ -3,7 +3,26 @@
 
 import * as os from "node:os";
 import { DEFAULT_MAX_OTHER_CORES, type QuietWait, type ResultRow } from "./runner.js";
-import type { ReportUnit, Scenario, SuiteGoal, Timing } from "./scenario.js";
+import type { ReportUnit, Scenario, Timing } from "./scenario.js";
+
+/** SuiteGoal is a target a suite reports (never asserts), e.g. a CPU ratio. */
+export interface SuiteGoal {
+  readonly goal: string;
+  readonly target: string;
+  readonly measured: number | null;
+  /** goal_met is null when the rows it needs were not measured (e.g. `--only`). */
+  readonly goal_met: boolean | null;
+}
+
+/**
+ * ScenarioGoals is what a measured suite adds to its Scenario to report
+ * goals (kept here, beside the report that prints them, so that scenario.ts
+ * imports neither the runner nor the report).
+ */
+export interface ScenarioGoals {
+  /** goals derive the suite's reported targets from its results and ratios. */
+  readonly goals?: (results: readonly ResultRow[], ratios: readonly RatioRow[]) => SuiteGoal[];
+}
 
 const UNARY_UNIT: ReportUnit = { rate: "req/s", per: "call" };
 
@@ -87,7 +106,7 @@ export function computeRatios(
 }
 
 export function buildReport(
-  scenario: Scenario,
+  scenario: Scenario & ScenarioGoals,
   quick: boolean,
   timing: Timing,
   quietWait: QuietWait | undefined,

@@ -1,15 +1,4 @@
 import type { BenchConfig } from "./protocol.js";
-import type { RatioRow } from "./report.js";
-import type { ResultRow } from "./runner.js";
-
-/** SuiteGoal is a target a suite reports (never asserts), e.g. a CPU ratio. */
-export interface SuiteGoal {
-  readonly goal: string;
-  readonly target: string;
-  readonly measured: number | null;
-  /** goal_met is null when the rows it needs were not measured (e.g. `--only`). */
-  readonly goal_met: boolean | null;
-}
 
 /** Timing says how long each phase of a run lasts and how often it repeats. */
 export interface Timing {
@@ -41,8 +30,6 @@ export interface Scenario {
    * or a function giving it per row label.
    */
   readonly reference?: string | ((config: string) => string);
-  /** goals derive the suite's reported targets from its results and ratios. */
-  readonly goals?: (results: readonly ResultRow[], ratios: readonly RatioRow[]) => SuiteGoal[];
   /** unit names what one counted call is in the tables; default a unary call. */
   readonly unit?: ReportUnit;
 }

@@ -7,6 +7,7 @@
 
 import type { BenchConfig, ClientSpec, ServerSpec } from "../lib/protocol.js";
 import { STACK_DESCRIPTIONS } from "../lib/protocol.js";
+import type { ScenarioGoals } from "../lib/report.js";
 import type { Scenario } from "../lib/scenario.js";
 import { tlsStackOptions } from "../lib/stacks/tls-options.js";
 
@@ -93,7 +94,7 @@ function referenceOf(label: string): string {
   return REFERENCE;
 }
 
-export const transport: Scenario = {
+export const transport: Scenario & ScenarioGoals = {
   name: "transport",
   title: "Transport overhead: unary Echo, 64 in flight",
   reference: referenceOf,

@@ -5,10 +5,10 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { MeshTapObserver } from "../call/tapped-call.js";
 import { formatAddress } from "../discovery/address.js";
 import { type MeshMetrics, metricsHandler } from "../observability/metrics.js";
+import type { ServerSnapshot, TransportSnapshot } from "../state/snapshot.js";
 import { type AdminStats, type AdminStatsOptions, createAdminStats } from "./admin-stats.js";
 import { Channelz, createChannelzService } from "./channelz-service.js";
 import { DASHBOARD_HTML } from "./dashboard-page.js";
-import type { ServerSnapshot, TransportSnapshot } from "./snapshot.js";
 import { createSniffingServer } from "./sniff-protocol.js";
 
 /**

@@ -2,7 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import { onSettled } from "../call/settle.js";
 import type { Clock } from "../clock.js";
-import { type CallCounts, createCallCounts } from "./call-counts.js";
+import { type CallCounts, createCallCounts } from "../state/call-counts.js";
 
 /**
  * CallCounters counts calls per method through an interceptor: started,

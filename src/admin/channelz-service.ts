@@ -13,7 +13,6 @@ import {
   type SubchannelSchema,
 } from "../../gen/grpc/channelz/v1/channelz_pb.js";
 import { parseAddress } from "../discovery/address.js";
-import { ipBytes } from "./ip-bytes.js";
 import type {
   EndpointSnapshot,
   ServerSnapshot,
@@ -21,7 +20,8 @@ import type {
   SocketSnapshot,
   TransportSnapshot,
   TransportSnapshotSource,
-} from "./snapshot.js";
+} from "../state/snapshot.js";
+import { ipBytes } from "./ip-bytes.js";
 
 export { Channelz };
 

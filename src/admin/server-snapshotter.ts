@@ -3,8 +3,7 @@ import type { Clock } from "../clock.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import type { IdempotencyStore } from "../idempotency/store.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
-import type { CallCounters } from "./call-counters.js";
-import { snapshotCallCounts, sumCallCounts } from "./call-counts.js";
+import { snapshotCallCounts, sumCallCounts } from "../state/call-counts.js";
 import type {
   IdempotencySnapshot,
   MethodSnapshot,
@@ -12,7 +11,8 @@ import type {
   ServerSnapshot,
   ServiceSnapshot,
   SocketSnapshot,
-} from "./snapshot.js";
+} from "../state/snapshot.js";
+import type { CallCounters } from "./call-counters.js";
 
 // As in the concurrency limit: health is exempt from a single number limit.
 const HEALTH_SERVICE = "grpc.health.v1.Health";

@@ -6,15 +6,15 @@ import type { Clock } from "../clock.js";
 import type { MirrorEvent } from "../mirror/mirror-events.js";
 import type { RetryEvent } from "../retry/retry-events.js";
 import type { RetryStage } from "../retry/retry-interceptor.js";
-import type { CallCounters } from "./call-counters.js";
-import { snapshotCallCounts, sumCallCounts } from "./call-counts.js";
+import { snapshotCallCounts, sumCallCounts } from "../state/call-counts.js";
 import type {
   BreakerSnapshot,
   BreakerTransitionRecord,
   MethodCallsSnapshot,
   RetrySnapshot,
   TransportSnapshot,
-} from "./snapshot.js";
+} from "../state/snapshot.js";
+import type { CallCounters } from "./call-counters.js";
 
 /** BREAKER_HISTORY_SIZE is how many transitions a breaker's snapshot keeps. */
 export const BREAKER_HISTORY_SIZE = 16;

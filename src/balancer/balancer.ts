@@ -1,6 +1,4 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type CallCounts, createCallCounts, snapshotCallCounts } from "../admin/call-counts.js";
-import type { EndpointSnapshot, ResolverSnapshot } from "../admin/snapshot.js";
 import type { CallOutcome } from "../breaker/call-outcome.js";
 import {
   BACKGROUND,
@@ -11,6 +9,8 @@ import {
 } from "../clock.js";
 import { createEndpointSet, type Endpoint, type EndpointSet } from "../discovery/endpoint.js";
 import type { Resolver } from "../discovery/resolver.js";
+import { type CallCounts, createCallCounts, snapshotCallCounts } from "../state/call-counts.js";
+import type { EndpointSnapshot, ResolverSnapshot } from "../state/snapshot.js";
 import type { BalancerEvent } from "./balancer-events.js";
 import { createEjectionHistory } from "./ejection-history.js";
 import { type EndpointLoads, syncEndpointLoads } from "./endpoint-load.js";

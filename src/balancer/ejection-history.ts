@@ -1,4 +1,4 @@
-import type { EjectionRecord } from "../admin/snapshot.js";
+import type { EjectionRecord } from "../state/snapshot.js";
 import type { OutlierEvent } from "./outlier-detector.js";
 
 /** EJECTION_HISTORY_SIZE is how many records an endpoint keeps: its recent story, not a log. */

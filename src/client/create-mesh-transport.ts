@@ -22,7 +22,6 @@ import {
 import { createMethodUrl, runStreamingCall } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import { createCallCounters } from "../admin/call-counters.js";
-import type { TransportSnapshot } from "../admin/snapshot.js";
 import {
   createTransportSnapshotter,
   type TransportSnapshotter,
@@ -52,6 +51,7 @@ import { onStreamEnd } from "../call/stream-end.js";
 import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
 import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
+import { defaultLogger, SILENT_LOGGER } from "../default-logger.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
 import {
@@ -76,7 +76,6 @@ import {
   type ClientObserveOptions,
   createClientObserveInterceptor,
 } from "../observability/client-observe-interceptor.js";
-import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import {
@@ -84,6 +83,7 @@ import {
   type RetryEvent,
   type RetryOptions,
 } from "../retry/retry-interceptor.js";
+import type { TransportSnapshot } from "../state/snapshot.js";
 import { createAttemptStep } from "./attempt-step.js";
 
 /** MeshTransportOptions configures createMeshTransport. */

@@ -3,7 +3,7 @@ import { readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
-import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
+import { defaultLogger, SILENT_LOGGER } from "../default-logger.js";
 import type { IdentityEvent } from "./identity-events.js";
 import {
   type IdentityMaterial,

@@ -14,7 +14,6 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { createCallCounters } from "../admin/call-counters.js";
 import { createServerSnapshotter, type ServerSnapshotter } from "../admin/server-snapshotter.js";
-import type { ServerSnapshot } from "../admin/snapshot.js";
 import type { AuthorizationServerOption } from "../authz/authz-interceptor.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { peerIdentityKey } from "../call/peer-identity.js";
@@ -22,6 +21,7 @@ import { peerKey } from "../call/server-call.js";
 import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { createServerInterceptors, serverCallGate } from "../chain/server-interceptors.js";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { defaultLogger, SILENT_LOGGER } from "../default-logger.js";
 import { formatAddress } from "../discovery/address.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
@@ -47,10 +47,10 @@ import {
 } from "../identity/server-identity.js";
 import type { ConcurrencyLimitOptions } from "../limit/concurrency-limit.js";
 import type { RateLimitOptions } from "../limit/rate-limit.js";
-import { defaultLogger, SILENT_LOGGER } from "../observability/default-logger.js";
 import { createEventLogger } from "../observability/event-logger.js";
 import type { MeshMetrics } from "../observability/metrics.js";
 import type { ServerObserveOptions } from "../observability/server-observe-interceptor.js";
+import type { ServerSnapshot } from "../state/snapshot.js";
 import { createHealthService, Health } from "./health-service.js";
 import { createHealthStatus, type HealthStatus, ServingStatus } from "./health-status.js";
 import {

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RegistrationSnapshot } from "../admin/snapshot.js";
 import { type BackoffOptions, createBackoff } from "../call/backoff.js";
 import { backgroundSleep } from "../call/signals.js";
 import { type Clock, type ClockTimer, MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { Registered, RegistryEvent, ServiceRegistry } from "../discovery/registry.js";
+import type { RegistrationSnapshot } from "../state/snapshot.js";
 import { type HealthStatus, ServingStatus } from "./health-status.js";
 
 /**

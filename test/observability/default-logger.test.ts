@@ -6,11 +6,8 @@ import * as path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createOrderService, OrderService } from "../../examples/order-service.js";
+import { createDefaultLogger, defaultLoggerConfig } from "../../src/default-logger.js";
 import { createMeshServer, type MeshServer } from "../../src/index.js";
-import {
-  createDefaultLogger,
-  defaultLoggerConfig,
-} from "../../src/observability/default-logger.js";
 
 const run = promisify(execFile);
 const CLIENT = path.join(import.meta.dirname, "default-logger-client.ts");

@@ -1,15 +1,15 @@
 import { describe, expect, it } from "vitest";
-import {
-  createCallCounts,
-  snapshotCallCounts,
-  sumCallCounts,
-} from "../../src/admin/call-counts.js";
 import { ipBytes } from "../../src/admin/ip-bytes.js";
 import {
   createEjectionHistory,
   EJECTION_HISTORY_SIZE,
 } from "../../src/balancer/ejection-history.js";
 import { createPickRing } from "../../src/balancer/pick-ring.js";
+import {
+  createCallCounts,
+  snapshotCallCounts,
+  sumCallCounts,
+} from "../../src/state/call-counts.js";
 
 describe("pick ring", () => {
   it("counts each endpoint's share of the last picks as they happen", () => {
