@@ -359,7 +359,8 @@ describe("interop: grpc-js client → mesh server", () => {
       expect(out.status.code).toBe(grpc.status.CANCELLED);
       expect(out.elapsedMs).toBeLessThan(2_500);
       const seen = await log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
-      expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(50);
+      // Measured from the handler's start, which a busy host delays: no lower bound.
+      expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(0);
       expect(seen.cancelledAfterMs).toBeLessThan(2_500);
       expect(seen.cancelCode).toBe(Code.Canceled);
     });

@@ -298,7 +298,8 @@ describe("interop: mesh client → grpc-js server", () => {
       expect(err.code).toBe(Code.Canceled);
       expect(performance.now() - started).toBeLessThan(2_500);
       const seen = await grpcServer.log.waitFor(id, (r) => r.cancelledAfterMs !== undefined);
-      expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(50);
+      // Measured from the handler's start, which a busy host delays: no lower bound.
+      expect(seen.cancelledAfterMs).toBeGreaterThanOrEqual(0);
       expect(seen.cancelledAfterMs).toBeLessThan(2_500);
       expect(seen.cancelCode).toBe(grpc.status.CANCELLED);
     });
