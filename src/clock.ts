@@ -67,3 +67,45 @@ export const systemClock: Clock = {
 
 /** BACKGROUND marks an idle background timer (`clock.setTimeout(fn, ms, BACKGROUND)`). */
 export const BACKGROUND: TimerOptions = Object.freeze({ unref: true });
+
+/** WakeTimer is one background timer that is only ever moved earlier (see createWakeTimer). */
+export interface WakeTimer {
+  /** wakeIn makes the callback run within delayMs; a wake already due sooner stands. */
+  wakeIn(delayMs: number): void;
+  /** cancel drops the pending wake, if any. */
+  cancel(): void;
+}
+
+/**
+ * createWakeTimer serves debounce, expiry and poll with one background
+ * timer: each wakeIn moves it earlier or leaves it, never later, so a burst
+ * of events costs one callback.
+ */
+export function createWakeTimer(clock: Clock, onWake: () => void): WakeTimer {
+  let timer: ClockTimer | undefined;
+  let dueAt = Number.POSITIVE_INFINITY;
+  return {
+    wakeIn(delayMs) {
+      const at = clock.now() + delayMs;
+      if (timer !== undefined) {
+        if (dueAt <= at) return;
+        clock.clearTimeout(timer);
+      }
+      dueAt = at;
+      timer = clock.setTimeout(
+        () => {
+          timer = undefined;
+          dueAt = Number.POSITIVE_INFINITY;
+          onWake();
+        },
+        delayMs,
+        BACKGROUND,
+      );
+    },
+    cancel() {
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = undefined;
+      dueAt = Number.POSITIVE_INFINITY;
+    },
+  };
+}

@@ -2,7 +2,7 @@ import { type FSWatcher, readFileSync, watch } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { basename, dirname } from "node:path";
 import type { Logger } from "pino";
-import { BACKGROUND, type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { type Clock, createWakeTimer, systemClock } from "../clock.js";
 import { type AuthorizationPolicy, createAuthorizationPolicy } from "./authorization-policy.js";
 import type { AuthorizationSource } from "./authorization-source.js";
 
@@ -109,8 +109,6 @@ export function createAuthorizationFileSource(
   let version = 1;
   let lastText = text;
   let closed = false;
-  let timer: ClockTimer | undefined;
-  let timerDueAt = Number.POSITIVE_INFINITY;
   let reading: Promise<boolean> | undefined;
   let again = false;
 
@@ -182,24 +180,12 @@ export function createAuthorizationFileSource(
     return reading;
   };
 
-  // One timer serves debounce and poll: it is only ever moved earlier.
+  // One timer serves debounce and poll.
+  const wake = createWakeTimer(clock, () => {
+    void reload().finally(() => schedule(pollIntervalMs));
+  });
   const schedule = (delayMs: number) => {
-    if (closed) return;
-    const dueAt = clock.now() + delayMs;
-    if (timer !== undefined) {
-      if (timerDueAt <= dueAt) return;
-      clock.clearTimeout(timer);
-    }
-    timerDueAt = dueAt;
-    timer = clock.setTimeout(
-      () => {
-        timer = undefined;
-        timerDueAt = Number.POSITIVE_INFINITY;
-        void reload().finally(() => schedule(pollIntervalMs));
-      },
-      delayMs,
-      BACKGROUND,
-    );
+    if (!closed) wake.wakeIn(delayMs);
   };
 
   // Watch the directory, not the file: an atomic rename replaces the file's
@@ -224,8 +210,7 @@ export function createAuthorizationFileSource(
     closed = true;
     watcher?.close();
     watcher = undefined;
-    if (timer !== undefined) clock.clearTimeout(timer);
-    timer = undefined;
+    wake.cancel();
   };
 
   return {

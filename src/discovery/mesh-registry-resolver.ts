@@ -1,6 +1,6 @@
 import { type FSWatcher, watch } from "node:fs";
 import { mkdir, stat } from "node:fs/promises";
-import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
+import { type Clock, createWakeTimer } from "../clock.js";
 import { createEndpoint, createEndpointSet, type EndpointSet } from "./endpoint.js";
 import { type ScannedRecord, scanServiceDir } from "./mesh-registry-store.js";
 import type { Resolver, ResolverEvent, ResolverListener } from "./resolver.js";
@@ -53,8 +53,6 @@ export function createMeshRegistryResolver(options: MeshRegistryResolverOptions)
   const { serviceDir, target, pollMs, gcAfterMs, clock, prepare } = options;
   let listener: ResolverListener | undefined;
   let closed = false;
-  let timer: ClockTimer | undefined;
-  let timerDueAt = Number.POSITIVE_INFINITY;
   let scanning: Promise<void> | undefined;
   let rescanRequested = false;
   let watcher: FSWatcher | undefined;
@@ -85,24 +83,10 @@ export function createMeshRegistryResolver(options: MeshRegistryResolverOptions)
     }
   };
 
-  // One timer serves debounce, expiry and poll: it is only ever moved earlier.
+  // One timer serves debounce, expiry and poll.
+  const wake = createWakeTimer(clock, () => runScan());
   const schedule = (delayMs: number) => {
-    if (closed) return;
-    const dueAt = clock.now() + delayMs;
-    if (timer !== undefined) {
-      if (timerDueAt <= dueAt) return;
-      clock.clearTimeout(timer);
-    }
-    timerDueAt = dueAt;
-    timer = clock.setTimeout(
-      () => {
-        timer = undefined;
-        timerDueAt = Number.POSITIVE_INFINITY;
-        runScan();
-      },
-      delayMs,
-      BACKGROUND,
-    );
+    if (!closed) wake.wakeIn(delayMs);
   };
 
   const runScan = () => {
@@ -244,8 +228,7 @@ export function createMeshRegistryResolver(options: MeshRegistryResolverOptions)
     },
     async close() {
       closed = true;
-      if (timer !== undefined) clock.clearTimeout(timer);
-      timer = undefined;
+      wake.cancel();
       dropWatch();
       // Let an in-flight scan finish its I/O so nothing outlives close().
       await scanning;

@@ -1,6 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { BACKGROUND, clampTimerDelayMs, MAX_TIMER_DELAY_MS, systemClock } from "../../src/clock.js";
+import {
+  BACKGROUND,
+  clampTimerDelayMs,
+  createWakeTimer,
+  MAX_TIMER_DELAY_MS,
+  systemClock,
+} from "../../src/clock.js";
 import { parseGrpcTimeout } from "../../src/grpc-timeout.js";
+import { createFakeClock } from "../../src/testing/fake-clock.js";
 
 describe("clampTimerDelayMs", () => {
   const table: [string, number, number][] = [
@@ -53,5 +60,26 @@ describe("systemClock timers", () => {
       systemClock.clearTimeout(call);
       systemClock.clearTimeout(background);
     }
+  });
+});
+
+describe("createWakeTimer", () => {
+  it("moves its one timer earlier, never later, and fires once per wake", () => {
+    const clock = createFakeClock();
+    let woke = 0;
+    const wake = createWakeTimer(clock, () => woke++);
+    wake.wakeIn(1_000);
+    wake.wakeIn(5_000); // later: the 1 s wake stands
+    wake.wakeIn(100); // earlier: moves it
+    expect(clock.pendingTimers).toBe(1);
+    clock.advance(100);
+    expect(woke).toBe(1);
+    clock.advance(5_000);
+    expect(woke).toBe(1);
+    wake.wakeIn(50);
+    wake.cancel();
+    clock.advance(100);
+    expect(woke).toBe(1);
+    expect(clock.pendingTimers).toBe(0);
   });
 });
