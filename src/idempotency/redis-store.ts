@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
+import { lazyModule } from "../lazy-module.js";
 import { newClaimToken, tokenFingerprint } from "./claim-token.js";
 import { decodeOutcome, encodeOutcome, OutcomeDecodeError } from "./outcome.js";
 import {
@@ -213,7 +214,10 @@ export function createRedisIdempotencyStore(
   };
 }
 
+const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
+
 function openRedis(connection: string | RedisOptions): Redis {
+  const { Redis } = loadIoredis();
   const redis =
     typeof connection === "string"
       ? new Redis(connection, { ...REDIS_STORE_CONNECTION_DEFAULTS })

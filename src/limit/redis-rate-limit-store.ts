@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
-import { Redis, type RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import { type Clock, systemClock } from "../clock.js";
+import { lazyModule } from "../lazy-module.js";
 import {
   type RateLimitStore,
   RateLimitStoreError,
@@ -185,7 +186,10 @@ export function createRedisRateLimitStore(
   };
 }
 
+const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
+
 function openRedis(connection: string | RedisOptions): Redis {
+  const { Redis } = loadIoredis();
   const defaults: RedisOptions = {
     maxRetriesPerRequest: REDIS_RATE_LIMIT_STORE_DEFAULTS.maxRetriesPerRequest,
     connectTimeout: REDIS_RATE_LIMIT_STORE_DEFAULTS.connectTimeout,

@@ -1,13 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import {
-  Queue as BullQueue,
-  Worker as BullWorker,
-  type Job,
-  type RedisOptions,
-  UnrecoverableError,
-  WaitingError,
-} from "bullmq";
+import type { Job, RedisOptions } from "bullmq";
+import { lazyModule } from "../lazy-module.js";
 import { codeName } from "../observability/grpc-fields.js";
 import { stripUndefined } from "../strip-undefined.js";
 import {
@@ -104,6 +98,8 @@ interface Settling {
   readonly outcome: JobOutcome;
 }
 
+const loadBullmq = lazyModule<typeof import("bullmq")>("bullmq");
+
 /**
  * createRedisQueue is a durable Queue in Redis, built on BullMQ.
  *
@@ -127,6 +123,7 @@ interface Settling {
  * Completed jobs are removed; the completed count comes from BullMQ metrics.
  */
 export function createRedisQueue(options: RedisQueueOptions): Queue {
+  const { Queue: BullQueue, Worker: BullWorker, UnrecoverableError, WaitingError } = loadBullmq();
   const opts = { ...REDIS_QUEUE_DEFAULTS, ...stripUndefined(options), name: options.name };
   validateRedisQueueOptions(opts);
   const connection: RedisOptions =
