@@ -11,6 +11,7 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { ensureMeshBuild } from "./lib/mesh-library.js";
 import { killAllChildrenSync, sleep, spawnChild } from "./lib/process.js";
 import { type CpuProfile, type ProfileSummary, summarizeProfile } from "./lib/profile/summarize.js";
 import type {
@@ -286,6 +287,7 @@ async function main(): Promise<number> {
     console.error(`--pair is required\n${USAGE}`);
     return 2;
   }
+  ensureMeshBuild();
   const config = findConfig(values.pair, payloadBytes);
   if (config === undefined) {
     const labels = [

@@ -5,6 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { isLabSuite, runLabSuite } from "./lib/lab/lab.js";
+import { ensureMeshBuild } from "./lib/mesh-library.js";
 import { killAllChildrenSync } from "./lib/process.js";
 import { buildReport, markdownTable } from "./lib/report.js";
 import { DEFAULT_MAX_OTHER_CORES, describe, type QuietWait, runScenario } from "./lib/runner.js";
@@ -103,6 +104,7 @@ async function main(): Promise<number> {
     console.error(`unknown suite(s): ${unknown.join(", ")}\n${USAGE}`);
     return 2;
   }
+  ensureMeshBuild();
   const quick = args.quick;
   const cliTiming = {
     reps: positiveInt("reps", args.reps),

@@ -106,7 +106,9 @@ export function layerOf(functionName: string, url: string, repoRoot: string): st
     return `dep:${pkg}`;
   }
   if (path.startsWith(repoRoot)) {
-    const rel = path.slice(repoRoot.length).split("/");
+    let rel = path.slice(repoRoot.length).split("/");
+    // The benchmark runs the compiled library: dist/src/… counts as src/…
+    if (rel[0] === "dist") rel = rel.slice(1);
     if (rel[0] === "src") {
       // src/<folder>/x.ts → mesh src/<folder>; src/x.ts → mesh src/x
       const top = rel.length > 2 ? rel[1] : (rel[1] ?? "").replace(/\.[cm]?[jt]s$/, "");

@@ -11,13 +11,8 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
-import {
-  createIdentitySource,
-  createMeshServer,
-  createMeshTransport,
-  type MeshServerOptions,
-  type MeshTransportOptions,
-} from "../../../src/index.js";
+import type { MeshServerOptions, MeshTransportOptions } from "../../../src/index.js";
+import { loadMeshLibrary } from "../mesh-library.js";
 import { type FileLog, openFileLog } from "../paired/file-log.js";
 import type { StackOptions } from "../protocol.js";
 import {
@@ -38,6 +33,9 @@ import {
 } from "./types.js";
 
 type Flavour = "mesh" | "lean";
+
+// The compiled library (dist/), as users run it; see ../mesh-library.ts.
+const { createIdentitySource, createMeshServer, createMeshTransport } = await loadMeshLibrary();
 
 /** LEAN_CLIENT turns off every mesh feature a transport has a switch for. */
 const LEAN_CLIENT = {
