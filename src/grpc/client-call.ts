@@ -129,6 +129,11 @@ interface Waiter {
   reject(e: unknown): void;
 }
 
+interface UnaryWaiter {
+  resolve(value: unknown): void;
+  reject(e: unknown): void;
+}
+
 /**
  * ClientCall reads one gRPC response from a node:http2 client stream:
  * headers, length-prefixed messages (bounded by readMaxBytes), trailers or a
@@ -153,6 +158,10 @@ export class ClientCall {
   private closed = false;
   private paused = false;
   private waiter: Waiter | undefined;
+  // A unary call is woken once, when it is done, not on every event.
+  private unaryWaiter: UnaryWaiter | undefined;
+  /** statusOk: the trailers said grpc-status 0 (no need to parse them). */
+  private statusOk = false;
   private signal: AbortSignal | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -300,6 +309,7 @@ export class ClientCall {
 
   handleTrailers(trailers: http2.IncomingHttpHeaders): void {
     this.gotTrailers = true;
+    this.statusOk = trailers["grpc-status"] === GRPC_STATUS_OK;
     for (const key in trailers) {
       const v = trailers[key];
       if (v === undefined || key.charCodeAt(0) === 0x3a) continue;
@@ -358,6 +368,11 @@ export class ClientCall {
   }
 
   private wake(): void {
+    const u = this.unaryWaiter;
+    if (u !== undefined && this.isDone()) {
+      this.unaryWaiter = undefined;
+      this.settleUnary(u);
+    }
     const w = this.waiter;
     if (w !== undefined) {
       this.waiter = undefined;
@@ -469,11 +484,41 @@ export class ClientCall {
   /**
    * unaryResult waits for the end of a unary response and returns its one
    * message, or throws the call's error as Connect's gRPC transport does.
+   * It is called once per call.
    */
-  async unaryResult(): Promise<unknown> {
-    while (!this.isDone()) {
-      await this.wait();
+  unaryResult(): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const w: UnaryWaiter = { resolve, reject };
+      if (this.isDone()) {
+        this.settleUnary(w);
+      } else {
+        this.unaryWaiter = w;
+      }
+    });
+  }
+
+  private settleUnary(w: UnaryWaiter): void {
+    let frame: Frame;
+    try {
+      frame = this.unaryFrame();
+    } catch (e) {
+      w.reject(e);
+      return;
     }
+    if (frame.compressed) {
+      this.decode(frame).then(w.resolve, w.reject);
+      return;
+    }
+    try {
+      w.resolve(this.parse(frame.data));
+    } catch (e) {
+      w.reject(e);
+    }
+  }
+
+  // unaryFrame is the one response message of a finished unary call, or
+  // throws the call's error.
+  private unaryFrame(): Frame {
     if (this.failure !== undefined) throw this.failure;
     const header = this.header as Headers;
     if (this.trailersOnly) {
@@ -490,8 +535,10 @@ export class ClientCall {
         Code.Unknown,
       );
     }
-    const err = statusError(this.trailer, header);
-    if (err !== undefined) throw err;
+    if (!this.statusOk) {
+      const err = statusError(this.trailer, header);
+      if (err !== undefined) throw err;
+    }
     const frame = this.frames[0];
     if (frame === undefined) {
       throw new ConnectError(
@@ -499,7 +546,7 @@ export class ClientCall {
         Code.Unimplemented,
       );
     }
-    return this.decode(frame);
+    return frame;
   }
 
   private isDone(): boolean {
