@@ -6,7 +6,7 @@ import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { SessionEntry } from "./client-session.js";
 import { compressionGzip, decompressError } from "./compression.js";
 import { parseGrpcContentType } from "./content-type.js";
-import { createFrameDecoder, type Frame, type FrameDecoder } from "./frame.js";
+import { createFrameDecoder, FRAME_HEADER_BYTES, type Frame, type FrameDecoder } from "./frame.js";
 import { decodeGrpcMessage } from "./grpc-message.js";
 import { codeFromHttpStatus, GRPC_STATUS_OK, isValidCode } from "./grpc-status.js";
 import { headersFromNode } from "./metadata.js";
@@ -145,7 +145,9 @@ export class ClientCall {
   header: Headers | undefined;
   /** trailer fills when the trailers arrive. */
   readonly trailer = new Headers();
-  private readonly decoder: FrameDecoder;
+  // Made on the first chunk that is not exactly one whole message (most
+  // unary responses are, and need none).
+  private decoder: FrameDecoder | undefined;
   private readonly frames: Frame[] = [];
   private compression: Compression | undefined;
   /** failure ends the call with this error, whatever arrives later. */
@@ -172,7 +174,6 @@ export class ClientCall {
     private readonly parse: ParseFn,
     private readonly streaming: boolean,
   ) {
-    this.decoder = createFrameDecoder({ readMaxBytes: config.readMaxBytes });
     const s = stream as CallStream;
     s[kCall] = this;
     s.on("response", onResponse);
@@ -284,7 +285,7 @@ export class ClientCall {
     if (this.failure !== undefined) return;
     let frames: Frame[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder === undefined ? this.firstFrames(chunk) : this.decoder.push(chunk);
     } catch (e) {
       this.fail(ConnectError.from(e, Code.Internal));
       return;
@@ -307,6 +308,24 @@ export class ClientCall {
     this.wake();
   }
 
+  // firstFrames reads a chunk while nothing is buffered: a chunk that is one
+  // whole message within readMaxBytes is a view of it, anything else goes
+  // through a frame decoder from now on.
+  private firstFrames(chunk: Buffer): Frame[] {
+    const n = chunk.byteLength;
+    if (n >= FRAME_HEADER_BYTES) {
+      const length = chunk.readUInt32BE(1);
+      if (length === n - FRAME_HEADER_BYTES && length <= this.config.readMaxBytes) {
+        const flags = chunk[0] as number;
+        if ((flags & ~1) === 0) {
+          return [{ compressed: flags === 1, data: chunk.subarray(FRAME_HEADER_BYTES) }];
+        }
+      }
+    }
+    this.decoder = createFrameDecoder({ readMaxBytes: this.config.readMaxBytes });
+    return this.decoder.push(chunk);
+  }
+
   handleTrailers(trailers: http2.IncomingHttpHeaders): void {
     this.gotTrailers = true;
     this.statusOk = trailers["grpc-status"] === GRPC_STATUS_OK;
@@ -321,7 +340,7 @@ export class ClientCall {
     this.ended = true;
     if (this.failure === undefined) {
       try {
-        this.decoder.end();
+        this.decoder?.end();
       } catch (e) {
         this.failure = ConnectError.from(e, Code.Internal);
       }
