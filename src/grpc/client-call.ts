@@ -6,7 +6,7 @@ import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { SessionEntry } from "./client-session.js";
 import { compressionGzip, decompressError } from "./compression.js";
 import { parseGrpcContentType } from "./content-type.js";
-import { createFrameDecoder, type Frame, type FrameDecoder } from "./frame.js";
+import { createFrameDecoder, FRAME_HEADER_BYTES, type Frame, type FrameDecoder } from "./frame.js";
 import { decodeGrpcMessage } from "./grpc-message.js";
 import { codeFromHttpStatus, GRPC_STATUS_OK, isValidCode } from "./grpc-status.js";
 import { headersFromNode } from "./metadata.js";
@@ -129,6 +129,11 @@ interface Waiter {
   reject(e: unknown): void;
 }
 
+interface UnaryWaiter {
+  resolve(value: unknown): void;
+  reject(e: unknown): void;
+}
+
 /**
  * ClientCall reads one gRPC response from a node:http2 client stream:
  * headers, length-prefixed messages (bounded by readMaxBytes), trailers or a
@@ -140,7 +145,9 @@ export class ClientCall {
   header: Headers | undefined;
   /** trailer fills when the trailers arrive. */
   readonly trailer = new Headers();
-  private readonly decoder: FrameDecoder;
+  // Made on the first chunk that is not exactly one whole message (most
+  // unary responses are, and need none).
+  private decoder: FrameDecoder | undefined;
   private readonly frames: Frame[] = [];
   private compression: Compression | undefined;
   /** failure ends the call with this error, whatever arrives later. */
@@ -153,6 +160,10 @@ export class ClientCall {
   private closed = false;
   private paused = false;
   private waiter: Waiter | undefined;
+  // A unary call is woken once, when it is done, not on every event.
+  private unaryWaiter: UnaryWaiter | undefined;
+  /** statusOk: the trailers said grpc-status 0 (no need to parse them). */
+  private statusOk = false;
   private signal: AbortSignal | undefined;
   private timer: NodeJS.Timeout | undefined;
 
@@ -163,7 +174,6 @@ export class ClientCall {
     private readonly parse: ParseFn,
     private readonly streaming: boolean,
   ) {
-    this.decoder = createFrameDecoder({ readMaxBytes: config.readMaxBytes });
     const s = stream as CallStream;
     s[kCall] = this;
     s.on("response", onResponse);
@@ -275,7 +285,7 @@ export class ClientCall {
     if (this.failure !== undefined) return;
     let frames: Frame[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder === undefined ? this.firstFrames(chunk) : this.decoder.push(chunk);
     } catch (e) {
       this.fail(ConnectError.from(e, Code.Internal));
       return;
@@ -298,8 +308,27 @@ export class ClientCall {
     this.wake();
   }
 
+  // firstFrames reads a chunk while nothing is buffered: a chunk that is one
+  // whole message within readMaxBytes is a view of it, anything else goes
+  // through a frame decoder from now on.
+  private firstFrames(chunk: Buffer): Frame[] {
+    const n = chunk.byteLength;
+    if (n >= FRAME_HEADER_BYTES) {
+      const length = chunk.readUInt32BE(1);
+      if (length === n - FRAME_HEADER_BYTES && length <= this.config.readMaxBytes) {
+        const flags = chunk[0] as number;
+        if ((flags & ~1) === 0) {
+          return [{ compressed: flags === 1, data: chunk.subarray(FRAME_HEADER_BYTES) }];
+        }
+      }
+    }
+    this.decoder = createFrameDecoder({ readMaxBytes: this.config.readMaxBytes });
+    return this.decoder.push(chunk);
+  }
+
   handleTrailers(trailers: http2.IncomingHttpHeaders): void {
     this.gotTrailers = true;
+    this.statusOk = trailers["grpc-status"] === GRPC_STATUS_OK;
     for (const key in trailers) {
       const v = trailers[key];
       if (v === undefined || key.charCodeAt(0) === 0x3a) continue;
@@ -311,7 +340,7 @@ export class ClientCall {
     this.ended = true;
     if (this.failure === undefined) {
       try {
-        this.decoder.end();
+        this.decoder?.end();
       } catch (e) {
         this.failure = ConnectError.from(e, Code.Internal);
       }
@@ -358,6 +387,11 @@ export class ClientCall {
   }
 
   private wake(): void {
+    const u = this.unaryWaiter;
+    if (u !== undefined && this.isDone()) {
+      this.unaryWaiter = undefined;
+      this.settleUnary(u);
+    }
     const w = this.waiter;
     if (w !== undefined) {
       this.waiter = undefined;
@@ -469,11 +503,41 @@ export class ClientCall {
   /**
    * unaryResult waits for the end of a unary response and returns its one
    * message, or throws the call's error as Connect's gRPC transport does.
+   * It is called once per call.
    */
-  async unaryResult(): Promise<unknown> {
-    while (!this.isDone()) {
-      await this.wait();
+  unaryResult(): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      const w: UnaryWaiter = { resolve, reject };
+      if (this.isDone()) {
+        this.settleUnary(w);
+      } else {
+        this.unaryWaiter = w;
+      }
+    });
+  }
+
+  private settleUnary(w: UnaryWaiter): void {
+    let frame: Frame;
+    try {
+      frame = this.unaryFrame();
+    } catch (e) {
+      w.reject(e);
+      return;
     }
+    if (frame.compressed) {
+      this.decode(frame).then(w.resolve, w.reject);
+      return;
+    }
+    try {
+      w.resolve(this.parse(frame.data));
+    } catch (e) {
+      w.reject(e);
+    }
+  }
+
+  // unaryFrame is the one response message of a finished unary call, or
+  // throws the call's error.
+  private unaryFrame(): Frame {
     if (this.failure !== undefined) throw this.failure;
     const header = this.header as Headers;
     if (this.trailersOnly) {
@@ -490,8 +554,10 @@ export class ClientCall {
         Code.Unknown,
       );
     }
-    const err = statusError(this.trailer, header);
-    if (err !== undefined) throw err;
+    if (!this.statusOk) {
+      const err = statusError(this.trailer, header);
+      if (err !== undefined) throw err;
+    }
     const frame = this.frames[0];
     if (frame === undefined) {
       throw new ConnectError(
@@ -499,7 +565,7 @@ export class ClientCall {
         Code.Unimplemented,
       );
     }
-    return this.decode(frame);
+    return frame;
   }
 
   private isDone(): boolean {

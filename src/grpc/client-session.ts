@@ -58,6 +58,19 @@ function timer(fn: () => void, ms: number): NodeJS.Timeout | undefined {
   return t;
 }
 
+// node:http2 copies the request options and fills in the priority defaults
+// it finds missing; passing them already set (its own defaults: weight 16,
+// no parent, not exclusive, not silent) skips adding four properties to the
+// copy on every request, a few µs per call on Node 20.
+// (Not frozen: node only reads and copies it.)
+const REQUEST_OPTIONS: Readonly<http2.ClientSessionRequestOptions & { silent: boolean }> = {
+  endStream: false,
+  weight: 16,
+  parent: 0,
+  exclusive: false,
+  silent: false,
+};
+
 /**
  * ConnectionAttempt says whether a session ever connected: a stream failed
  * on a session that never did provably never reached the server.
@@ -268,7 +281,7 @@ export class ClientSession {
     for (let attempt = 0; ; attempt++) {
       const entry = this.current?.usable === true ? this.current : this.connect();
       try {
-        const stream = entry.session.request(headers, { endStream: false });
+        const stream = entry.session.request(headers, REQUEST_OPTIONS);
         entry.acquire();
         return { stream, entry };
       } catch (e) {
