@@ -48,7 +48,7 @@ export interface ConcurrencyLimitOptions {
   readonly criticality?: CriticalityShares;
   /**
    * criticalQueueMs is how long a `critical` call that finds the limit full
-   * may wait for a slot before it is refused; default 100. Waiting critical
+   * may wait for a slot before it is refused; default 200. Waiting critical
    * calls get freed slots first, in arrival order, ahead of any new call, so
    * the in-flight bound still holds: under overload critical calls take the
    * slots that sheddable and default calls give up instead of being refused
@@ -83,11 +83,12 @@ export const CONCURRENCY_LIMIT_DEFAULTS = Object.freeze({
   // Long enough for a few in-flight calls to finish, short enough that a
   // client retrying at once does not wait noticeably longer than it would have queued.
   pushbackMs: 50,
-  // About a service time or two of the small services this protects: long
-  // enough for a few calls to finish and free a slot (a Poisson stream of
-  // critical calls at 60% of capacity under a limit of 4-6 then loses under
-  // 1% instead of ~10%), short against the deadlines critical calls carry.
-  criticalQueueMs: 100,
+  // Long enough for several calls in flight to finish and free a slot: in
+  // the overload simulation (test/limit/gradient2-overload.test.ts) critical
+  // calls at 60% of a CPU-bound server's capacity, under a limit of 4-6, lost
+  // ~10% refused at once, up to 1.6% with 100 ms, none with 200 ms. Short
+  // against the deadlines critical calls carry; only critical calls wait.
+  criticalQueueMs: 200,
 });
 
 /** SERVER_LIMIT_KEY is the key of a per-server adaptive limit. */
