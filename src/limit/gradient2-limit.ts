@@ -25,6 +25,16 @@ export interface Gradient2Options {
    */
   readonly smoothing?: number;
   /**
+   * decreaseSmoothing is the weight of a new estimate that is below the
+   * current limit, in (0, 1]; default 1: a fall applies in full at once, as
+   * in Envoy's gradient controller (which never smooths), while growth keeps
+   * `smoothing`. Netflix smooths both ways (0.2); at the onset of an overload
+   * that keeps the limit, and the queue behind it, several times too high for
+   * seconds (~10 windows to fall from 20 to 8), which is what the p99 of
+   * admitted calls measures. The gradient's floor (0.5) still bounds one window's cut.
+   */
+  readonly decreaseSmoothing?: number;
+  /**
    * rttTolerance is how much the short RTT may exceed the long one before the
    * limit shrinks, >= 1; default 1.5 (Netflix's).
    */
@@ -65,6 +75,7 @@ export const GRADIENT2_DEFAULTS = Object.freeze({
   minLimit: 1,
   maxLimit: 1000,
   smoothing: 0.2,
+  decreaseSmoothing: 1,
   rttTolerance: 1.5,
   longWindow: 6000,
   queueSize: (limit: number): number => Math.max(1, Math.sqrt(limit) / 2),
@@ -85,8 +96,10 @@ const MIN_GRADIENT = 0.5;
 /**
  * createGradient2Limit builds the Gradient2 algorithm as a pure decision:
  * per window, `gradient = clamp(tolerance * longRtt / shortRtt, 0.5, 1)`,
- * `limit' = limit * (1 - smoothing) + (limit * gradient + queueSize) * smoothing`,
- * clamped to [minLimit, maxLimit]. The limit does not grow while fewer than
+ * `estimate = limit * gradient + queueSize` and
+ * `limit' = limit * (1 - w) + estimate * w`, where `w` is `smoothing` when the
+ * estimate is above the limit and `decreaseSmoothing` when below, clamped to
+ * [minLimit, maxLimit]. The limit does not grow while fewer than
  * half of it are in flight (the service is not the bottleneck then).
  */
 export function createGradient2Limit(
@@ -95,6 +108,7 @@ export function createGradient2Limit(
   const o = { ...GRADIENT2_DEFAULTS, ...stripUndefined(options) };
   validateLimitBounds("gradient2", o);
   validateRange("gradient2: smoothing", o.smoothing, 0, 1);
+  validateRange("gradient2: decreaseSmoothing", o.decreaseSmoothing, 0, 1);
   if (
     !(typeof o.rttTolerance === "number" && o.rttTolerance >= 1 && Number.isFinite(o.rttTolerance))
   ) {
@@ -131,7 +145,8 @@ export function createGradient2Limit(
       }
       const gradient = Math.max(MIN_GRADIENT, Math.min(1, (o.rttTolerance * longRtt) / shortRtt));
       const estimate = state.limit * gradient + queueSize(state.limit);
-      const smoothed = state.limit * (1 - o.smoothing) + estimate * o.smoothing;
+      const weight = estimate < state.limit ? o.decreaseSmoothing : o.smoothing;
+      const smoothed = state.limit * (1 - weight) + estimate * weight;
       return { ...next, limit: Math.max(o.minLimit, Math.min(o.maxLimit, smoothed)) };
     },
   };

@@ -12,6 +12,10 @@ import {
   type MeshTransport,
   type MeshTransportOptions,
 } from "../../src/index.js";
+import {
+  type ConcurrencyLimit,
+  createConcurrencyLimit,
+} from "../../src/limit/concurrency-limit.js";
 import { createEchoImpl, EchoService, sleep } from "../support/echo-service.js";
 import { waitFor } from "../support/wait-for.js";
 
@@ -58,8 +62,8 @@ function capacityLimited(workers: number, serviceMs: number) {
       return { payload: req.payload, timeoutMs: 0, servedBy: "pool" };
     },
   };
-  const openGates = () => {
-    for (const g of gates.splice(0)) g();
+  const openGates = (n = gates.length) => {
+    for (const g of gates.splice(0, n)) g();
   };
   return { impl, openGates, gated: () => gates.length };
 }
@@ -118,6 +122,38 @@ async function start(
     service,
   };
   return open;
+}
+
+/** startQueued is `start` with the limit built here, so a test can read its queue. */
+async function startQueued(
+  options: ConcurrencyLimitOptions,
+): Promise<Harness & { readonly limit: ConcurrencyLimit }> {
+  const events: LimitEvent[] = [];
+  const limit = createConcurrencyLimit({ ...options, onEvent: (e) => events.push(e) });
+  const service = capacityLimited(2, 10);
+  const server = createMeshServer({
+    routes: (r) => r.service(EchoService, service.impl),
+    logger: false,
+    interceptors: [limit.interceptor],
+  });
+  const bound = await server.listen();
+  const transport = createMeshTransport({
+    target: bound.address,
+    logger: false,
+    outlierDetection: false,
+    retry: false,
+    circuitBreaker: false,
+  });
+  const metrics = await createMetrics();
+  open = {
+    server,
+    transport,
+    echo: createClient(EchoService, transport),
+    events,
+    metrics,
+    service,
+  };
+  return { ...open, limit };
 }
 
 type Outcome = "ok" | "exhausted" | "other";
@@ -213,7 +249,8 @@ describe("priority shedding", () => {
   // calls get half the limit, critical and default calls all of it.
   it("refuses sheddable calls first and admits critical ones up to the limit", async () => {
     const { echo, service } = await start(
-      { maxInFlight: 4 },
+      // criticalQueueMs 0: a critical call on a full limit is refused at once (no wait).
+      { maxInFlight: 4, criticalQueueMs: 0 },
       { criticality: { [ECHO]: "sheddable" } },
     );
     const gated = new Uint8Array([1]);
@@ -243,6 +280,64 @@ describe("priority shedding", () => {
     expect((full as ConnectError).code).toBe(Code.ResourceExhausted);
     service.openGates();
     await Promise.all(pending);
+  });
+
+  it("queues a critical call on a full limit and hands it the next free slot before any new call", async () => {
+    // A wait far longer than the test: only the freed slot may end it.
+    const { echo, service, events, limit } = await startQueued({
+      maxInFlight: 2,
+      criticalQueueMs: 60_000,
+    });
+    const gated = new Uint8Array([1]);
+    const held = [echo.echo({ payload: gated }), echo.echo({ payload: gated })];
+    await waitFor(() => service.gated() === 2);
+    const critical = echo.echo({}, { headers: { [CRITICALITY_HEADER]: "critical" } });
+    await waitFor(() => limit.waiting(ECHO) === 1);
+    // While it waits, new calls (here default ones) are refused: the first freed slot is its.
+    const refused = await echo.echo({}).catch((e: unknown) => ConnectError.from(e));
+    expect((refused as ConnectError).code).toBe(Code.ResourceExhausted);
+    service.openGates(1);
+    expect((await critical).servedBy).toBe("pool");
+    service.openGates();
+    await Promise.all(held);
+    expect(events.filter((e) => e.type === "shed").map((e) => e.criticality)).toEqual(["default"]);
+  });
+
+  it("refuses a queued critical call once its wait is over, and lets a cancelled one go", async () => {
+    const { echo, service, events, limit } = await startQueued({
+      maxInFlight: 1,
+      criticalQueueMs: 1,
+    });
+    const held = echo.echo({ payload: new Uint8Array([1]) });
+    await waitFor(() => service.gated() === 1);
+    const critical = { headers: { [CRITICALITY_HEADER]: "critical" } };
+    const late = await echo.echo({}, critical).catch((e: unknown) => ConnectError.from(e));
+    expect((late as ConnectError).code).toBe(Code.ResourceExhausted);
+    expect((late as ConnectError).rawMessage).toContain("(critical share)");
+    expect(events.filter((e) => e.type === "shed")).toHaveLength(1);
+    expect(limit.waiting(ECHO)).toBe(0);
+    service.openGates();
+    await held;
+    // The slot is free again: a critical call runs at once.
+    expect((await echo.echo({}, critical)).servedBy).toBe("pool");
+  });
+
+  it("a critical call whose deadline passes while queued ends DEADLINE_EXCEEDED and frees its place", async () => {
+    const { echo, service, limit } = await startQueued({ maxInFlight: 1, criticalQueueMs: 60_000 });
+    const held = echo.echo({ payload: new Uint8Array([1]) });
+    await waitFor(() => service.gated() === 1);
+    const critical = { headers: { [CRITICALITY_HEADER]: "critical" } };
+    const expired = await echo
+      .echo({}, { ...critical, timeoutMs: 100 })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((expired as ConnectError).code).toBe(Code.DeadlineExceeded);
+    await waitFor(() => limit.waiting(ECHO) === 0);
+    expect(limit.inFlight(ECHO)).toBe(1);
+    service.openGates();
+    await held;
+    // Had the expired call kept its place, it would take this slot; it does not.
+    expect((await echo.echo({}, critical)).servedBy).toBe("pool");
+    expect((await echo.echo({})).servedBy).toBe("pool");
   });
 
   it("answers an unknown criticality with INVALID_ARGUMENT naming it", async () => {

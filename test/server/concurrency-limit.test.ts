@@ -252,6 +252,8 @@ describe("concurrency limit options", () => {
     [{} as never, TypeError, "maxInFlight undefined"],
     [{ maxInFlight: 1, pushbackMs: -1 }, RangeError, "pushbackMs -1"],
     [{ maxInFlight: 1, pushbackMs: 2.5 }, RangeError, "pushbackMs 2.5"],
+    [{ maxInFlight: 1, criticalQueueMs: -1 }, RangeError, "criticalQueueMs -1"],
+    [{ maxInFlight: 1, criticalQueueMs: 0.5 }, RangeError, "criticalQueueMs 0.5"],
     [{ maxInFlight: 1, adaptive: "gradient2" }, TypeError, "not both"],
     [{ adaptive: "cubic" as never }, RangeError, 'adaptive.algorithm "cubic"'],
     [{ adaptive: { minLimit: 0 } }, RangeError, "gradient2: minLimit 0"],

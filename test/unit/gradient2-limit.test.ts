@@ -25,10 +25,11 @@ describe("gradient2 limit", () => {
     if (expected === "same") expect(next.limit).toBe(s.limit);
   });
 
-  it("computes Netflix's update exactly", () => {
+  it("computes Netflix's update exactly (the same smoothing both ways)", () => {
     const g = createGradient2Limit({
       initialLimit: 20,
       smoothing: 0.5,
+      decreaseSmoothing: 0.5,
       rttTolerance: 1,
       queueSize: 4,
     });
@@ -40,6 +41,37 @@ describe("gradient2 limit", () => {
     expect(s1.longRttMs).toBeCloseTo(long, 10);
     expect(s1.limit).toBeCloseTo(expected, 10);
     expect(g.limitOf(s1)).toBe(Math.floor(expected));
+  });
+
+  it("applies a fall in full by default (decreaseSmoothing 1) and smooths growth (0.2)", () => {
+    const g = createGradient2Limit({ rttTolerance: 1, queueSize: 4 });
+    const s0: Gradient2State = { limit: 20, longRttMs: 10, windows: 100, lastRttMs: 10 };
+    // Queueing: the estimate (20 * long'/20 + 4 = long' + 4, about 14) replaces the limit at once.
+    const down = g.update(s0, win(20, 20));
+    expect(down.limit).toBeCloseTo(down.longRttMs + 4, 10);
+    // No queueing: the estimate (20 + 4) moves the limit a fifth of the way.
+    const up = g.update(s0, win(10, 20));
+    expect(up.limit).toBeCloseTo(20 * 0.8 + 24 * 0.2, 10);
+  });
+
+  it("comes down from its initial limit within a few windows at the onset of overload", () => {
+    // A worker queue: 4 workers of 100 ms, every call admitted up to the
+    // limit, so the RTT is 25 ms per call in flight (at least 100 ms).
+    const rttAt = (limit: number) => Math.max(100, 25 * limit);
+    const settle = (o: { decreaseSmoothing?: number }) => {
+      const g = createGradient2Limit({ initialLimit: 40, ...o });
+      let s = g.initial();
+      for (let i = 0; i < 10; i++) s = g.update(s, win(100, 2));
+      let windows = 0;
+      while (g.limitOf(s) > 10 && windows < 100) {
+        s = g.update(s, win(rttAt(g.limitOf(s)), g.limitOf(s)));
+        windows++;
+      }
+      return windows;
+    };
+    expect(settle({})).toBeLessThanOrEqual(3);
+    // Netflix's symmetric smoothing takes several times as many windows.
+    expect(settle({ decreaseSmoothing: 0.2 })).toBeGreaterThan(3 * settle({}));
   });
 
   it("never cuts the limit by more than half the smoothed step in one window", () => {
@@ -75,6 +107,7 @@ describe("gradient2 limit", () => {
     [{ initialLimit: 2000 }, "initialLimit 2000"],
     [{ smoothing: 0 }, "smoothing 0"],
     [{ smoothing: 1.5 }, "smoothing 1.5"],
+    [{ decreaseSmoothing: 0 }, "decreaseSmoothing 0"],
     [{ rttTolerance: 0.9 }, "rttTolerance 0.9"],
     [{ longWindow: 0 }, "longWindow 0"],
     [{ queueSize: -1 }, "queueSize -1"],
