@@ -175,6 +175,7 @@ export {
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
 export { ServerIdentityMismatchError } from "./identity/client-identity.js";
+export { type TlsRefusal, TlsRefusalError } from "./identity/tls-refusal.js";
 export { currentPeerIdentity } from "./identity/current-peer-identity.js";
 export {
   createDevCertificateAuthority,

@@ -1,4 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectionLostError } from "../call/transport-error.js";
 
 /**
  * TlsRefusal is why a server refused a client's TLS connection: the TLS
@@ -11,9 +12,13 @@ export interface TlsRefusal {
   readonly code: string;
 }
 
-/** TlsRefusalError is the cause of an UNAVAILABLE call whose connection the server refused. */
-export class TlsRefusalError extends Error {
-  override readonly name = "TlsRefusalError";
+/**
+ * TlsRefusalError is the cause of an UNAVAILABLE call whose connection the
+ * server refused. As a ConnectionLostError it is about that endpoint
+ * (outlier detection counts it), not about the method (breakers ignore it).
+ */
+export class TlsRefusalError extends ConnectionLostError {
+  override readonly name: string = "TlsRefusalError";
   /** code lets wasNotSent and classifiers see it: the server processed nothing. */
   readonly code = "ERR_TLS_REFUSED_BY_SERVER";
   constructor(
