@@ -175,7 +175,6 @@ export {
   type IdempotencyMethodOptions,
 } from "./idempotency/server-interceptor.js";
 export { ServerIdentityMismatchError } from "./identity/client-identity.js";
-export { type TlsRefusal, TlsRefusalError } from "./identity/tls-refusal.js";
 export { currentPeerIdentity } from "./identity/current-peer-identity.js";
 export {
   createDevCertificateAuthority,
@@ -216,6 +215,7 @@ export {
   type SpiffeId,
   spiffeIdProblem,
 } from "./identity/spiffe-id.js";
+export { type TlsRefusal, TlsRefusalError } from "./identity/tls-refusal.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export {
   ADAPTIVE_CONCURRENCY_DEFAULTS,
