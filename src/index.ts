@@ -215,6 +215,7 @@ export {
   type SpiffeId,
   spiffeIdProblem,
 } from "./identity/spiffe-id.js";
+export { type TlsRefusal, TlsRefusalError } from "./identity/tls-refusal.js";
 export { grpcMethodDefinition, grpcServiceDefinition } from "./interop/grpc-js-definition.js";
 export {
   ADAPTIVE_CONCURRENCY_DEFAULTS,

@@ -54,7 +54,7 @@ const CONNECTION_LOST_CODES = new Set([
  * ignore it).
  */
 export class ConnectionLostError extends Error {
-  override readonly name = "ConnectionLostError";
+  override readonly name: string = "ConnectionLostError";
 }
 
 /**

@@ -411,6 +411,9 @@ export class ClientCall {
     const address = this.config.address;
     const rstCode = this.stream.rstCode ?? NGHTTP2_NO_ERROR;
     const session = this.entry.session;
+    // The server refused the connection (its certificate check): say why.
+    const refused = this.entry.refused(e);
+    if (refused !== undefined) return refused;
     if (e !== undefined) {
       const code = (e as { code?: unknown }).code;
       const message = e.message;

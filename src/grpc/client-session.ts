@@ -3,6 +3,12 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import { type ClientIdentity, createClientIdentity } from "../identity/client-identity.js";
 import type { IdentitySource } from "../identity/identity-source.js";
+import {
+  refusalOfGoawayData,
+  type TlsRefusal,
+  tlsAlertOf,
+  tlsRefusalError,
+} from "../identity/tls-refusal.js";
 
 /** ClientSessionState is the connection state of one endpoint, as connect-node names it. */
 export type ClientSessionState = "closed" | "connecting" | "open" | "idle" | "error";
@@ -81,6 +87,8 @@ export class SessionEntry {
   draining = false;
   streams = 0;
   error: Error | undefined;
+  /** refusal is set when the server refused the connection in a GOAWAY (a mesh server refusing the client certificate). */
+  refusal: TlsRefusal | undefined;
   private pingTimer: NodeJS.Timeout | undefined;
   private pingTimeout: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -100,7 +108,8 @@ export class SessionEntry {
     session.on("error", (err: Error) => {
       this.error = err;
     });
-    session.on("goaway", () => {
+    session.on("goaway", (code: number, _last: number, data?: Buffer) => {
+      if (code !== http2.constants.NGHTTP2_NO_ERROR) this.refusal ??= refusalOfGoawayData(data);
       this.draining = true;
       owner.retire(this);
       if (this.streams === 0) this.session.close();
@@ -121,6 +130,16 @@ export class SessionEntry {
         );
       }
     }, opts.connectTimeoutMs);
+  }
+
+  /**
+   * refused is the error of a stream that closed without a status on a
+   * connection the server refused (a TLS alert about the client certificate,
+   * or a mesh server's refusing GOAWAY); undefined otherwise.
+   */
+  refused(streamError: Error | undefined): ConnectError | undefined {
+    const r = this.refusal ?? tlsAlertOf(streamError) ?? tlsAlertOf(this.error);
+    return r === undefined ? undefined : this.owner.refusalError(r, streamError ?? this.error);
   }
 
   /** usable says whether new streams may be opened on this session. */
@@ -234,21 +253,15 @@ export class ClientSession {
   private readonly offRotation: (() => void) | undefined;
 
   constructor(
-    address: string,
+    private readonly address: string,
     private readonly options: ClientSessionOptions = {},
   ) {
     this.identity = createClientIdentity(options.identity, options.serverIdentities);
     const secure = options.tls !== undefined || this.identity !== undefined;
     this.authority = `${secure ? "https" : "http"}://${address}`;
-    // A rotated identity is used from the next call on: the current
-    // connection drains (its calls finish) and the next call connects anew.
+    // A rotated identity is used from the next call on.
     this.offRotation = this.identity?.source.onEvent((event) => {
-      if (event.type !== "identity-rotated") return;
-      const entry = this.current;
-      if (entry === undefined) return;
-      entry.draining = true;
-      this.retire(entry);
-      if (entry.streams === 0 && !entry.session.destroyed) entry.session.close();
+      if (event.type === "identity-rotated") this.recycle();
     });
     this.opts = {
       pingIntervalMs: options.pingIntervalMs ?? CLIENT_SESSION_DEFAULTS.pingIntervalMs,
@@ -292,6 +305,35 @@ export class ClientSession {
         if (attempt > 0) throw e;
       }
     }
+  }
+
+  /**
+   * recycle drains the current connection gracefully: it takes no new
+   * streams, its calls finish, then it closes (GOAWAY); the next call
+   * connects anew (with the current identity).
+   */
+  recycle(): void {
+    const entry = this.current;
+    if (entry === undefined) return;
+    entry.draining = true;
+    this.retire(entry);
+    if (entry.streams === 0 && !entry.session.destroyed) entry.session.close();
+  }
+
+  /** refusalError is the call error for a connection the server refused, naming the client's certificate. */
+  refusalError(refusal: TlsRefusal, cause: unknown): ConnectError {
+    const m = this.identity?.source.current;
+    return tlsRefusalError(
+      this.address,
+      refusal,
+      {
+        configured: m !== undefined || this.options.tls?.cert !== undefined,
+        identity: m !== undefined,
+        spiffeId: m?.spiffeId,
+        validToMs: m?.validToMs,
+      },
+      cause,
+    );
   }
 
   /** close destroys every session and its streams with `reason`. */

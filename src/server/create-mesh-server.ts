@@ -38,6 +38,7 @@ import { clampFallbackTimeout } from "../grpc/server-timeout.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
 import { createMemoryIdempotencyStore } from "../idempotency/memory-store.js";
 import type { IdempotencyInterceptorOptions } from "../idempotency/server-interceptor.js";
+import { connectionCertificates } from "../identity/connection-certificates.js";
 import { createPeerIdentityCache } from "../identity/peer-identity-of.js";
 import {
   attachServerIdentity,
@@ -437,7 +438,10 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   const detachIdentity =
     opts.identity === undefined
       ? undefined
-      : attachServerIdentity(h2 as http2.Http2SecureServer, opts.identity);
+      : attachServerIdentity(h2 as http2.Http2SecureServer, opts.identity, {
+          logger,
+          clock: opts.clock ?? systemClock,
+        });
   const sessions = new Set<http2.ServerHttp2Session>();
   let inFlight = 0;
   let drained: (() => void) | undefined;
@@ -502,9 +506,11 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       for (const session of sessions) {
         const socket = session.socket;
         if (socket?.remoteAddress === undefined || socket.localAddress === undefined) continue;
+        const tls = opts.identity === undefined ? undefined : connectionCertificates(session);
         out.push({
           remote: formatAddress(socket.remoteAddress, socket.remotePort ?? 0),
           local: formatAddress(socket.localAddress, socket.localPort ?? 0),
+          ...(tls === undefined ? {} : { tls }),
         });
       }
       return out;

@@ -248,6 +248,18 @@ export interface SocketSnapshot {
   readonly remote: string;
   /** local is the server's own `host:port` of the connection. */
   readonly local: string;
+  /**
+   * tls is set on a server with `identity`: the certificates the connection
+   * was established with (after a rotation, which ones still use the old one).
+   */
+  readonly tls?: {
+    /** certificateFingerprint256 is the server certificate the connection was established with. */
+    readonly certificateFingerprint256: string | null;
+    /** peerFingerprint256 is the verified client certificate's; null when none. */
+    readonly peerFingerprint256: string | null;
+    /** peerSpiffeId is the verified client's SPIFFE ID; null when none. */
+    readonly peerSpiffeId: string | null;
+  };
 }
 
 /** ServerSnapshot is the state of one mesh server. */

@@ -203,9 +203,10 @@ describe("mesh client with a workload identity (mTLS)", () => {
     transports.push(transport);
     const e = await failure(createClient(Echo, transport).echo({}));
     expect(e.code).toBe(Code.Unavailable);
-    // node's TLS server drops a connection whose client certificate fails
-    // verification without an alert: the client learns only that it closed.
-    expect(e.rawMessage).toMatch(/connection to 127\.0\.0\.1:\d+ (closed|failed|lost)/);
+    // The mesh server refuses it with a GOAWAY naming the reason.
+    expect(e.rawMessage).toMatch(
+      /^connection to 127\.0\.0\.1:\d+ refused by the server: certificate expired \(CERT_HAS_EXPIRED\); /,
+    );
     expect(served.calls).toBe(0);
   });
 
