@@ -58,8 +58,9 @@ export function createFrameDecoder(options: FrameDecoderOptions): FrameDecoder {
 const EMPTY = new Uint8Array(0);
 
 class Decoder implements FrameDecoder {
-  // A partial prefix (fewer than 5 bytes) waits here.
-  private head = new Uint8Array(FRAME_HEADER_BYTES);
+  // A partial prefix (fewer than 5 bytes) waits here; allocated on first use
+  // (a request whose prefix arrives whole, the common case, never needs it).
+  private head: Uint8Array | undefined;
   private headLength = 0;
   // Once the prefix is read: the message being filled, and how far.
   private body: Uint8Array | undefined;
@@ -102,6 +103,7 @@ class Decoder implements FrameDecoder {
           continue;
         }
         const take = Math.min(FRAME_HEADER_BYTES - this.headLength, n - offset);
+        this.head ??= new Uint8Array(FRAME_HEADER_BYTES);
         this.head.set(chunk.subarray(offset, offset + take), this.headLength);
         this.headLength += take;
         offset += take;

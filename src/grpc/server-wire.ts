@@ -37,6 +37,28 @@ export function requestHeaderInit(headers: IncomingHttpHeaders): [string, string
   return out;
 }
 
+/**
+ * readRequestHeaders copies node:http2 request headers, without
+ * pseudo-headers, into `into` (repeated values joined by ", ") and returns
+ * the metadata size as metadataBytes counts it: one pass, no HeadersInit
+ * array in between.
+ */
+export function readRequestHeaders(headers: IncomingHttpHeaders, into: Headers): number {
+  let n = 0;
+  for (const key in headers) {
+    const v = headers[key];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) {
+      n += key.length + v.reduce((a, s) => a + s.length, 0);
+      if (key.charCodeAt(0) !== 58 /* ":" */) into.append(key, v.join(", "));
+    } else {
+      n += key.length + v.length;
+      if (key.charCodeAt(0) !== 58 /* ":" */) into.append(key, v);
+    }
+  }
+  return n;
+}
+
 /** metadataBytes is the size of the request metadata as grpc-js counts it (names + values). */
 export function metadataBytes(headers: IncomingHttpHeaders): number {
   let n = 0;
