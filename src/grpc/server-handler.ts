@@ -640,8 +640,7 @@ class LeanCall {
       : encodeFrame(bytes, false);
     if (this.finished) return;
     this.sendHead();
-    this.stream.write(frame);
-    this.end(undefined);
+    this.end(undefined, frame);
   }
 
   private async runStream(input: AsyncIterable<unknown>): Promise<void> {
@@ -755,7 +754,8 @@ class LeanCall {
     this.end(error);
   }
 
-  private end(error: ConnectError | undefined): void {
+  /** end answers the call; `last` is a final message to write with the end of the stream. */
+  private end(error: ConnectError | undefined, last?: Uint8Array): void {
     if (this.finished) return;
     this.finished = true;
     this.cleanup();
@@ -782,7 +782,8 @@ class LeanCall {
         }
       }
       this.trailers = this.statusTrailers(error);
-      stream.end();
+      if (last === undefined) stream.end();
+      else stream.end(last);
       if (error !== undefined) this.stopReading();
     } catch {
       stream.destroy();
