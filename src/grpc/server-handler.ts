@@ -143,7 +143,9 @@ function responseHeaders(): ResponseHeaders {
 }
 
 // One listener function per event for every stream, not closures per call:
-// the stream carries its call.
+// the stream carries its call. 'close', 'end' and 'wantTrailers' fire at most
+// once per stream, so `on` does what `once` would without its wrapper; onClose
+// and onEnd guard against a second run anyway.
 const kCall = Symbol("connect-mesh lean call");
 type CallStream = http2.ServerHttp2Stream & { [kCall]?: LeanCall };
 
@@ -373,7 +375,7 @@ class LeanCall {
     const opts = this.shared.opts;
     stream[kCall] = this;
     stream.on("error", onStreamError);
-    stream.once("close", onStreamClose);
+    stream.on("close", onStreamClose);
     if (method === undefined) {
       const path = String(headers[":path"]);
       const slash = path.lastIndexOf("/");
@@ -484,7 +486,7 @@ class LeanCall {
     }
     this.decoder = createFrameDecoder({ readMaxBytes: opts.readMaxBytes });
     stream.on("data", onStreamData);
-    stream.once("end", onStreamEnd);
+    stream.on("end", onStreamEnd);
     if (spec.kind === "client_streaming" || spec.kind === "bidi_streaming") {
       this.runStream(this.inputIterable()).catch((e) => this.fail(toConnectError(e)));
     }
@@ -718,7 +720,7 @@ class LeanCall {
     if (this.headSent) return;
     this.headSent = true;
     this.stream.respond(this.responseHead(false), { waitForTrailers: true });
-    this.stream.once("wantTrailers", onWantTrailers);
+    this.stream.on("wantTrailers", onWantTrailers);
   }
 
   sendTrailers(): void {
