@@ -25,23 +25,11 @@ export function isProtocolHeader(key: string): boolean {
   return PROTOCOL_HEADERS.has(key);
 }
 
-/** requestHeaderInit turns node:http2 request headers into a HeadersInit, without pseudo-headers. */
-export function requestHeaderInit(headers: IncomingHttpHeaders): [string, string][] {
-  const out: [string, string][] = [];
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = headers[key];
-    if (v === undefined) continue;
-    out.push([key, Array.isArray(v) ? v.join(", ") : v]);
-  }
-  return out;
-}
-
 /**
  * readRequestHeaders copies node:http2 request headers, without
  * pseudo-headers, into `into` (repeated values joined by ", ") and returns
- * the metadata size as metadataBytes counts it: one pass, no HeadersInit
- * array in between.
+ * the metadata size as grpc-js counts it (names + values, pseudo-headers
+ * included): one pass, no HeadersInit array in between.
  */
 export function readRequestHeaders(headers: IncomingHttpHeaders, into: Headers): number {
   let n = 0;
@@ -55,17 +43,6 @@ export function readRequestHeaders(headers: IncomingHttpHeaders, into: Headers):
       n += key.length + v.length;
       if (key.charCodeAt(0) !== 58 /* ":" */) into.append(key, v);
     }
-  }
-  return n;
-}
-
-/** metadataBytes is the size of the request metadata as grpc-js counts it (names + values). */
-export function metadataBytes(headers: IncomingHttpHeaders): number {
-  let n = 0;
-  for (const key in headers) {
-    const v = headers[key];
-    if (v === undefined) continue;
-    n += key.length + (Array.isArray(v) ? v.reduce((a, s) => a + s.length, 0) : v.length);
   }
   return n;
 }
