@@ -14,7 +14,6 @@ import {
   ConnectError,
   type ContextValues,
   createContextKey,
-  createHandlerContext,
   type HandlerContext,
   type Interceptor,
   type MethodImplSpec,
@@ -24,11 +23,16 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
-import { createFrameDecoder, encodeFrame, type Frame as GrpcFrame } from "./frame.js";
+import {
+  createFrameDecoder,
+  encodeFrame,
+  type FrameDecoder,
+  type Frame as GrpcFrame,
+} from "./frame.js";
 import { encodeGrpcMessage } from "./grpc-message.js";
 import type { GrpcMethodTable } from "./server-routes.js";
 import { decideServerDeadline } from "./server-timeout.js";
-import { addHeaders, isProtocolHeader, metadataBytes, requestHeaderInit } from "./server-wire.js";
+import { addHeaders, isProtocolHeader, readRequestHeaders } from "./server-wire.js";
 import { encodeStatusDetailsBin } from "./status-details.js";
 
 /** GrpcServerHandlerOptions configure the lean gRPC handler. @private */
@@ -51,6 +55,12 @@ export interface GrpcServerHandlerOptions {
   readonly binaryOptions?: Partial<BinaryReadOptions & BinaryWriteOptions> | undefined;
   /** shutdownSignal cancels every call in flight when it aborts. */
   readonly shutdownSignal: AbortSignal;
+  /**
+   * onStreamClose runs once per stream the handler served, when it closes
+   * (after the call's own cleanup): the server's in-flight count, without a
+   * second 'close' listener per stream.
+   */
+  readonly onStreamClose?: (() => void) | undefined;
 }
 
 /** GrpcServerHandler serves one gRPC (binary) request stream. @private */
@@ -59,7 +69,6 @@ export type GrpcServerHandler = (
   headers: http2.IncomingHttpHeaders,
 ) => void;
 
-type Ctl = ReturnType<typeof createHandlerContext>;
 type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
 
 interface PreparedMethod {
@@ -68,15 +77,93 @@ interface PreparedMethod {
   readonly url: string;
 }
 
+/** Shared is what every call of one handler reads: options and precomputed wire objects. */
+interface Shared {
+  readonly opts: GrpcServerHandlerOptions;
+  readonly acceptHeader: string;
+  readonly live: Set<LeanCall>;
+  /** okHead is the response HEADERS when no one set a response header and nothing is compressed. */
+  readonly okHead: http2.OutgoingHttpHeaders;
+}
+
+/**
+ * LeanContext is the HandlerContext of one call, built here rather than by
+ * Connect's createHandlerContext: one AbortController (not a deadline
+ * controller linked to a call controller), request headers copied once, and
+ * response header objects that know whether anyone wrote to them.
+ */
+interface LeanContext extends HandlerContext {
+  readonly responseHeader: ResponseHeaders;
+  readonly responseTrailer: ResponseHeaders;
+}
+
 // The call's context travels in its context values, so the composed chain
 // (built once per method) can find the context of the call it runs.
-const callContextKey = createContextKey<Ctl | undefined>(undefined, {
+const callContextKey = createContextKey<LeanContext | undefined>(undefined, {
   description: "connect-mesh lean grpc context",
 });
 
 const CONTENT_TYPE = "application/grpc+proto";
 const INPUT_HIGH_WATER = 32;
 const INPUT_LOW_WATER = 8;
+
+// node:http2 copies the headers it is given (respond, sendTrailers), so the
+// common ones are built once and frozen.
+const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ "grpc-status": "0" });
+const NO_TIMEOUT = (): number | undefined => undefined;
+const EXPIRED_TIMEOUT = (): number | undefined => 0;
+
+/**
+ * ResponseHeaders is a real `Headers` (what handlers and interceptors get as
+ * `responseHeader` / `responseTrailer`) that remembers whether it was written
+ * to, so that a call nobody added metadata to sends the precomputed HEADERS
+ * and trailers without iterating them.
+ */
+class ResponseHeaders extends Headers {
+  touched = false;
+  override append(name: string, value: string): void {
+    this.touched = true;
+    super.append(name, value);
+  }
+  override set(name: string, value: string): void {
+    this.touched = true;
+    super.set(name, value);
+  }
+  override delete(name: string): void {
+    this.touched = true;
+    super.delete(name);
+  }
+}
+
+function responseHeaders(): ResponseHeaders {
+  const h = new ResponseHeaders();
+  // As Connect's gRPC handler: the context starts with the content type.
+  Headers.prototype.set.call(h, "content-type", CONTENT_TYPE);
+  return h;
+}
+
+// One listener function per event for every stream, not closures per call:
+// the stream carries its call. 'close', 'end' and 'wantTrailers' fire at most
+// once per stream, so `on` does what `once` would without its wrapper; onClose
+// and onEnd guard against a second run anyway.
+const kCall = Symbol("connect-mesh lean call");
+type CallStream = http2.ServerHttp2Stream & { [kCall]?: LeanCall };
+
+function onStreamError(): void {
+  // A client reset shows as an 'error'; 'close' does the cleanup.
+}
+function onStreamClose(this: CallStream): void {
+  this[kCall]?.onClose();
+}
+function onStreamData(this: CallStream, chunk: Buffer): void {
+  this[kCall]?.onData(chunk);
+}
+function onStreamEnd(this: CallStream): void {
+  this[kCall]?.onEnd();
+}
+function onWantTrailers(this: CallStream): void {
+  this[kCall]?.sendTrailers();
+}
 
 /**
  * createGrpcServerHandler serves gRPC requests directly on node:http2 streams,
@@ -101,13 +188,16 @@ export function createGrpcServerHandler(opts: GrpcServerHandlerOptions): GrpcSer
     "abort",
     () => {
       const reason = ConnectError.from(opts.shutdownSignal.reason, Code.Unavailable);
-      for (const c of live) c.ctx?.abort(reason);
+      for (const c of live) c.abort(reason);
     },
     { once: true },
   );
   const acceptHeader = opts.acceptCompression.map((c) => c.name).join(",");
+  const okHead: http2.OutgoingHttpHeaders = { ":status": 200, "content-type": CONTENT_TYPE };
+  if (acceptHeader !== "") okHead["grpc-accept-encoding"] = acceptHeader;
+  const shared: Shared = { opts, acceptHeader, live, okHead: Object.freeze(okHead) };
   return (stream, headers) => {
-    const call = new LeanCall(stream, opts, acceptHeader, live);
+    const call = new LeanCall(stream as CallStream, shared);
     call.start(headers, prepared.get(headers[":path"] as string));
   };
 }
@@ -132,7 +222,7 @@ async function* normalizeIterable<D extends DescMessage>(
   for await (const m of it) yield normalize(schema, m);
 }
 
-function contextOf(req: UnaryRequest | StreamRequest): Ctl {
+function contextOf(req: UnaryRequest | StreamRequest): LeanContext {
   const ctx = req.contextValues.get(callContextKey);
   if (ctx === undefined) {
     throw new ConnectError("lean grpc: call context missing from context values", Code.Internal);
@@ -141,8 +231,17 @@ function contextOf(req: UnaryRequest | StreamRequest): Ctl {
 }
 
 // As Connect's invoke-implementation mergeRequest: the handler sees what the
-// interceptors passed down.
-function mergeRequest(ctx: Ctl, req: UnaryRequest | StreamRequest): HandlerContext {
+// interceptors passed down. When they passed the call's own header, signal
+// and values (the common case), that is the call's context itself.
+function mergeRequest(ctx: LeanContext, req: UnaryRequest | StreamRequest): HandlerContext {
+  if (
+    req.header === ctx.requestHeader &&
+    req.signal === ctx.signal &&
+    req.contextValues === ctx.values &&
+    req.service === ctx.service
+  ) {
+    return ctx;
+  }
   return {
     ...ctx,
     service: req.service,
@@ -249,10 +348,13 @@ function toConnectError(e: unknown): ConnectError {
 
 /** LeanCall is one gRPC call on one stream: reading, dispatch, writing. */
 class LeanCall {
-  ctx: Ctl | undefined;
+  ctx: LeanContext | undefined;
+  private controller: AbortController | undefined;
   private method: PreparedMethod | undefined;
+  private decoder: FrameDecoder | undefined;
   private headSent = false;
   private finished = false;
+  private closed = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private responseCompression: Compression | undefined;
   private requestCompression: Compression | undefined;
@@ -264,17 +366,16 @@ class LeanCall {
   private trailers: http2.OutgoingHttpHeaders | undefined;
 
   constructor(
-    private readonly stream: http2.ServerHttp2Stream,
-    private readonly opts: GrpcServerHandlerOptions,
-    private readonly acceptHeader: string,
-    private readonly live: Set<LeanCall>,
+    private readonly stream: CallStream,
+    private readonly shared: Shared,
   ) {}
 
   start(headers: http2.IncomingHttpHeaders, method: PreparedMethod | undefined): void {
     const stream = this.stream;
-    // A client reset shows as an 'error' here; 'close' below does the cleanup.
-    stream.on("error", () => {});
-    stream.once("close", () => this.onClose());
+    const opts = this.shared.opts;
+    stream[kCall] = this;
+    stream.on("error", onStreamError);
+    stream.on("close", onStreamClose);
     if (method === undefined) {
       const path = String(headers[":path"]);
       const slash = path.lastIndexOf("/");
@@ -289,11 +390,12 @@ class LeanCall {
       return;
     }
     this.method = method;
-    const meta = metadataBytes(headers);
-    if (meta > this.opts.maxMetadataBytes) {
+    const requestHeader = new Headers();
+    const meta = readRequestHeaders(headers, requestHeader);
+    if (meta > opts.maxMetadataBytes) {
       this.fail(
         new ConnectError(
-          `request metadata of ${meta} bytes is larger than the limit of ${this.opts.maxMetadataBytes} bytes`,
+          `request metadata of ${meta} bytes is larger than the limit of ${opts.maxMetadataBytes} bytes`,
           Code.ResourceExhausted,
         ),
       );
@@ -301,22 +403,22 @@ class LeanCall {
     }
     const encoding = headers["grpc-encoding"];
     if (encoding !== undefined && encoding !== "identity") {
-      this.requestCompression = this.opts.acceptCompression.find((c) => c.name === encoding);
+      this.requestCompression = opts.acceptCompression.find((c) => c.name === encoding);
       if (this.requestCompression === undefined) {
         this.fail(
           new ConnectError(
-            `unknown compression "${String(encoding)}": supported encodings are ${this.acceptHeader}`,
+            `unknown compression "${String(encoding)}": supported encodings are ${this.shared.acceptHeader}`,
             Code.Unimplemented,
           ),
         );
         return;
       }
     }
-    if (this.opts.compressResponses) {
+    if (opts.compressResponses) {
       const accept = headers["grpc-accept-encoding"];
       if (typeof accept === "string") {
         for (const name of accept.split(",")) {
-          const c = this.opts.acceptCompression.find((x) => x.name === name.trim());
+          const c = opts.acceptCompression.find((x) => x.name === name.trim());
           if (c !== undefined) {
             this.responseCompression = c;
             break;
@@ -326,83 +428,107 @@ class LeanCall {
     }
     const deadline = decideServerDeadline(
       headers["grpc-timeout"] as string | undefined,
-      this.opts.maxTimeoutMs,
+      opts.maxTimeoutMs,
     );
     if (deadline.kind === "invalid") {
       this.fail(deadline.error);
       return;
     }
     const spec = method.spec;
-    const values = this.opts.contextValues(stream);
-    const ctx = createHandlerContext({
+    const values = opts.contextValues(stream);
+    // One controller per call, aborted only when the call is cancelled, times
+    // out or the server shuts down: a successful call builds no DOMException.
+    const controller = new AbortController();
+    this.controller = controller;
+    let timeoutMs = NO_TIMEOUT;
+    if (deadline.kind === "deadline") {
+      const at = performance.now() + deadline.timeoutMs;
+      timeoutMs = () => at - performance.now();
+    } else if (deadline.kind === "expired") {
+      timeoutMs = EXPIRED_TIMEOUT;
+    }
+    const ctx: LeanContext = {
       service: spec.method.parent,
       method: spec.method,
       protocolName: "grpc",
       requestMethod: "POST",
       url: method.url,
-      requestHeader: requestHeaderInit(headers),
-      responseHeader: { "content-type": CONTENT_TYPE },
-      contextValues: values,
-    });
+      signal: controller.signal,
+      timeoutMs,
+      requestHeader,
+      responseHeader: responseHeaders(),
+      responseTrailer: new ResponseHeaders(),
+      values,
+    };
     this.ctx = ctx;
     values.set(callContextKey, ctx);
-    this.live.add(this);
+    this.shared.live.add(this);
     if (deadline.kind === "deadline") {
-      // Our own timer, cleared when the call ends: Connect's would live on
-      // until it fires unless the context is aborted, which we avoid on success.
-      const at = performance.now() + deadline.timeoutMs;
-      (ctx as { timeoutMs: () => number | undefined }).timeoutMs = () => at - performance.now();
+      // Our own timer, cleared when the call ends.
       this.timer = setTimeout(() => {
         this.timer = undefined;
         const e = new ConnectError("the operation timed out", Code.DeadlineExceeded);
-        ctx.abort(e);
+        this.abort(e);
         // Answer now even if the request has not fully arrived; the chain's
         // own outcome (logged by observe) is dropped.
         this.fail(e);
       }, deadline.timeoutMs);
     } else if (deadline.kind === "expired") {
-      (ctx as { timeoutMs: () => number | undefined }).timeoutMs = () => 0;
       // The chain still runs (logs, metrics) but the deadline interceptor
       // answers DEADLINE_EXCEEDED before the handler.
-      ctx.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+      this.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
     }
     try {
-      this.opts.requestGate?.(ctx);
+      opts.requestGate?.(ctx);
     } catch (e) {
       this.fail(toConnectError(e));
       return;
     }
-    const decoder = createFrameDecoder({ readMaxBytes: this.opts.readMaxBytes });
-    stream.on("data", (chunk: Buffer) => {
-      if (this.inputDone) return;
-      let got: GrpcFrame[];
-      try {
-        got = decoder.push(chunk);
-      } catch (e) {
-        // A length prefix over readMaxBytes: RESOURCE_EXHAUSTED before the body is buffered.
-        this.inputFailed(toConnectError(e));
-        return;
-      }
-      if (got.length === 0) return;
-      for (const f of got) this.frames.push(f);
-      if (this.frames.length >= INPUT_HIGH_WATER) stream.pause();
-      this.wakeReader();
-    });
-    stream.once("end", () => {
-      if (this.inputDone) return;
-      try {
-        decoder.end();
-      } catch (e) {
-        this.inputFailed(toConnectError(e));
-        return;
-      }
-      this.inputDone = true;
-      this.wakeReader();
-      if (spec.kind === "unary" || spec.kind === "server_streaming") {
-        this.runSingleInput().catch((e) => this.fail(toConnectError(e)));
-      }
-    });
+    this.decoder = createFrameDecoder({ readMaxBytes: opts.readMaxBytes });
+    stream.on("data", onStreamData);
+    stream.on("end", onStreamEnd);
     if (spec.kind === "client_streaming" || spec.kind === "bidi_streaming") {
+      this.runStream(this.inputIterable()).catch((e) => this.fail(toConnectError(e)));
+    }
+  }
+
+  /** abort aborts the call's signal (once). */
+  abort(reason: unknown): void {
+    const c = this.controller;
+    if (c !== undefined && !c.signal.aborted) c.abort(reason);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.inputDone) return;
+    let got: GrpcFrame[];
+    try {
+      got = (this.decoder as FrameDecoder).push(chunk);
+    } catch (e) {
+      // A length prefix over readMaxBytes: RESOURCE_EXHAUSTED before the body is buffered.
+      this.inputFailed(toConnectError(e));
+      return;
+    }
+    if (got.length === 0) return;
+    if (this.frames.length === 0) this.frames = got;
+    else for (const f of got) this.frames.push(f);
+    if (this.frames.length >= INPUT_HIGH_WATER) this.stream.pause();
+    this.wakeReader();
+  }
+
+  onEnd(): void {
+    if (this.inputDone) return;
+    try {
+      (this.decoder as FrameDecoder).end();
+    } catch (e) {
+      this.inputFailed(toConnectError(e));
+      return;
+    }
+    this.inputDone = true;
+    this.wakeReader();
+    const kind = (this.method as PreparedMethod).spec.kind;
+    if (kind === "unary") {
+      this.runUnary().catch((e) => this.fail(toConnectError(e)));
+    } else if (kind === "server_streaming") {
       this.runStream(this.inputIterable()).catch((e) => this.fail(toConnectError(e)));
     }
   }
@@ -421,12 +547,12 @@ class LeanCall {
     this.inputError = error;
     this.frames = [];
     this.wakeReader();
-    this.ctx?.abort(error);
+    this.abort(error);
     this.fail(error);
   }
 
-  private async parse(frame: GrpcFrame): Promise<unknown> {
-    let data = frame.data;
+  /** parse decodes one request message; a promise only when it must inflate. */
+  private parse(frame: GrpcFrame): unknown {
     if (frame.compressed) {
       if (this.requestCompression === undefined) {
         throw new ConnectError(
@@ -434,11 +560,17 @@ class LeanCall {
           Code.Internal,
         );
       }
-      data = await this.requestCompression.decompress(data, this.opts.readMaxBytes);
+      return this.requestCompression
+        .decompress(frame.data, this.shared.opts.readMaxBytes)
+        .then((data) => this.fromBinary(data));
     }
+    return this.fromBinary(frame.data);
+  }
+
+  private fromBinary(data: Uint8Array): unknown {
     const schema = (this.method as PreparedMethod).spec.method.input;
     try {
-      return fromBinary(schema, data, this.opts.binaryOptions);
+      return fromBinary(schema, data, this.shared.opts.binaryOptions);
     } catch (e) {
       throw new ConnectError(
         `parse binary: ${e instanceof Error ? e.message : String(e)}`,
@@ -473,13 +605,9 @@ class LeanCall {
     };
   }
 
-  /** runSingleInput serves unary and server-streaming calls once the request has ended. */
-  private async runSingleInput(): Promise<void> {
+  /** runUnary serves a unary call once the request has ended. */
+  private async runUnary(): Promise<void> {
     const method = this.method as PreparedMethod;
-    if (method.spec.kind === "server_streaming") {
-      await this.runStream(this.inputIterable());
-      return;
-    }
     if (this.frames.length !== 1) {
       throw new ConnectError(
         this.frames.length === 0
@@ -488,9 +616,11 @@ class LeanCall {
         Code.Unimplemented,
       );
     }
-    const ctx = this.ctx as Ctl;
-    const message = await this.parse(this.frames[0] as GrpcFrame);
+    const ctx = this.ctx as LeanContext;
+    const first = this.frames[0] as GrpcFrame;
     this.frames = [];
+    let message = this.parse(first);
+    if (message instanceof Promise) message = await message;
     const res = (await method.next({
       stream: false,
       message,
@@ -505,21 +635,19 @@ class LeanCall {
     if (this.finished) return;
     copyHeaders(res.header, ctx.responseHeader);
     copyHeaders(res.trailer, ctx.responseTrailer);
-    const bytes = toBinary(
-      method.spec.method.output,
-      normalize(method.spec.method.output, res.message),
-      this.opts.binaryOptions,
-    );
-    const frame = await this.frame(bytes);
+    const output = method.spec.method.output;
+    const bytes = toBinary(output, normalize(output, res.message), this.shared.opts.binaryOptions);
+    const frame = this.needsCompression(bytes)
+      ? await this.compressedFrame(bytes)
+      : encodeFrame(bytes, false);
     if (this.finished) return;
     this.sendHead();
-    this.stream.write(frame);
-    this.end(undefined);
+    this.end(undefined, frame);
   }
 
   private async runStream(input: AsyncIterable<unknown>): Promise<void> {
     const method = this.method as PreparedMethod;
-    const ctx = this.ctx as Ctl;
+    const ctx = this.ctx as LeanContext;
     const res = (await method.next({
       stream: true,
       message: input,
@@ -535,9 +663,10 @@ class LeanCall {
     const output = method.spec.method.output;
     for await (const m of res.message) {
       if (this.finished) return;
-      const frame = await this.frame(
-        toBinary(output, normalize(output, m), this.opts.binaryOptions),
-      );
+      const bytes = toBinary(output, normalize(output, m), this.shared.opts.binaryOptions);
+      const frame = this.needsCompression(bytes)
+        ? await this.compressedFrame(bytes)
+        : encodeFrame(bytes, false);
       if (this.finished) return;
       this.sendHead();
       if (!this.stream.write(frame)) {
@@ -557,40 +686,58 @@ class LeanCall {
     this.end(undefined);
   }
 
-  private async frame(bytes: Uint8Array): Promise<Uint8Array> {
-    const c = this.responseCompression;
-    if (c !== undefined && bytes.length >= this.opts.compressMinBytes) {
-      return encodeFrame(await c.compress(bytes), true);
-    }
-    return encodeFrame(bytes, false);
+  private needsCompression(bytes: Uint8Array): boolean {
+    return (
+      this.responseCompression !== undefined && bytes.length >= this.shared.opts.compressMinBytes
+    );
   }
 
-  private responseHead(): http2.OutgoingHttpHeaders {
+  private async compressedFrame(bytes: Uint8Array): Promise<Uint8Array> {
+    return encodeFrame(await (this.responseCompression as Compression).compress(bytes), true);
+  }
+
+  /** responseHead builds the response HEADERS; `mutable` when the caller adds to them. */
+  private responseHead(mutable: boolean): http2.OutgoingHttpHeaders {
+    const ctx = this.ctx;
+    if (
+      !mutable &&
+      ctx !== undefined &&
+      !ctx.responseHeader.touched &&
+      this.responseCompression === undefined
+    ) {
+      return this.shared.okHead;
+    }
     const h: http2.OutgoingHttpHeaders = { ":status": 200 };
-    if (this.ctx !== undefined) addHeaders(h, this.ctx.responseHeader);
+    if (ctx !== undefined) addHeaders(h, ctx.responseHeader);
     // An interceptor may return header objects without it (Connect's would too).
     h["content-type"] ??= CONTENT_TYPE;
     if (this.responseCompression !== undefined) h["grpc-encoding"] = this.responseCompression.name;
-    if (this.acceptHeader !== "") h["grpc-accept-encoding"] = this.acceptHeader;
+    if (this.shared.acceptHeader !== "") h["grpc-accept-encoding"] = this.shared.acceptHeader;
     return h;
   }
 
   private sendHead(): void {
     if (this.headSent) return;
     this.headSent = true;
-    this.stream.respond(this.responseHead(), { waitForTrailers: true });
-    this.stream.once("wantTrailers", () => {
-      try {
-        this.stream.sendTrailers(this.trailers ?? { "grpc-status": "0" });
-      } catch {
-        // The stream went away meanwhile: nothing left to tell.
-      }
-    });
+    this.stream.respond(this.responseHead(false), { waitForTrailers: true });
+    this.stream.on("wantTrailers", onWantTrailers);
+  }
+
+  sendTrailers(): void {
+    try {
+      this.stream.sendTrailers(this.trailers ?? OK_TRAILERS);
+    } catch {
+      // The stream went away meanwhile: nothing left to tell.
+    }
   }
 
   private statusTrailers(error: ConnectError | undefined): http2.OutgoingHttpHeaders {
+    const ctx = this.ctx;
+    if (error === undefined && (ctx === undefined || !ctx.responseTrailer.touched)) {
+      return OK_TRAILERS;
+    }
     const t: http2.OutgoingHttpHeaders = {};
-    if (this.ctx !== undefined) addHeaders(t, this.ctx.responseTrailer);
+    if (ctx !== undefined) addHeaders(t, ctx.responseTrailer);
     if (error === undefined) {
       t["grpc-status"] = "0";
       return t;
@@ -609,7 +756,8 @@ class LeanCall {
     this.end(error);
   }
 
-  private end(error: ConnectError | undefined): void {
+  /** end answers the call; `last` is a final message to write with the end of the stream. */
+  private end(error: ConnectError | undefined, last?: Uint8Array): void {
     if (this.finished) return;
     this.finished = true;
     this.cleanup();
@@ -621,7 +769,7 @@ class LeanCall {
           this.sendHead();
         } else {
           // Trailers-Only: one HEADERS frame with END_STREAM.
-          const h = this.responseHead();
+          const h = this.responseHead(true);
           for (const [k, v] of Object.entries(this.statusTrailers(error))) {
             const before = h[k];
             h[k] =
@@ -636,7 +784,8 @@ class LeanCall {
         }
       }
       this.trailers = this.statusTrailers(error);
-      stream.end();
+      if (last === undefined) stream.end();
+      else stream.end(last);
       if (error !== undefined) this.stopReading();
     } catch {
       stream.destroy();
@@ -659,10 +808,12 @@ class LeanCall {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    this.live.delete(this);
+    this.shared.live.delete(this);
   }
 
-  private onClose(): void {
+  onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (!this.finished) {
       // The client went away (RST_STREAM, connection lost) before the answer.
       this.finished = true;
@@ -670,7 +821,8 @@ class LeanCall {
       this.inputDone = true;
       this.inputError ??= new ConnectError("the client cancelled the call", Code.Canceled);
       this.wakeReader();
-      this.ctx?.abort(this.inputError);
+      this.abort(this.inputError);
     }
+    this.shared.opts.onStreamClose?.();
   }
 }

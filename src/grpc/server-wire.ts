@@ -25,25 +25,24 @@ export function isProtocolHeader(key: string): boolean {
   return PROTOCOL_HEADERS.has(key);
 }
 
-/** requestHeaderInit turns node:http2 request headers into a HeadersInit, without pseudo-headers. */
-export function requestHeaderInit(headers: IncomingHttpHeaders): [string, string][] {
-  const out: [string, string][] = [];
-  for (const key in headers) {
-    if (key.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = headers[key];
-    if (v === undefined) continue;
-    out.push([key, Array.isArray(v) ? v.join(", ") : v]);
-  }
-  return out;
-}
-
-/** metadataBytes is the size of the request metadata as grpc-js counts it (names + values). */
-export function metadataBytes(headers: IncomingHttpHeaders): number {
+/**
+ * readRequestHeaders copies node:http2 request headers, without
+ * pseudo-headers, into `into` (repeated values joined by ", ") and returns
+ * the metadata size as grpc-js counts it (names + values, pseudo-headers
+ * included): one pass, no HeadersInit array in between.
+ */
+export function readRequestHeaders(headers: IncomingHttpHeaders, into: Headers): number {
   let n = 0;
   for (const key in headers) {
     const v = headers[key];
     if (v === undefined) continue;
-    n += key.length + (Array.isArray(v) ? v.reduce((a, s) => a + s.length, 0) : v.length);
+    if (Array.isArray(v)) {
+      n += key.length + v.reduce((a, s) => a + s.length, 0);
+      if (key.charCodeAt(0) !== 58 /* ":" */) into.append(key, v.join(", "));
+    } else {
+      n += key.length + v.length;
+      if (key.charCodeAt(0) !== 58 /* ":" */) into.append(key, v);
+    }
   }
   return n;
 }

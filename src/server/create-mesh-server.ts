@@ -400,6 +400,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     compressMinBytes: opts.connect?.compressMinBytes ?? DEFAULT_COMPRESS_MIN_BYTES,
     binaryOptions: opts.connect?.binaryOptions,
     shutdownSignal: shutdown.signal,
+    onStreamClose: () => onStreamClose(),
   });
   // gRPC (binary) requests for a method the lean handler serves, or for no
   // method at all, go to it; gRPC-Web, Connect, gRPC+JSON and routes it
@@ -446,6 +447,12 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   let inFlight = 0;
   let drained: (() => void) | undefined;
   let closing = false;
+  function onStreamClose(): void {
+    inFlight--;
+    if (inFlight === 0) {
+      drained?.();
+    }
+  }
   h2.on("session", (session) => {
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
@@ -464,16 +471,12 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
       rawHeaders: string[],
     ) => {
       inFlight++;
-      stream.once("close", () => {
-        inFlight--;
-        if (inFlight === 0) {
-          drained?.();
-        }
-      });
       if (isLeanGrpc(headers)) {
+        // The handler calls onStreamClose from its own 'close' listener.
         grpcHandler(stream, headers);
         return;
       }
+      stream.once("close", onStreamClose);
       clampFallbackTimeout(headers, opts.maxTimeoutMs);
       const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
       const res = new http2.Http2ServerResponse(stream);

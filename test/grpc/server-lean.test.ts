@@ -21,7 +21,7 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EchoRequestSchema, EchoResponseSchema, EchoService } from "../../gen/test/v1/echo_pb.js";
-import { peerKey } from "../../src/call/server-call.js";
+import { peerKey, serverCallKey } from "../../src/call/server-call.js";
 import { createMeshServer, type MeshServer } from "../../src/index.js";
 import { sleep } from "../support/echo-service.js";
 import { createEchoGrpcClient, type EchoGrpcClient, grpcUnary } from "../support/grpc-js-echo.js";
@@ -465,5 +465,73 @@ describe("lean gRPC server with compression configured", () => {
     expect(() => createMeshServer({ routes, http2: { maxHeaderListSize: 1.5 } })).toThrow(
       RangeError,
     );
+  });
+});
+
+describe("lean gRPC server handler: handler context", () => {
+  let server: MeshServer;
+  let session: http2.ClientHttp2Session;
+  const seen: { header: string | null; contentType: string | null; sameSignal: boolean }[] = [];
+  // An interceptor that hands the handler a request header of its own.
+  const swapping: Interceptor = (next) => (req) =>
+    req.header.get("x-swap") === null
+      ? next(req)
+      : next({ ...req, header: new Headers({ "x-swapped": "yes" }) });
+  const impl: Partial<ServiceImpl<typeof EchoService>> = {
+    echo(req, ctx) {
+      seen.push({
+        header: ctx.requestHeader.get("x-swapped"),
+        contentType: ctx.responseHeader.get("content-type"),
+        sameSignal: ctx.signal === ctx.values.get(serverCallKey)?.signal,
+      });
+      if (req.failMessage === "trailer-only") ctx.responseTrailer.set("x-only-trailer", "t");
+      return { payload: req.payload };
+    },
+  };
+
+  beforeAll(async () => {
+    server = createMeshServer({
+      routes: (r) => r.service(EchoService, impl),
+      interceptors: [swapping],
+      logger: false,
+    });
+    session = await connect((await server.listen()).url);
+  });
+  afterAll(async () => {
+    session.close();
+    await server.close({ graceMs: 0 });
+  });
+
+  it("a call nobody adds metadata to answers with the content type and grpc-status 0 only", async () => {
+    const r = await rawRequest(session, ECHO, frame(echoBytes({ payload: new Uint8Array([3]) })));
+    expect(r.headers["content-type"]).toBe("application/grpc+proto");
+    expect(r.headers["grpc-accept-encoding"]).toBe("gzip,br");
+    expect(
+      Object.keys(r.headers)
+        .filter((k) => !k.startsWith(":") && k !== "date")
+        .sort(),
+    ).toEqual(["content-type", "grpc-accept-encoding"]);
+    expect(r.trailers?.["grpc-status"]).toBe("0");
+    expect(Object.keys(r.trailers ?? {})).toEqual(["grpc-status"]);
+    const [m] = messages(r.body);
+    expect([...fromBinary(EchoResponseSchema, m?.data ?? new Uint8Array()).payload]).toEqual([3]);
+    expect(seen.at(-1)).toEqual({
+      header: null,
+      contentType: "application/grpc+proto",
+      sameSignal: true,
+    });
+  });
+
+  it("a trailer set alone is sent; the response header stays the precomputed one", async () => {
+    const r = await rawRequest(session, ECHO, frame(echoBytes({ failMessage: "trailer-only" })));
+    expect(r.trailers?.["x-only-trailer"]).toBe("t");
+    expect(r.trailers?.["grpc-status"]).toBe("0");
+    expect(r.headers["content-type"]).toBe("application/grpc+proto");
+  });
+
+  it("the handler sees the request header an interceptor passed down", async () => {
+    const r = await rawRequest(session, ECHO, frame(echoBytes({})), { "x-swap": "1" });
+    expect(r.trailers?.["grpc-status"]).toBe("0");
+    expect(seen.at(-1)?.header).toBe("yes");
   });
 });
