@@ -150,6 +150,8 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
                   lastEndpoint = e;
                 },
                 replay,
+                // One attempt at a time here (hedges are the hedger's).
+                exclusive: true,
               },
               clock,
             )
@@ -167,14 +169,14 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
           // Only a failure before the response headers (a request that never
           // reached a server) could be retried: commit now.
           settle();
-          return { ...res, message: onStreamEnd(res.message, a.cleanup) };
+          return { ...res, message: onStreamEnd(res.message, () => a.cleanup()) };
         }
         // Commit to this attempt only once its first message (or its clean
         // end) arrives: an error before that is still retryable.
         const it = res.message[Symbol.asyncIterator]();
         const first = await it.next();
         settle();
-        return { ...res, message: onStreamEnd(prependFirst(first, it), a.cleanup) };
+        return { ...res, message: onStreamEnd(prependFirst(first, it), () => a.cleanup()) };
       } catch (e) {
         a?.cleanup();
         const error = ConnectError.from(e);
