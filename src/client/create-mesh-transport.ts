@@ -344,6 +344,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       clock,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
       tap: meshTap.calls,
+      // The attempt-observe slot below writes every attempt's traceparent.
+      attemptSpans: true,
     }),
     "idempotency-key":
       opts.idempotencyKeys === false

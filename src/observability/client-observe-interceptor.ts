@@ -51,6 +51,13 @@ export interface ClientObserveOptions {
    * @private
    */
   readonly tap?: ListenerSet<TappedCall> | undefined;
+  /**
+   * attemptSpans says an attempt interceptor below writes each attempt's
+   * `traceparent`, so the call span's is not written first only to be
+   * replaced; default false.
+   * @private
+   */
+  readonly attemptSpans?: boolean | undefined;
 }
 
 /**
@@ -75,6 +82,7 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
   };
   const clock = observer.clock;
   const metrics = observer.metrics;
+  const attemptSpans = options.attemptSpans === true;
   // The labels (and the tap's method path) depend on the method only.
   const methods = new WeakMap<DescMethod, MethodFacts>();
   const factsOf = (method: DescMethod): MethodFacts => {
@@ -98,7 +106,7 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
     if (parent instanceof Promise) parent = await parent;
     const span = parent === undefined ? newRootContext() : childOf(parent);
     req.contextValues.set(clientTraceContextKey, span);
-    writeTraceHeaders(req.header, span);
+    if (!attemptSpans) writeTraceHeaders(req.header, span);
     const facts = factsOf(req.method);
     const meshCall = req.contextValues.get(meshCallKey);
     const timeoutMs =
