@@ -35,23 +35,35 @@ export function createMeshCall(
   target: string,
   deadlineAt: number | undefined,
 ): { readonly call: MeshCall; readonly report: (outcome: MeshCallOutcome) => void } {
-  let outcome: MeshCallOutcome | undefined;
-  const call: MeshCall = Object.freeze({
-    target,
-    deadlineAt,
-    get attempt() {
-      return outcome?.attempt ?? 1;
-    },
-    get endpoint() {
-      return outcome?.endpoint;
-    },
-  });
-  return {
-    call,
-    report(o: MeshCallOutcome) {
-      outcome = o;
-    },
-  };
+  const call = new MeshCallRecord(target, deadlineAt);
+  return { call, report: (outcome) => MeshCallRecord.settle(call, outcome) };
+}
+
+// A class with its getters on the prototype: a frozen object literal with
+// accessors, built per call, showed in client profiles. The outcome lives in
+// a private field, which freezing the instance leaves writable.
+class MeshCallRecord implements MeshCall {
+  #outcome: MeshCallOutcome | undefined;
+
+  constructor(
+    readonly target: string,
+    readonly deadlineAt: number | undefined,
+  ) {
+    Object.freeze(this);
+  }
+
+  /** settle records the outcome; only createMeshCall's writer reaches it. */
+  static settle(call: MeshCallRecord, outcome: MeshCallOutcome): void {
+    call.#outcome = outcome;
+  }
+
+  get attempt(): number {
+    return this.#outcome?.attempt ?? 1;
+  }
+
+  get endpoint(): string | undefined {
+    return this.#outcome?.endpoint;
+  }
 }
 
 /** meshCallKey is the Connect context key of the current MeshCall. */

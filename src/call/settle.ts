@@ -13,21 +13,22 @@ export type Settled<R> = (error: unknown, res: R | undefined) => void;
  * response stream ends, fails or is abandoned by its reader. Per-call
  * bookkeeping (breakers, limits, loads, log lines) hangs off it.
  */
-export async function onSettled<R extends UnaryResponse | StreamResponse>(
+export function onSettled<R extends UnaryResponse | StreamResponse>(
   pending: Promise<R>,
   fn: Settled<R>,
 ): Promise<R> {
-  let res: R;
-  try {
-    res = await pending;
-  } catch (e) {
-    fn(e, undefined);
-    throw e;
-  }
-  if (!res.stream) {
-    fn(undefined, res);
-    return res;
-  }
-  const stream = res;
-  return { ...res, message: onStreamEnd(res.message, (e) => fn(e, stream)) };
+  // then, not an async function: one promise and one hop less per layer.
+  return pending.then(
+    (res) => {
+      if (!res.stream) {
+        fn(undefined, res);
+        return res;
+      }
+      return { ...res, message: onStreamEnd(res.message, (e) => fn(e, res)) };
+    },
+    (e: unknown) => {
+      fn(e, undefined);
+      throw e;
+    },
+  );
 }

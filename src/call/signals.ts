@@ -61,6 +61,8 @@ export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<
   });
 }
 
+const NOOP = () => {};
+
 /** LinkedSignal is a signal derived from others, and the cleanup that unlinks it. */
 export interface LinkedSignal {
   readonly signal: AbortSignal;
@@ -102,7 +104,7 @@ export function linkInto(
 export function linkSignals(signals: readonly (AbortSignal | undefined)[]): LinkedSignal {
   const present = signals.filter((s): s is AbortSignal => s !== undefined);
   if (present.length === 1 && present[0] !== undefined) {
-    return { signal: present[0], cleanup: () => {} };
+    return { signal: present[0], cleanup: NOOP };
   }
   const controller = new AbortController();
   return { signal: controller.signal, cleanup: linkInto(controller, present) };
@@ -113,12 +115,25 @@ export function linkSignals(signals: readonly (AbortSignal | undefined)[]): Link
  * with DEADLINE_EXCEEDED after `timeoutMs` (the clock clamps an over-long
  * one to "effectively never"). Unlike Connect's, it is not aborted when the
  * call succeeds: an abort allocates a DOMException, which showed in profiles.
+ * Without a timeout a single input is returned as is (linkSignals): an
+ * AbortController and its listener were a visible part of a call's cost.
  */
 export function deadlineSignal(
   clock: Clock,
   timeoutMs: number | undefined,
   signals: readonly (AbortSignal | undefined)[],
 ): LinkedSignal {
+  if (timeoutMs === undefined) {
+    let only: AbortSignal | undefined;
+    let count = 0;
+    for (const s of signals) {
+      if (s !== undefined) {
+        only = s;
+        count++;
+      }
+    }
+    if (count === 1 && only !== undefined) return { signal: only, cleanup: NOOP };
+  }
   const controller = new AbortController();
   const unlink = linkInto(controller, signals);
   let timer: ClockTimer | undefined;

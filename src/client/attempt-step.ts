@@ -6,12 +6,11 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import type { Balancer, BalancerPickInfo } from "../balancer/balancer.js";
+import type { Balancer, BalancerPick, BalancerPickInfo } from "../balancer/balancer.js";
 import { attemptKey, callOutcomeKey } from "../call/attempt.js";
 import { GRPC_TIMEOUT_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { meshCallKey } from "../call/mesh-call.js";
-import { onSettled } from "../call/settle.js";
-import { mapStreamErrors } from "../call/stream-end.js";
+import { mapStreamErrors, onStreamEnd } from "../call/stream-end.js";
 import { classifyTransportError } from "../call/transport-error.js";
 import type { Clock } from "../clock.js";
 import type { EndpointTransport } from "../grpc/endpoint-transport.js";
@@ -87,41 +86,57 @@ export function createAttemptStep(deps: AttemptStepDeps): AttemptStep {
     const connState = pick.subchannel.state();
     const latencySample = connState !== "closed" && connState !== "connecting";
     const classify = (e: unknown) => classifyTransportError(e, address, req.signal.aborted);
-    // A stream's latency is its time to response headers; it stays pending
-    // (for load) until it ends.
-    let answeredAt: number | undefined;
     // timeoutMs stays undefined: the deadline is enforced by the call's signal
     // and announced by the header written above.
     const sent: Promise<UnaryResponse | StreamResponse> = req.stream
       ? inner.stream(req.method, req.signal, undefined, req.header, req.message, req.contextValues)
       : inner.unary(req.method, req.signal, undefined, req.header, req.message, req.contextValues);
-    const classified = sent.then(
+    // One settle for the three ways an attempt ends (one then, not three
+    // chained promises): a unary answer or any failure before a response is
+    // reported at once; a stream's latency is its time to response headers,
+    // and it stays pending (for load) until it ends.
+    return sent.then(
       (res) => {
-        answeredAt = clock.now();
-        return res.stream ? { ...res, message: mapStreamErrors(res.message, classify) } : res;
+        const answeredAt = clock.now();
+        if (!res.stream) {
+          pick.done({ ok: true, latencyMs: answeredAt - started, latencySample });
+          return res;
+        }
+        const message = onStreamEnd(mapStreamErrors(res.message, classify), (error) =>
+          reportDone(pick, error, answeredAt - started, latencySample),
+        );
+        return { ...res, message };
       },
       (e: unknown) => {
-        throw classify(e);
+        const error = classify(e);
+        reportDone(pick, error, clock.now() - started, latencySample);
+        throw error;
       },
     );
-    return onSettled(classified, (error) => {
-      const latencyMs = (answeredAt ?? clock.now()) - started;
-      if (error === undefined) {
-        pick.done({ ok: true, latencyMs, latencySample });
-        return;
-      }
-      const e = ConnectError.from(error);
-      // A shed call (RESOURCE_EXHAUSTED with pushback) tells the balancer
-      // how long the endpoint wants to be left alone.
-      const pushback =
-        e.code === Code.ResourceExhausted
-          ? parsePushback(e.metadata.get(RETRY_PUSHBACK_HEADER))
-          : undefined;
-      pick.done(
-        pushback?.retry === true
-          ? { ok: false, code: e.code, latencyMs, pushbackMs: pushback.delayMs }
-          : { ok: false, code: e.code, latencyMs },
-      );
-    });
   };
+}
+
+// reportDone tells the picker how an attempt ended: a shed call
+// (RESOURCE_EXHAUSTED with pushback) also says how long the endpoint wants
+// to be left alone.
+function reportDone(
+  pick: Pick<BalancerPick<EndpointTransport>, "done">,
+  error: unknown,
+  latencyMs: number,
+  latencySample: boolean,
+): void {
+  if (error === undefined) {
+    pick.done({ ok: true, latencyMs, latencySample });
+    return;
+  }
+  const e = ConnectError.from(error);
+  const pushback =
+    e.code === Code.ResourceExhausted
+      ? parsePushback(e.metadata.get(RETRY_PUSHBACK_HEADER))
+      : undefined;
+  pick.done(
+    pushback?.retry === true
+      ? { ok: false, code: e.code, latencyMs, pushbackMs: pushback.delayMs }
+      : { ok: false, code: e.code, latencyMs },
+  );
 }

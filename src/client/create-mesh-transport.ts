@@ -2,6 +2,7 @@ import { setMaxListeners } from "node:events";
 import {
   create,
   type DescMessage,
+  type DescMethod,
   type DescMethodStreaming,
   type DescMethodUnary,
   isMessage,
@@ -343,6 +344,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       clock,
       ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
       tap: meshTap.calls,
+      // The attempt-observe slot below writes every attempt's traceparent.
+      attemptSpans: true,
     }),
     "idempotency-key":
       opts.idempotencyKeys === false
@@ -372,6 +375,16 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     isClosed: () => closing.signal.aborted,
   });
   const snapshot = snapshotter.snapshot;
+  // Connect's request objects name the method by URL; built once per method.
+  const urls = new WeakMap<DescMethod, string>();
+  const urlOf = (method: DescMethod): string => {
+    let url = urls.get(method);
+    if (url === undefined) {
+      url = createMethodUrl(baseUrl, method);
+      urls.set(method, url);
+    }
+    return url;
+  };
 
   // prepare links the caller's signal, the transport's close, and (inside a
   // mesh handler) the incoming call's signal and deadline.
@@ -427,7 +440,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           service: method.parent,
           method,
           requestMethod: "POST",
-          url: createMethodUrl(baseUrl, method),
+          url: urlOf(method),
           header: new Headers(header),
           contextValues: p.values,
           message: isMessage(input, method.input) ? input : create(method.input, input),
@@ -465,7 +478,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
             service: method.parent,
             method,
             requestMethod: "POST",
-            url: createMethodUrl(baseUrl, method),
+            url: urlOf(method),
             header: new Headers(header),
             contextValues: p.values,
             message: input,

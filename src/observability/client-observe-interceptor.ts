@@ -1,19 +1,33 @@
-import type { Interceptor } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import type {
+  Interceptor,
+  StreamRequest,
+  StreamResponse,
+  UnaryRequest,
+  UnaryResponse,
+} from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { breakerStateKey } from "../breaker/breaker-events.js";
 import type { ListenerSet } from "../call/listener-set.js";
-import { meshCallKey } from "../call/mesh-call.js";
-import { onSettled } from "../call/settle.js";
+import { type MeshCall, meshCallKey } from "../call/mesh-call.js";
+import { onStreamEnd } from "../call/stream-end.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
-import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
+import { errorCode, roundMs, wasReplayed } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
 import { codeName, levelForCode, methodType } from "./grpc-fields.js";
+import { isoTime } from "./iso-time.js";
 import type { MeshMetrics, RpcLabels } from "./metrics.js";
 import { createHeaderRedactor } from "./redact-headers.js";
-import { childOf, newRootContext, writeTraceHeaders } from "./trace-context.js";
+import {
+  childOf,
+  formatTraceFlags,
+  newRootContext,
+  type TraceContext,
+  writeTraceHeaders,
+} from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
 
 /** ClientObserveOptions configures createClientObserveInterceptor. */
@@ -37,6 +51,13 @@ export interface ClientObserveOptions {
    * @private
    */
   readonly tap?: ListenerSet<TappedCall> | undefined;
+  /**
+   * attemptSpans says an attempt interceptor below writes each attempt's
+   * `traceparent`, so the call span's is not written first only to be
+   * replaced; default false.
+   * @private
+   */
+  readonly attemptSpans?: boolean | undefined;
 }
 
 /**
@@ -51,12 +72,32 @@ export interface ClientObserveOptions {
  */
 export function createClientObserveInterceptor(options: ClientObserveOptions): Interceptor {
   validateLogger(options.logger, "createClientObserveInterceptor");
-  const logger = options.logger;
-  const clock = options.clock ?? systemClock;
-  const metrics = options.metrics;
-  const redact = createHeaderRedactor(options.redactHeaders);
-  const logHeaders = options.logHeaders === true;
-  const tap = options.tap;
+  const observer: Observer = {
+    logger: options.logger,
+    clock: options.clock ?? systemClock,
+    metrics: options.metrics,
+    redact: createHeaderRedactor(options.redactHeaders),
+    logHeaders: options.logHeaders === true,
+    tap: options.tap,
+  };
+  const clock = observer.clock;
+  const metrics = observer.metrics;
+  const attemptSpans = options.attemptSpans === true;
+  // The labels (and the tap's method path) depend on the method only.
+  const methods = new WeakMap<DescMethod, MethodFacts>();
+  const factsOf = (method: DescMethod): MethodFacts => {
+    let facts = methods.get(method);
+    if (facts === undefined) {
+      const labels: RpcLabels = Object.freeze({
+        service: method.parent.typeName,
+        method: method.name,
+        type: methodType(method.methodKind),
+      });
+      facts = { labels, path: `${labels.service}/${labels.method}` };
+      methods.set(method, facts);
+    }
+    return facts;
+  };
 
   return (next) => async (req) => {
     const started = clock.now();
@@ -65,12 +106,8 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
     if (parent instanceof Promise) parent = await parent;
     const span = parent === undefined ? newRootContext() : childOf(parent);
     req.contextValues.set(clientTraceContextKey, span);
-    writeTraceHeaders(req.header, span);
-    const labels: RpcLabels = {
-      service: req.service.typeName,
-      method: req.method.name,
-      type: methodType(req.method.methodKind),
-    };
+    if (!attemptSpans) writeTraceHeaders(req.header, span);
+    const facts = factsOf(req.method);
     const meshCall = req.contextValues.get(meshCallKey);
     const timeoutMs =
       meshCall === undefined
@@ -78,63 +115,118 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
         : meshCall.deadlineAt === undefined
           ? undefined
           : meshCall.deadlineAt - started;
-    metrics?.clientStarted(labels);
-
-    const finish = (failure: unknown, resHeader: Headers | undefined) => {
-      const { code, error } = errorCode(failure);
-      const name = codeName(code);
-      const ms = clock.now() - started;
-      metrics?.clientHandled(labels, name, ms / 1000);
-      const attempts = Math.max(meshCall?.attempt ?? 0, req.contextValues.get(attemptCountKey));
-      if (tap?.active === true) {
-        tap.emit(
-          Object.freeze({
-            side: "client",
-            method: `${labels.service}/${labels.method}`,
-            code: name,
-            startedAt,
-            durationMs: roundMs(ms),
-            traceId: span.traceId,
-            ...(meshCall === undefined ? {} : { target: meshCall.target }),
-            ...(meshCall?.endpoint === undefined ? {} : { endpoint: meshCall.endpoint }),
-            ...(attempts > 0 ? { attempts } : {}),
-            ...(error === undefined ? {} : { error: error.rawMessage }),
-            header: Object.freeze(redact(req.header)),
-          } satisfies TappedCall),
-        );
-      }
-      const level = levelForCode(code);
-      if (!logger.isLevelEnabled(level)) return;
-      const fields: Record<string, unknown> = {
-        ...traceFields(span),
-        "grpc.component": "client",
-        "grpc.service": labels.service,
-        "grpc.method": labels.method,
-        "grpc.method_type": labels.type,
-        "grpc.code": name,
-        "grpc.time_ms": roundMs(ms),
-        "grpc.start_time": new Date(startedAt).toISOString(),
-      };
-      if (timeoutMs !== undefined) {
-        fields["grpc.request.deadline"] = new Date(startedAt + timeoutMs).toISOString();
-      }
-      if (meshCall !== undefined) fields.target = meshCall.target;
-      if (attempts > 0) fields["grpc.attempts"] = attempts;
-      if (meshCall?.endpoint !== undefined) fields.endpoint = meshCall.endpoint;
-      const breaker = req.contextValues.get(breakerStateKey);
-      if (breaker !== undefined) fields["breaker.state"] = breaker;
-      if (wasReplayed(resHeader, error)) fields["idempotency.replayed"] = true;
-      if (error !== undefined) fields["grpc.error"] = error.rawMessage;
-      if (logHeaders) {
-        fields["grpc.request.header"] = redact(req.header);
-        const h = resHeader ?? error?.metadata;
-        if (h !== undefined) fields["grpc.response.header"] = redact(h);
-      }
-      logger[level](fields, "finished call");
+    metrics?.clientStarted(facts.labels);
+    const call: ObservedCall = { req, facts, span, meshCall, started, startedAt, timeoutMs };
+    let res: UnaryResponse | StreamResponse;
+    try {
+      res = await next(req);
+    } catch (e) {
+      finishCall(observer, call, e, undefined);
+      throw e;
+    }
+    if (!res.stream) {
+      finishCall(observer, call, undefined, res.header);
+      return res;
+    }
+    const header = res.header;
+    return {
+      ...res,
+      message: onStreamEnd(res.message, (e) => finishCall(observer, call, e, header)),
     };
-
-    return onSettled(next(req), (e, res) => finish(e, res?.header));
   };
+}
+
+/** Observer is what every observed call of one interceptor shares. */
+interface Observer {
+  readonly logger: Logger;
+  readonly clock: Clock;
+  readonly metrics: MeshMetrics | undefined;
+  readonly redact: (header: Headers) => Record<string, string>;
+  readonly logHeaders: boolean;
+  readonly tap: ListenerSet<TappedCall> | undefined;
+}
+
+/** MethodFacts are a method's metric labels and `pkg.Service/Method` path, built once. */
+interface MethodFacts {
+  readonly labels: RpcLabels;
+  readonly path: string;
+}
+
+/** ObservedCall is one logical call in flight: what its line and metrics need at the end. */
+interface ObservedCall {
+  readonly req: UnaryRequest | StreamRequest;
+  readonly facts: MethodFacts;
+  readonly span: TraceContext;
+  readonly meshCall: MeshCall | undefined;
+  readonly started: number;
+  readonly startedAt: number;
+  readonly timeoutMs: number | undefined;
+}
+
+// finishCall records a finished call: metrics, the tap (while attached) and
+// the log line, whose fields are built only when its level is enabled. The
+// fields are added one by one in a fixed order: an object spread followed by
+// new keys took V8 tens of microseconds per line in profiles.
+function finishCall(
+  o: Observer,
+  call: ObservedCall,
+  failure: unknown,
+  resHeader: Headers | undefined,
+): void {
+  const { code, error } = errorCode(failure);
+  const name = codeName(code);
+  const { req, facts, span, meshCall } = call;
+  const ms = o.clock.now() - call.started;
+  o.metrics?.clientHandled(facts.labels, name, ms / 1000);
+  const attempts = Math.max(meshCall?.attempt ?? 0, req.contextValues.get(attemptCountKey));
+  if (o.tap?.active === true) {
+    const tapped: { -readonly [K in keyof TappedCall]: TappedCall[K] } = {
+      side: "client",
+      method: facts.path,
+      code: name,
+      startedAt: call.startedAt,
+      durationMs: roundMs(ms),
+      traceId: span.traceId,
+      header: {},
+    };
+    if (meshCall !== undefined) tapped.target = meshCall.target;
+    if (meshCall?.endpoint !== undefined) tapped.endpoint = meshCall.endpoint;
+    if (attempts > 0) tapped.attempts = attempts;
+    if (error !== undefined) tapped.error = error.rawMessage;
+    tapped.header = Object.freeze(o.redact(req.header));
+    o.tap.emit(Object.freeze(tapped));
+  }
+  const level = levelForCode(code);
+  if (!o.logger.isLevelEnabled(level)) return;
+  const fields: Record<string, unknown> = {
+    trace_id: span.traceId,
+    span_id: span.spanId,
+    trace_flags: formatTraceFlags(span.flags),
+  };
+  if (span.parentSpanId !== undefined) fields.parent_span_id = span.parentSpanId;
+  fields["grpc.component"] = "client";
+  fields["grpc.service"] = facts.labels.service;
+  fields["grpc.method"] = facts.labels.method;
+  fields["grpc.method_type"] = facts.labels.type;
+  fields["grpc.code"] = name;
+  fields["grpc.time_ms"] = roundMs(ms);
+  fields["grpc.start_time"] = isoTime(call.startedAt);
+  if (call.timeoutMs !== undefined) {
+    fields["grpc.request.deadline"] = isoTime(call.startedAt + call.timeoutMs);
+  }
+  if (meshCall !== undefined) fields.target = meshCall.target;
+  if (attempts > 0) fields["grpc.attempts"] = attempts;
+  if (meshCall?.endpoint !== undefined) fields.endpoint = meshCall.endpoint;
+  const breaker = req.contextValues.get(breakerStateKey);
+  if (breaker !== undefined) fields["breaker.state"] = breaker;
+  if (wasReplayed(resHeader, error)) fields["idempotency.replayed"] = true;
+  if (error !== undefined) fields["grpc.error"] = error.rawMessage;
+  if (o.logHeaders) {
+    fields["grpc.request.header"] = o.redact(req.header);
+    const h = resHeader ?? error?.metadata;
+    if (h !== undefined) fields["grpc.response.header"] = o.redact(h);
+  }
+  o.logger[level](fields, "finished call");
 }
 
 function headerTimeoutMs(header: Headers): number | undefined {

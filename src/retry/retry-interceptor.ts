@@ -134,7 +134,6 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
     let lastEndpoint: string | undefined;
     for (let number = 1; ; number++) {
       let endpoint: string | undefined;
-      const settle = () => report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
       const refused = deps.refusal?.(req);
       const a =
         refused === undefined
@@ -150,6 +149,8 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
                   lastEndpoint = e;
                 },
                 replay,
+                // One attempt at a time here (hedges are the hedger's).
+                exclusive: true,
               },
               clock,
             )
@@ -159,28 +160,28 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
         if (!a.req.stream) {
           const res = await next(a.req);
           a.cleanup();
-          settle();
+          report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
           return res;
         }
         const res = (await next(a.req)) as StreamResponse;
         if (!safe) {
           // Only a failure before the response headers (a request that never
           // reached a server) could be retried: commit now.
-          settle();
-          return { ...res, message: onStreamEnd(res.message, a.cleanup) };
+          report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
+          return { ...res, message: onStreamEnd(res.message, () => a.cleanup()) };
         }
         // Commit to this attempt only once its first message (or its clean
         // end) arrives: an error before that is still retryable.
         const it = res.message[Symbol.asyncIterator]();
         const first = await it.next();
-        settle();
-        return { ...res, message: onStreamEnd(prependFirst(first, it), a.cleanup) };
+        report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
+        return { ...res, message: onStreamEnd(prependFirst(first, it), () => a.cleanup()) };
       } catch (e) {
         a?.cleanup();
         const error = ConnectError.from(e);
         if (endpoint !== undefined && !avoid.includes(endpoint)) avoid.push(endpoint);
         if (req.signal.aborted) {
-          settle();
+          report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
           throw error;
         }
         let verdict: RetryDecision = decideRetry({
@@ -215,7 +216,7 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
             code: error.code,
             reason: verdict.reason,
           });
-          settle();
+          report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
           throw error;
         }
         emit({
@@ -230,7 +231,7 @@ export function createRetryStage(options: RetryOptions, deps: RetryInterceptorDe
         try {
           await abortableSleep(clock, verdict.delayMs, req.signal);
         } catch (aborted) {
-          settle();
+          report?.({ attempt: number, endpoint: endpoint ?? lastEndpoint });
           throw aborted;
         }
       }

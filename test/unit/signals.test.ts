@@ -85,6 +85,15 @@ describe("deadlineSignal", () => {
     expect(clock.pendingTimers).toBe(0);
   });
 
+  it("returns a single input as is when there is no timeout", () => {
+    const clock = createFakeClock();
+    const input = new AbortController();
+    const d = deadlineSignal(clock, undefined, [undefined, input.signal, undefined]);
+    expect(d.signal).toBe(input.signal);
+    d.cleanup();
+    expect(deadlineSignal(clock, 50, [input.signal]).signal).not.toBe(input.signal);
+  });
+
   it("has no timer without a timeout, aborts at once for 0", () => {
     const clock = createFakeClock();
     expect(deadlineSignal(clock, undefined, []).signal.aborted).toBe(false);
