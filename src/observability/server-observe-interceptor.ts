@@ -7,6 +7,7 @@ import { onSettled } from "../call/settle.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
+import { createCallLoggerFactory } from "./call-logger.js";
 import {
   errorCode,
   messageJson,
@@ -79,6 +80,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     options.redact === undefined || options.redact.length === 0
       ? options.logger
       : options.logger.child({}, { redact: [...options.redact] });
+  const callLogger = createCallLoggerFactory(base);
 
   return (next) => async (req) => {
     const started = clock.now();
@@ -101,17 +103,19 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
     const timeoutMs = call === undefined ? headerTimeoutMs(req.header) : call.timeoutMs();
     const peer = call?.peerAddress ?? req.contextValues.get(peerKey);
-    const log = base.child({
-      ...traceFields(span),
-      "grpc.component": "server",
-      "grpc.service": labels.service,
-      "grpc.method": labels.method,
-      "grpc.method_type": labels.type,
-      "peer.address": peer,
-      ...(peerIdentity === undefined ? {} : { "peer.identity": peerIdentity }),
+    // The call's fields and child logger are built only if a line is written.
+    const log = callLogger(() => {
+      const fields: Record<string, unknown> = traceFields(span);
+      fields["grpc.component"] = "server";
+      fields["grpc.service"] = labels.service;
+      fields["grpc.method"] = labels.method;
+      fields["grpc.method_type"] = labels.type;
+      fields["peer.address"] = peer;
+      if (peerIdentity !== undefined) fields["peer.identity"] = peerIdentity;
+      return fields;
     });
     req.contextValues.set(traceContextKey, span);
-    req.contextValues.set(loggerKey, log);
+    req.contextValues.set(loggerKey, log.logger);
     metrics?.serverStarted(labels);
 
     const finish = (failure: unknown, resHeader: Headers | undefined, response?: unknown) => {
@@ -161,7 +165,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
           fields["grpc.response.content"] = messageJson(req.method.output, response);
         }
       }
-      log[level](fields, "finished call");
+      log.write(level, fields, "finished call");
     };
 
     return onSettled(next(req), (e, res) =>
