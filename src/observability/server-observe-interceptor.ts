@@ -1,3 +1,4 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { ListenerSet } from "../call/listener-set.js";
@@ -82,22 +83,35 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       : options.logger.child({}, { redact: [...options.redact] });
   const callLogger = createCallLoggerFactory(base);
 
-  return (next) => async (req) => {
+  // Not async: once the OpenTelemetry API is loaded (or known absent), a
+  // call costs no extra promise here. A synchronous throw still rejects.
+  return (next) => (req) => {
     const started = clock.now();
     const startedAt = Date.now();
+    try {
+      const otel = activeOtelContext();
+      return otel instanceof Promise
+        ? otel.then((o) => observeCall(next, req, started, startedAt, o))
+        : observeCall(next, req, started, startedAt, otel);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+
+  function observeCall(
+    next: Parameters<Interceptor>[0],
+    req: Parameters<Parameters<Interceptor>[0]>[0],
+    started: number,
+    startedAt: number,
+    otel: TraceContext | undefined,
+  ) {
     const incoming = traceContextFromHeaders(req.header);
-    let otel = activeOtelContext();
-    if (otel instanceof Promise) otel = await otel;
     const span = childOrRoot(
       otel !== undefined && (incoming === undefined || otel.traceId === incoming.traceId)
         ? otel
         : incoming,
     );
-    const labels: RpcLabels = {
-      service: req.service.typeName,
-      method: req.method.name,
-      type: methodType(req.method.methodKind),
-    };
+    const labels = labelsOf(req.method);
     const call = req.contextValues.get(serverCallKey);
     // With mTLS, the caller's verified SPIFFE ID (absent for anonymous peers).
     const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
@@ -171,7 +185,23 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     return onSettled(next(req), (e, res) =>
       finish(e, res?.header, res === undefined || res.stream ? undefined : res.message),
     );
-  };
+  }
+}
+
+// The metric labels of each method, made once: they are the same every call.
+const labelCache = new WeakMap<DescMethod, RpcLabels>();
+
+function labelsOf(method: DescMethod): RpcLabels {
+  let labels = labelCache.get(method);
+  if (labels === undefined) {
+    labels = Object.freeze({
+      service: method.parent.typeName,
+      method: method.name,
+      type: methodType(method.methodKind),
+    });
+    labelCache.set(method, labels);
+  }
+  return labels;
 }
 
 function childOrRoot(parent: TraceContext | undefined): TraceContext {
