@@ -25,7 +25,8 @@ export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
 
 /**
  * createCallLoggerFactory returns the per-call constructor for one root
- * logger; `bindings` builds the call's bound fields (only when needed).
+ * logger; `bindings` builds the call's bound fields (only when needed), a
+ * new object each time.
  * @private
  */
 export function createCallLoggerFactory(
@@ -62,7 +63,8 @@ class LazyCallLogger implements CallLogger {
 
   write(level: LogLevel, fields: Record<string, unknown>, message: string): void {
     if (this.#child === undefined && this.#merge) {
-      this.#base[level]({ ...this.#bindings(), ...fields }, message);
+      // The bindings object is fresh per call: fill it rather than copy both.
+      this.#base[level](Object.assign(this.#bindings(), fields), message);
     } else {
       this.materialize()[level](fields, message);
     }
