@@ -17,7 +17,9 @@ import { raceAbort } from "../call/signals.js";
  * deadline and the cancellation of this call.
  */
 export function createServerDeadlineInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  // Not an async function: a unary call returns the race itself, one promise
+  // less per call (each promise also runs the call scope's async hooks).
+  return (next) => (req) => {
     const call = req.contextValues.get(serverCallKey);
     const signal = call?.signal ?? req.signal;
     const scope: CallScope = {
@@ -29,21 +31,30 @@ export function createServerDeadlineInterceptor(): Interceptor {
     };
     if (!req.stream) {
       return raceAbort(
-        runInCallScope(scope, () => next(req)),
+        settle(scope, () => next(req)),
         signal,
       );
     }
-    const res = (await raceAbort(
-      runInCallScope(scope, () =>
-        next({ ...req, message: bindIterableToScope(scope, req.message) }),
-      ),
+    return raceAbort(
+      settle(scope, () => next({ ...req, message: bindIterableToScope(scope, req.message) })),
       signal,
-    )) as StreamResponse;
-    return {
-      ...res,
-      message: abortableIterable(bindIterableToScope(scope, res.message), signal),
-    };
+    ).then((res) => {
+      const stream = res as StreamResponse;
+      return {
+        ...stream,
+        message: abortableIterable(bindIterableToScope(scope, stream.message), signal),
+      };
+    });
   };
+}
+
+/** settle runs `fn` in `scope`; a synchronous throw becomes a rejection, as in an async function. */
+function settle<T>(scope: CallScope, fn: () => Promise<T>): Promise<T> {
+  try {
+    return runInCallScope(scope, fn);
+  } catch (e) {
+    return Promise.reject(e);
+  }
 }
 
 /** abortableIterable ends a response stream with the signal's reason once it aborts. */

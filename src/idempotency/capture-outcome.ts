@@ -29,12 +29,18 @@ export function isProtocolHeader(name: string): boolean {
   );
 }
 
+// Most handlers set no headers: their outcomes share one empty list, since
+// stored outcomes live long enough to cost the GC per object.
+const NO_HEADERS: HeaderList = Object.freeze([]);
+
 function handlerHeaders(headers: Headers): HeaderList {
-  const out: [string, string][] = [];
+  let out: [string, string][] | undefined;
   headers.forEach((value, name) => {
-    if (!isProtocolHeader(name)) out.push([name, value]);
+    if (isProtocolHeader(name)) return;
+    out ??= [];
+    out.push([name, value]);
   });
-  return out;
+  return out ?? NO_HEADERS;
 }
 
 /**

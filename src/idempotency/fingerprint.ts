@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { create, type DescMethod, isMessage, type Message, toBinary } from "@bufbuild/protobuf";
 
 /**
@@ -13,8 +13,23 @@ import { create, type DescMethod, isMessage, type Message, toBinary } from "@buf
  */
 export function requestFingerprint(method: DescMethod, message: Message): string {
   const msg = isMessage(message, method.input) ? message : create(method.input, message);
-  return createHash("sha256")
-    .update(`${method.parent.typeName}/${method.name}\n`)
-    .update(toBinary(method.input, msg))
-    .digest("hex");
+  const prefix = methodPrefix(method);
+  const body = toBinary(method.input, msg);
+  // One buffer and the one-shot hash: a Hash object per call cost ~5x more.
+  const input = Buffer.allocUnsafe(prefix.byteLength + body.byteLength);
+  input.set(prefix, 0);
+  input.set(body, prefix.byteLength);
+  return hash("sha256", input, "hex");
+}
+
+// The `package.Service/Method\n` prefix of each method, encoded once.
+const prefixes = new WeakMap<DescMethod, Uint8Array>();
+
+function methodPrefix(method: DescMethod): Uint8Array {
+  let prefix = prefixes.get(method);
+  if (prefix === undefined) {
+    prefix = Buffer.from(`${method.parent.typeName}/${method.name}\n`);
+    prefixes.set(method, prefix);
+  }
+  return prefix;
 }

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 export { IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_REPLAYED_HEADER } from "../call/headers.js";
 
@@ -63,5 +63,5 @@ export function checkIdempotencyKey(value: string): KeyCheck {
  * events and error messages without revealing it.
  */
 export function keyDigest(key: string): string {
-  return createHash("sha256").update(key).digest("hex").slice(0, 12);
+  return hash("sha256", key, "hex").slice(0, 12);
 }

@@ -495,8 +495,16 @@ export function createIdempotencyInterceptor(
   };
 }
 
+// `package.Service/Method` of each method, made once.
+const methodNames = new WeakMap<DescMethod, string>();
+
 function methodName(method: DescMethod): string {
-  return `${method.parent.typeName}/${method.name}`;
+  let name = methodNames.get(method);
+  if (name === undefined) {
+    name = `${method.parent.typeName}/${method.name}`;
+    methodNames.set(method, name);
+  }
+  return name;
 }
 
 function replayCode(outcome: IdempotencyOutcome): Code | undefined {

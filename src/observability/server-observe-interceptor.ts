@@ -1,3 +1,4 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { ListenerSet } from "../call/listener-set.js";
@@ -7,6 +8,7 @@ import { onSettled } from "../call/settle.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
+import { createCallLoggerFactory } from "./call-logger.js";
 import {
   errorCode,
   messageJson,
@@ -79,39 +81,55 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     options.redact === undefined || options.redact.length === 0
       ? options.logger
       : options.logger.child({}, { redact: [...options.redact] });
+  const callLogger = createCallLoggerFactory(base);
 
-  return (next) => async (req) => {
+  // Not async: once the OpenTelemetry API is loaded (or known absent), a
+  // call costs no extra promise here. A synchronous throw still rejects.
+  return (next) => (req) => {
     const started = clock.now();
     const startedAt = Date.now();
+    try {
+      const otel = activeOtelContext();
+      return otel instanceof Promise
+        ? otel.then((o) => observeCall(next, req, started, startedAt, o))
+        : observeCall(next, req, started, startedAt, otel);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  };
+
+  function observeCall(
+    next: Parameters<Interceptor>[0],
+    req: Parameters<Parameters<Interceptor>[0]>[0],
+    started: number,
+    startedAt: number,
+    otel: TraceContext | undefined,
+  ) {
     const incoming = traceContextFromHeaders(req.header);
-    let otel = activeOtelContext();
-    if (otel instanceof Promise) otel = await otel;
     const span = childOrRoot(
       otel !== undefined && (incoming === undefined || otel.traceId === incoming.traceId)
         ? otel
         : incoming,
     );
-    const labels: RpcLabels = {
-      service: req.service.typeName,
-      method: req.method.name,
-      type: methodType(req.method.methodKind),
-    };
+    const labels = labelsOf(req.method);
     const call = req.contextValues.get(serverCallKey);
     // With mTLS, the caller's verified SPIFFE ID (absent for anonymous peers).
     const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
     const timeoutMs = call === undefined ? headerTimeoutMs(req.header) : call.timeoutMs();
     const peer = call?.peerAddress ?? req.contextValues.get(peerKey);
-    const log = base.child({
-      ...traceFields(span),
-      "grpc.component": "server",
-      "grpc.service": labels.service,
-      "grpc.method": labels.method,
-      "grpc.method_type": labels.type,
-      "peer.address": peer,
-      ...(peerIdentity === undefined ? {} : { "peer.identity": peerIdentity }),
+    // The call's fields and child logger are built only if a line is written.
+    const log = callLogger(() => {
+      const fields: Record<string, unknown> = traceFields(span);
+      fields["grpc.component"] = "server";
+      fields["grpc.service"] = labels.service;
+      fields["grpc.method"] = labels.method;
+      fields["grpc.method_type"] = labels.type;
+      fields["peer.address"] = peer;
+      if (peerIdentity !== undefined) fields["peer.identity"] = peerIdentity;
+      return fields;
     });
     req.contextValues.set(traceContextKey, span);
-    req.contextValues.set(loggerKey, log);
+    req.contextValues.set(loggerKey, log.logger);
     metrics?.serverStarted(labels);
 
     const finish = (failure: unknown, resHeader: Headers | undefined, response?: unknown) => {
@@ -161,13 +179,29 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
           fields["grpc.response.content"] = messageJson(req.method.output, response);
         }
       }
-      log[level](fields, "finished call");
+      log.write(level, fields, "finished call");
     };
 
     return onSettled(next(req), (e, res) =>
       finish(e, res?.header, res === undefined || res.stream ? undefined : res.message),
     );
-  };
+  }
+}
+
+// The metric labels of each method, made once: they are the same every call.
+const labelCache = new WeakMap<DescMethod, RpcLabels>();
+
+function labelsOf(method: DescMethod): RpcLabels {
+  let labels = labelCache.get(method);
+  if (labels === undefined) {
+    labels = Object.freeze({
+      service: method.parent.typeName,
+      method: method.name,
+      type: methodType(method.methodKind),
+    });
+    labelCache.set(method, labels);
+  }
+  return labels;
 }
 
 function childOrRoot(parent: TraceContext | undefined): TraceContext {

@@ -51,6 +51,38 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect(store.stats()).toMatchObject({ completed: 3, inProgress: 0 });
   });
 
+  it("keeps exact LRU order over many evictions, replays, expiries and an emptied store", async () => {
+    const clock = createFakeClock();
+    const store = createMemoryIdempotencyStore({ maxEntries: 4, clock });
+    // The reference: keys from least to most recently used.
+    let lru: string[] = [];
+    const live = async () => {
+      for (const k of lru) expect((await store.get(k))?.state, k).toBe("completed");
+      expect(store.stats().completed).toBe(lru.length);
+    };
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 40; i++) {
+        const key = `${round}-${i}`;
+        await put(store, key, sized(10), 1_000);
+        lru = [...lru.filter((k) => k !== key), key].slice(-4);
+        if (i % 3 === 0 && lru.length > 1) {
+          // Replaying the oldest makes it the most recent.
+          const oldest = lru[0] as string;
+          expect((await store.claim(oldest, "fp", 1_000)).state).toBe("completed");
+          lru = [...lru.slice(1), oldest];
+        }
+        await live();
+      }
+      // Every record expires: the next claims find an empty store.
+      clock.advance(1_001);
+      for (const k of lru) expect(await store.get(k), k).toBeUndefined();
+      for (const k of lru) expect((await store.claim(k, "fp", 1_000)).state).toBe("claimed");
+      for (const k of lru) await store.release(k, "not the token");
+      clock.advance(1_001);
+      lru = [];
+    }
+  });
+
   it("evicts least recently used records until the bytes fit maxBytes", async () => {
     const store = createMemoryIdempotencyStore({ maxBytes: 1_000, clock: createFakeClock() });
     await put(store, "a", sized(300));
