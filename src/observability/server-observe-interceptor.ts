@@ -18,6 +18,7 @@ import {
 } from "./call-outcome-fields.js";
 import { loggerKey, traceContextKey } from "./context-keys.js";
 import { codeName, levelForCode, methodType } from "./grpc-fields.js";
+import { isoTime } from "./iso-time.js";
 import type { MeshMetrics, RpcLabels } from "./metrics.js";
 import { activeOtelContext } from "./otel.js";
 import { createHeaderRedactor } from "./redact-headers.js";
@@ -161,10 +162,10 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       const fields: Record<string, unknown> = {
         "grpc.code": name,
         "grpc.time_ms": roundMs(ms),
-        "grpc.start_time": new Date(startedAt).toISOString(),
+        "grpc.start_time": isoTime(startedAt),
       };
       if (timeoutMs !== undefined) {
-        fields["grpc.request.deadline"] = new Date(startedAt + timeoutMs).toISOString();
+        fields["grpc.request.deadline"] = isoTime(startedAt + timeoutMs);
       }
       if (replayed) fields["idempotency.replayed"] = true;
       if (error !== undefined) fields["grpc.error"] = error.rawMessage;
