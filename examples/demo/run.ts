@@ -224,26 +224,36 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     stats.reset();
     status.start();
 
-    // The script of faults: replica-3 is SIGKILLed at 35% of the run and a
-    // new process is started in its place at once (it takes a second or
-    // more to come up and register).
+    // The script of faults: replica-3 is SIGKILLed at 35% of the run (later,
+    // up to 70%, while it has served nothing yet: on a busy host the first
+    // calls can take that long) and a new process is started in its place at
+    // once (it takes a second or more to come up and register).
     const killAtMs = opts.durationS * 350;
+    const killByMs = opts.durationS * 700;
+    const loadStartedAt = Date.now();
     const timers: NodeJS.Timeout[] = [];
     let restart: Promise<unknown> = Promise.resolve();
-    timers.push(
-      setTimeout(() => {
-        const inc = fleet.kill("replica-3");
-        if (inc === undefined) return;
-        status?.note(`replica-3 SIGKILLed (pid ${inc.pid}); starting a new process`);
-        restart = fleet.start("replica-3", "killed").then(
-          (address) => {
-            const inc2 = fleet.replicas.get("replica-3")?.incarnations.at(-1);
-            status?.note(`replica-3 restarted: pid ${inc2?.pid} serving at ${address}, registered`);
-          },
-          (e: unknown) => status?.note(`replica-3 restart failed: ${String(e)}`),
-        );
-      }, killAtMs),
-    );
+    const servedAny = (name: string): boolean => {
+      const inc = fleet.replicas.get(name)?.incarnations.at(-1);
+      return Object.values(inc?.stats?.requests ?? {}).some((n) => n > 0);
+    };
+    const killReplica3 = () => {
+      if (!servedAny("replica-3") && Date.now() - loadStartedAt < killByMs) {
+        timers.push(setTimeout(killReplica3, 100));
+        return;
+      }
+      const inc = fleet.kill("replica-3");
+      if (inc === undefined) return;
+      status?.note(`replica-3 SIGKILLed (pid ${inc.pid}); starting a new process`);
+      restart = fleet.start("replica-3", "killed").then(
+        (address) => {
+          const inc2 = fleet.replicas.get("replica-3")?.incarnations.at(-1);
+          status?.note(`replica-3 restarted: pid ${inc2?.pid} serving at ${address}, registered`);
+        },
+        (e: unknown) => status?.note(`replica-3 restart failed: ${String(e)}`),
+      );
+    };
+    timers.push(setTimeout(killReplica3, killAtMs));
     timers.push(setTimeout(() => stopLoad.abort(), opts.durationS * 1_000));
 
     await runLoad({
