@@ -106,6 +106,29 @@ function capture(extra: CallOptions = {}) {
   return { got, options };
 }
 
+// Runs before any other call in this file: Node prints a deprecation warning
+// once per process, so only the first request can show it.
+it("makes calls without a process warning (Node 22 deprecates HTTP/2 priority signaling, DEP0194)", async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on("warning", onWarning);
+  const peer = await startMeshPeer();
+  const transport = createGrpcClientTransport(peer.address);
+  try {
+    const client = createClient(EchoService, transport);
+    const res = await client.echo({ payload: new Uint8Array([1]) });
+    expect([...res.payload]).toEqual([1]);
+    // Warnings are emitted on a later tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(warnings).toEqual([]);
+  } finally {
+    process.off("warning", onWarning);
+    transport.close();
+    await peer.close();
+  }
+});
+
 describe.each([
   ["grpc-js", startGrpcJsPeer],
   ["mesh", startMeshPeer],
