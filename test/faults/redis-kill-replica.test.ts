@@ -52,17 +52,23 @@ describe.skipIf(!hasRedis)("faults: kill -9 of 1 of 3 replicas sharing a Redis s
     );
     transports.push(transport);
     // The victim is the replica that served most so far (the balancer may
-    // starve one), so that it dies with calls in flight.
+    // starve one), so that it dies with calls in flight. On a busy host no
+    // call may have finished yet when the kill is due: wait for one first.
     let victim: ReplicaProcess | undefined;
     let killed: Promise<void> | undefined;
     let victimName = "";
-    const killBusiest = async () => {
-      const started = await Promise.all(
+    const count = (what: string) =>
+      Promise.all(
         ["r1", "r2", "r3"].map(async (n) =>
-          Number(await t.redis.get(`${t.keyPrefix}started:${n}`)),
+          Number(await t.redis.get(`${t.keyPrefix}${what}:${n}`)),
         ),
       );
-      const i = started.indexOf(Math.max(...started));
+    const killBusiest = async () => {
+      await expect
+        .poll(async () => Math.max(...(await count("done"))), { timeout: 60_000, interval: 50 })
+        .toBeGreaterThan(0);
+      const done = await count("done");
+      const i = done.indexOf(Math.max(...done));
       victimName = `r${i + 1}`;
       victim = procs[i] as ReplicaProcess;
       await victim.kill();
