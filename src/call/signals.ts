@@ -123,17 +123,7 @@ export function deadlineSignal(
   timeoutMs: number | undefined,
   signals: readonly (AbortSignal | undefined)[],
 ): LinkedSignal {
-  if (timeoutMs === undefined) {
-    let only: AbortSignal | undefined;
-    let count = 0;
-    for (const s of signals) {
-      if (s !== undefined) {
-        only = s;
-        count++;
-      }
-    }
-    if (count === 1 && only !== undefined) return { signal: only, cleanup: NOOP };
-  }
+  if (timeoutMs === undefined) return linkSignals(signals);
   const controller = new AbortController();
   const unlink = linkInto(controller, signals);
   let timer: ClockTimer | undefined;

@@ -14,20 +14,14 @@ import { onStreamEnd } from "../call/stream-end.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
-import { errorCode, roundMs, wasReplayed } from "./call-outcome-fields.js";
+import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
 import { codeName, levelForCode, methodType } from "./grpc-fields.js";
 import { isoTime } from "./iso-time.js";
 import type { MeshMetrics, RpcLabels } from "./metrics.js";
 import { createHeaderRedactor } from "./redact-headers.js";
-import {
-  childOf,
-  formatTraceFlags,
-  newRootContext,
-  type TraceContext,
-  writeTraceHeaders,
-} from "./trace-context.js";
+import { childOf, newRootContext, type TraceContext, writeTraceHeaders } from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
 
 /** ClientObserveOptions configures createClientObserveInterceptor. */
@@ -198,12 +192,7 @@ function finishCall(
   }
   const level = levelForCode(code);
   if (!o.logger.isLevelEnabled(level)) return;
-  const fields: Record<string, unknown> = {
-    trace_id: span.traceId,
-    span_id: span.spanId,
-    trace_flags: formatTraceFlags(span.flags),
-  };
-  if (span.parentSpanId !== undefined) fields.parent_span_id = span.parentSpanId;
+  const fields: Record<string, unknown> = traceFields(span);
   fields["grpc.component"] = "client";
   fields["grpc.service"] = facts.labels.service;
   fields["grpc.method"] = facts.labels.method;
