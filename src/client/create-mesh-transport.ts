@@ -20,7 +20,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createMethodUrl, runStreamingCall } from "@connectrpc/connect/protocol";
+import { createMethodUrl } from "@connectrpc/connect/protocol";
 import type { Logger } from "pino";
 import { createCallCounters } from "../admin/call-counters.js";
 import {
@@ -47,11 +47,10 @@ import { callOutcomeKey } from "../call/attempt.js";
 import { currentCallScope } from "../call/call-scope.js";
 import { createEventEmitter } from "../call/event-emitter.js";
 import { createMeshCall, meshCallKey } from "../call/mesh-call.js";
-import { deadlineSignal, linkSignals } from "../call/signals.js";
-import { onStreamEnd } from "../call/stream-end.js";
+import { deadlineSignal } from "../call/signals.js";
 import { createMeshTap, type MeshTapObserver } from "../call/tapped-call.js";
 import { buildClientChain, composeChain } from "../chain/client-chain.js";
-import { type Clock, clampTimerDelayMs, systemClock } from "../clock.js";
+import { type Clock, systemClock } from "../clock.js";
 import { defaultLogger, SILENT_LOGGER } from "../default-logger.js";
 import { createResolver, type ResolverChoice } from "../discovery/create-resolver.js";
 import { parseTarget } from "../discovery/target.js";
@@ -86,6 +85,7 @@ import {
 } from "../retry/retry-interceptor.js";
 import type { TransportSnapshot } from "../state/snapshot.js";
 import { createAttemptStep } from "./attempt-step.js";
+import { runStreamCall } from "./run-stream-call.js";
 
 /** MeshTransportOptions configures createMeshTransport. */
 export interface MeshTransportOptions extends EndpointTransportOptions, ResolverChoice {
@@ -365,6 +365,10 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     firstResolutionTimeoutMs: opts.firstResolutionTimeoutMs,
   });
   const unaryChain = composeChain(interceptors, attempt);
+  const streamChain = composeChain(
+    interceptors,
+    attempt as unknown as (req: StreamRequest) => Promise<StreamResponse>,
+  );
   snapshotter = createTransportSnapshotter({
     target: opts.target,
     clock,
@@ -392,7 +396,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
     signal: AbortSignal | undefined,
     timeoutMs: number | undefined,
     contextValues: ContextValues | undefined,
-    ownDeadline = false,
+    own?: AbortSignal,
   ) {
     if (closing.signal.aborted) {
       throw new ConnectError(`transport for ${opts.target} is closed`, Code.Unavailable);
@@ -406,9 +410,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
         effectiveMs = Math.max(0, parentMs);
       }
     }
-    const link = ownDeadline
-      ? deadlineSignal(clock, effectiveMs, [signal, closing.signal, scope?.signal])
-      : linkSignals([signal, closing.signal, scope?.signal]);
+    const link = deadlineSignal(clock, effectiveMs, [signal, closing.signal, scope?.signal, own]);
     const values = contextValues ?? createContextValues();
     const { call, report } = createMeshCall(
       opts.target,
@@ -433,7 +435,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       // it again per attempt, and one is enough. What it adds here is kept:
       // a call signal that aborts at the deadline, a normalized message, and
       // the signal's reason as the error once the call was aborted.
-      const p = prepare(signal, timeoutMs, contextValues, true);
+      const p = prepare(signal, timeoutMs, contextValues);
       try {
         return (await unaryChain({
           stream: false,
@@ -447,12 +449,7 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
           signal: p.signal,
         } as UnaryRequest)) as UnaryResponse<I, O>;
       } catch (e) {
-        // "No endpoint became ready" explains a deadline better than the
-        // deadline itself, when both happen at once.
-        const why = e instanceof ConnectError && e.cause instanceof NoEndpointError;
-        throw p.signal.aborted && !why
-          ? ConnectError.from(p.signal.reason, Code.Canceled)
-          : ConnectError.from(e);
+        throw explainFailure(e, p.signal);
       } finally {
         p.cleanup();
       }
@@ -465,14 +462,13 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
       input: AsyncIterable<MessageInitShape<I>>,
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
-      const p = prepare(signal, timeoutMs, contextValues);
-      let res: StreamResponse<I, O>;
-      try {
-        res = await runStreamingCall<I, O>({
-          interceptors,
-          signal: p.signal,
-          // Connect arms a raw timer with this: past 2^31-1 ms it would fire at once.
-          timeoutMs: p.timeoutMs === undefined ? undefined : clampTimerDelayMs(p.timeoutMs),
+      // Connect's runStreamingCall is replaced as for unary calls: its two
+      // wrappers and Promise.race per message were most of a stream's
+      // client-side cost (runStreamCall says what it keeps).
+      const own = new AbortController();
+      const p = prepare(signal, timeoutMs, contextValues, own.signal);
+      return runStreamCall(
+        {
           req: {
             stream: true,
             service: method.parent,
@@ -482,14 +478,14 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
             header: new Headers(header),
             contextValues: p.values,
             message: input,
-          },
-          next: attempt as unknown as (req: StreamRequest<I, O>) => Promise<StreamResponse<I, O>>,
-        });
-      } catch (e) {
-        p.cleanup();
-        throw e;
-      }
-      return { ...res, message: onStreamEnd(res.message, p.cleanup) };
+            signal: p.signal,
+          } as StreamRequest,
+          own,
+          cleanup: p.cleanup,
+          explain: (e) => explainFailure(e, p.signal),
+        },
+        streamChain,
+      ) as Promise<StreamResponse<I, O>>;
     },
     close() {
       if (!closing.signal.aborted) {
@@ -518,4 +514,16 @@ function validateTransportOptions(opts: MeshTransportOptions): void {
   }
   // Endpoints connect lazily: check identity and serverIdentities now.
   createClientIdentity(opts.identity, opts.serverIdentities);
+}
+
+/**
+ * explainFailure is the error a call that failed before its response throws:
+ * the signal's reason once the call was aborted, except that "no endpoint
+ * became ready" explains a deadline better than the deadline itself.
+ */
+function explainFailure(e: unknown, signal: AbortSignal): ConnectError {
+  const why = e instanceof ConnectError && e.cause instanceof NoEndpointError;
+  return signal.aborted && !why
+    ? ConnectError.from(signal.reason, Code.Canceled)
+    : ConnectError.from(e);
 }
