@@ -1,7 +1,7 @@
 import type { Interceptor, StreamResponse } from "@connectrpc/connect";
 import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
 import { serverCallKey } from "../call/server-call.js";
-import { raceAbort } from "../call/signals.js";
+import { abortReason, raceAbort } from "../call/signals.js";
 
 /**
  * createServerDeadlineInterceptor enforces the caller's deadline and opens the
@@ -40,10 +40,7 @@ export function createServerDeadlineInterceptor(): Interceptor {
       signal,
     ).then((res) => {
       const stream = res as StreamResponse;
-      return {
-        ...stream,
-        message: abortableIterable(bindIterableToScope(scope, stream.message), signal),
-      };
+      return { ...stream, message: scopedAbortableIterable(scope, stream.message, signal) };
     });
   };
 }
@@ -57,18 +54,71 @@ function settle<T>(scope: CallScope, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** abortableIterable ends a response stream with the signal's reason once it aborts. */
-function abortableIterable<T>(iterable: AsyncIterable<T>, signal: AbortSignal): AsyncIterable<T> {
+/**
+ * scopedAbortableIterable runs every step of a response stream inside the
+ * call's scope (bindIterableToScope) and ends it with the signal's reason
+ * once the signal aborts. One abort listener per stream, not one added and
+ * removed per message (that showed in profiles).
+ */
+function scopedAbortableIterable<T>(
+  scope: CallScope,
+  iterable: AsyncIterable<T>,
+  signal: AbortSignal,
+): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
-      const it = iterable[Symbol.asyncIterator]();
+      const it = runInCallScope(scope, () => iterable[Symbol.asyncIterator]());
+      // The pending read's reject, for the abort listener.
+      let rejectRead: ((e: unknown) => void) | undefined;
+      let listening = false;
+      const onAbort = () => {
+        const reject = rejectRead;
+        rejectRead = undefined;
+        reject?.(abortReason(signal));
+      };
+      const stop = () => {
+        if (listening) {
+          listening = false;
+          signal.removeEventListener("abort", onAbort);
+        }
+      };
+      const read = () => it.next();
       return {
-        next: () => raceAbort(it.next(), signal),
-        return: async (value?: unknown) =>
-          (await it.return?.(value)) ?? { done: true, value: undefined },
+        next: () => {
+          if (signal.aborted) {
+            stop();
+            return Promise.reject(abortReason(signal));
+          }
+          if (!listening) {
+            listening = true;
+            signal.addEventListener("abort", onAbort);
+          }
+          return new Promise<IteratorResult<T>>((resolve, reject) => {
+            rejectRead = reject;
+            runInCallScope(scope, read).then(
+              (r) => {
+                rejectRead = undefined;
+                if (r.done === true) stop();
+                resolve(r);
+              },
+              (e: unknown) => {
+                rejectRead = undefined;
+                stop();
+                reject(e);
+              },
+            );
+          });
+        },
+        return: async (value?: unknown) => {
+          stop();
+          const r =
+            it.return === undefined ? undefined : runInCallScope(scope, () => it.return?.(value));
+          return (await r) ?? { done: true, value: undefined };
+        },
         throw: async (e?: unknown) => {
+          stop();
           if (it.throw !== undefined) {
-            return it.throw(e);
+            return runInCallScope(scope, () => (it.throw as NonNullable<typeof it.throw>)(e));
           }
           throw e;
         },

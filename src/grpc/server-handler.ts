@@ -211,15 +211,40 @@ function compose(fn: AnyFn, interceptors: readonly Interceptor[]): AnyFn {
   return next;
 }
 
+function toValue(value: unknown): IteratorResult<unknown> {
+  return { done: false, value };
+}
+
 function normalize<D extends DescMessage>(schema: D, m: unknown): MessageShape<D> {
   return isMessage(m, schema) ? m : create(schema, m as never);
 }
 
-async function* normalizeIterable<D extends DescMessage>(
+/**
+ * normalizeIterable makes each response message a message of `schema` for the
+ * interceptors that see them; hand-written, since an async generator costs
+ * several promises per message. return() and throw() reach the handler's
+ * own iterator (its finally blocks run when the call is cancelled).
+ */
+function normalizeIterable<D extends DescMessage>(
   schema: D,
-  it: AsyncIterable<unknown>,
+  iterable: AsyncIterable<unknown>,
 ): AsyncIterable<MessageShape<D>> {
-  for await (const m of it) yield normalize(schema, m);
+  return {
+    [Symbol.asyncIterator]() {
+      const it = iterable[Symbol.asyncIterator]();
+      const toMessage = (r: IteratorResult<unknown>): IteratorResult<MessageShape<D>> =>
+        r.done === true ? r : { done: false, value: normalize(schema, r.value) };
+      return {
+        next: () => it.next().then(toMessage),
+        return: (value?: unknown) =>
+          it.return === undefined
+            ? Promise.resolve({ done: true, value: undefined })
+            : it.return(value).then(toMessage),
+        throw: (e?: unknown) =>
+          it.throw === undefined ? Promise.reject(e) : it.throw(e).then(toMessage),
+      };
+    },
+  };
 }
 
 function contextOf(req: UnaryRequest | StreamRequest): LeanContext {
@@ -582,26 +607,40 @@ class LeanCall {
     }
   }
 
+  // inputIterable is the streaming request: a read that finds a message
+  // buffered costs one resolved promise, a read that waits one more.
   private inputIterable(): AsyncIterable<unknown> {
+    const read = (): IteratorResult<unknown> | Promise<IteratorResult<unknown>> | undefined => {
+      const f = this.frames.shift();
+      if (f !== undefined) {
+        if (this.frames.length < INPUT_LOW_WATER && this.stream.isPaused()) {
+          this.stream.resume();
+        }
+        const value = this.parse(f);
+        return value instanceof Promise ? value.then(toValue) : { done: false, value };
+      }
+      if (this.inputError !== undefined) throw this.inputError;
+      if (this.inputDone) return { done: true, value: undefined };
+      return undefined;
+    };
+    const next = (): Promise<IteratorResult<unknown>> => {
+      let r: ReturnType<typeof read>;
+      try {
+        r = read();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      if (r !== undefined) return r instanceof Promise ? r : Promise.resolve(r);
+      return new Promise<IteratorResult<unknown>>((resolve, reject) => {
+        this.wake = () => {
+          // Woken by a message, the end, or a failure: read again.
+          next().then(resolve, reject);
+        };
+      });
+    };
+    const iterator: AsyncIterator<unknown> = { next };
     return {
-      [Symbol.asyncIterator]: () => ({
-        next: async (): Promise<IteratorResult<unknown>> => {
-          for (;;) {
-            const f = this.frames.shift();
-            if (f !== undefined) {
-              if (this.frames.length < INPUT_LOW_WATER && this.stream.isPaused()) {
-                this.stream.resume();
-              }
-              return { done: false, value: await this.parse(f) };
-            }
-            if (this.inputError !== undefined) throw this.inputError;
-            if (this.inputDone) return { done: true, value: undefined };
-            await new Promise<void>((r) => {
-              this.wake = r;
-            });
-          }
-        },
-      }),
+      [Symbol.asyncIterator]: () => iterator,
     };
   }
 
@@ -670,20 +709,26 @@ class LeanCall {
       if (this.finished) return;
       this.sendHead();
       if (!this.stream.write(frame)) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            this.stream.off("drain", done);
-            this.stream.off("close", done);
-            resolve();
-          };
-          this.stream.on("drain", done);
-          this.stream.on("close", done);
-        });
+        await this.drained();
       }
     }
     if (this.finished) return;
     copyHeaders(res.trailer, ctx.responseTrailer);
     this.end(undefined);
+  }
+
+  // drained resolves once the stream takes writes again (or has closed).
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const stream = this.stream;
+      const done = () => {
+        stream.off("drain", done);
+        stream.off("close", done);
+        resolve();
+      };
+      stream.on("drain", done);
+      stream.on("close", done);
+    });
   }
 
   private needsCompression(bytes: Uint8Array): boolean {
