@@ -632,10 +632,19 @@ class LeanCall {
       }
       if (r !== undefined) return r instanceof Promise ? r : Promise.resolve(r);
       return new Promise<IteratorResult<unknown>>((resolve, reject) => {
-        this.wake = () => {
+        const retry = () => {
           // Woken by a message, the end, or a failure: read again.
-          next().then(resolve, reject);
+          let again: ReturnType<typeof read>;
+          try {
+            again = read();
+          } catch (e) {
+            reject(e);
+            return;
+          }
+          if (again === undefined) this.wake = retry;
+          else resolve(again);
         };
+        this.wake = retry;
       });
     };
     const iterator: AsyncIterator<unknown> = { next };
