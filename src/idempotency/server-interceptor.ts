@@ -8,6 +8,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { encodedResponseKey } from "../call/encoded-response.js";
 import { MIRROR_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { peerIdentityKey, principalOf as peerPrincipal } from "../call/peer-identity.js";
 import { serverCallKey } from "../call/server-call.js";
@@ -121,6 +122,15 @@ export interface IdempotencyInterceptorOptions {
   readonly clock?: Clock;
   /** onEvent receives IdempotencyEvents; it must not throw (errors are swallowed). */
   readonly onEvent?: (event: IdempotencyEvent) => void;
+  /**
+   * shareEncodedResponse hands the response bytes it stores to the lean gRPC
+   * handler (encodedResponseKey), which then does not encode the message
+   * again. Only for a chain where nothing outside this interceptor changes
+   * response messages in place; the mesh server sets it when it has no user
+   * interceptors. Default false.
+   * @private
+   */
+  readonly shareEncodedResponse?: boolean;
 }
 
 type IdempotencyDefaults = Required<
@@ -331,6 +341,9 @@ export function createIdempotencyInterceptor(
     }
     stopHeartbeat();
     const outcome = captureResponse(res);
+    if (opts.shareEncodedResponse === true && outcome.kind === "ok") {
+      req.contextValues.set(encodedResponseKey, { message: res.message, bytes: outcome.message });
+    }
     const bytes = outcomeSize(outcome);
     if (bytes > opts.maxStoredBytes) {
       emit({
