@@ -76,6 +76,12 @@ async function setup(
   return { stats, replica, client, transport, events };
 }
 
+/** sharedStore is a memory store posing as one other processes share: it heartbeats. */
+function sharedStore(): IdempotencyStore {
+  const { sameProcess: _sameProcess, ...store } = createMemoryIdempotencyStore();
+  return store;
+}
+
 const createOrderPath = "/example.orders.v1.OrderService/CreateOrder";
 const orderBytes = toBinary(CreateOrderRequestSchema, create(CreateOrderRequestSchema, ORDER));
 
@@ -332,10 +338,22 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
   });
 
   it("idempotency: the claim's lease is claimLeaseMs with a store that renews", async () => {
-    const { client, events } = await setup({ leaseMarginMs: 500, claimLeaseMs: 1_500 });
+    const { client, events } = await setup({
+      leaseMarginMs: 500,
+      claimLeaseMs: 1_500,
+      store: sharedStore(),
+    });
     await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
     const claimed = events.find((e) => e.type === "claimed");
     expect(claimed?.type === "claimed" && claimed.leaseMs).toBe(1_500);
+  });
+
+  it("idempotency: with the memory store (same process) the lease follows the call's deadline, no heartbeat", async () => {
+    const { client, events } = await setup({ leaseMarginMs: 500, claimLeaseMs: 1_500 });
+    await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
+    const claimed = events.find((e) => e.type === "claimed");
+    expect(claimed?.type === "claimed" && claimed.leaseMs).toBeGreaterThan(5_000);
+    expect(claimed?.type === "claimed" && claimed.leaseMs).toBeLessThanOrEqual(5_500);
   });
 
   it("idempotency: with a store that cannot renew, the lease follows the call's deadline plus the margin", async () => {
@@ -349,7 +367,11 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
 
   it("idempotency: the owner's heartbeat keeps a handler running past claimLeaseMs; a duplicate waits and replays", async () => {
     // 8 beats per lease: a busy host may delay a few without losing the claim.
-    const { client, stats, events } = await setup({ claimLeaseMs: 800, claimRenewMs: 100 });
+    const { client, stats, events } = await setup({
+      claimLeaseMs: 800,
+      claimRenewMs: 100,
+      store: sharedStore(),
+    });
     stats.delayMs = 2_000;
     const first = client.createOrder(ORDER, keyed("beat-key").options);
     await expect.poll(() => stats.executions).toBe(1);
