@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { CreateOrderRequestSchema } from "../../gen/example/orders/v1/orders_pb.js";
 import { ErrorInfoSchema } from "../../src/idempotency/error-info.js";
@@ -346,6 +346,25 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
     const claimed = events.find((e) => e.type === "claimed");
     expect(claimed?.type === "claimed" && claimed.leaseMs).toBe(1_500);
+  });
+
+  it("idempotency: a user interceptor that changes the response in place is seen on the wire, first call and replay", async () => {
+    // The handler may send the bytes the interceptor stored only when nothing
+    // further out can change the message: here a user interceptor does.
+    const redact: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      const order = (res.message as { order?: { customerId: string } }).order;
+      if (!res.stream && order !== undefined) order.customerId = "redacted";
+      return res;
+    };
+    const { client, stats } = await setup({}, { server: { interceptors: [redact] } });
+    const first = await client.createOrder(ORDER, keyed("redact-key").options);
+    expect(first.order?.customerId).toBe("redacted");
+    const dup = keyed("redact-key");
+    const replay = await client.createOrder(ORDER, dup.options);
+    expect(dup.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBe("true");
+    expect(replay).toEqual(first);
+    expect(stats.executions).toBe(1);
   });
 
   it("idempotency: with the memory store (same process) the lease follows the call's deadline, no heartbeat", async () => {
