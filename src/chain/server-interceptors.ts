@@ -67,6 +67,9 @@ export function createServerInterceptors(
         ? undefined
         : createIdempotencyInterceptor({
             ...idempotency,
+            // Nothing outside it but the mesh's own interceptors, which leave
+            // messages alone: the handler may send the bytes it stores.
+            shareEncodedResponse: (opts.interceptors ?? []).length === 0,
             onEvent: (e) => {
               onEvent(e);
               idempotency?.onEvent?.(e);

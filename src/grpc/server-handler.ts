@@ -23,6 +23,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
+import { encodedResponseKey } from "../call/encoded-response.js";
 import {
   createFrameDecoder,
   encodeFrame,
@@ -684,7 +685,15 @@ class LeanCall {
     copyHeaders(res.header, ctx.responseHeader);
     copyHeaders(res.trailer, ctx.responseTrailer);
     const output = method.spec.method.output;
-    const bytes = toBinary(output, normalize(output, res.message), this.shared.opts.binaryOptions);
+    // The idempotency interceptor encoded this very message to store it: its
+    // bytes are the wire's too (same default write options).
+    const encoded = ctx.values.get(encodedResponseKey);
+    const bytes =
+      encoded !== undefined &&
+      encoded.message === res.message &&
+      this.shared.opts.binaryOptions === undefined
+        ? encoded.bytes
+        : toBinary(output, normalize(output, res.message), this.shared.opts.binaryOptions);
     const frame = this.needsCompression(bytes)
       ? await this.compressedFrame(bytes)
       : encodeFrame(bytes, false);

@@ -201,5 +201,8 @@ export function createMemoryIdempotencyStore(
       return lookup(recordKey, false);
     },
     stats: () => ({ completed: done.size, inProgress: pending.size, bytes }),
+    // A heartbeat would renew a lease its owner cannot outlive: the lease
+    // follows the call's deadline instead, with no timer per call.
+    sameProcess: true,
   };
 }

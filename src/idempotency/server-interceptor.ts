@@ -8,6 +8,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
+import { encodedResponseKey } from "../call/encoded-response.js";
 import { MIRROR_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { peerIdentityKey, principalOf as peerPrincipal } from "../call/peer-identity.js";
 import { serverCallKey } from "../call/server-call.js";
@@ -87,11 +88,12 @@ export interface IdempotencyInterceptorOptions {
   readonly leaseMarginMs?: number;
   /**
    * claimLeaseMs is the short lease of a claim while its owner's handler runs,
-   * with a store that can renew (memory, file, Redis); default 2_000. The
-   * owner renews it every `claimRenewMs` (heartbeat) up to the call's
-   * deadline (capped by maxLeaseMs) plus leaseMarginMs, so a duplicate takes
-   * a crashed owner's key over within about one claimLeaseMs. Stores without
-   * `renew` hold the whole deadline-based lease instead.
+   * with a store that can renew (file, Redis); default 2_000. The owner
+   * renews it every `claimRenewMs` (heartbeat) up to the call's deadline
+   * (capped by maxLeaseMs) plus leaseMarginMs, so a duplicate takes a
+   * crashed owner's key over within about one claimLeaseMs. Stores without
+   * `renew`, and `sameProcess` ones (memory), hold the whole deadline-based
+   * lease instead.
    */
   readonly claimLeaseMs?: number;
   /** claimRenewMs is the heartbeat period; default 500; must be < claimLeaseMs. */
@@ -121,6 +123,15 @@ export interface IdempotencyInterceptorOptions {
   readonly clock?: Clock;
   /** onEvent receives IdempotencyEvents; it must not throw (errors are swallowed). */
   readonly onEvent?: (event: IdempotencyEvent) => void;
+  /**
+   * shareEncodedResponse hands the response bytes it stores to the lean gRPC
+   * handler (encodedResponseKey), which then does not encode the message
+   * again. Only for a chain where nothing outside this interceptor changes
+   * response messages in place; the mesh server sets it when it has no user
+   * interceptors. Default false.
+   * @private
+   */
+  readonly shareEncodedResponse?: boolean;
 }
 
 type IdempotencyDefaults = Required<
@@ -185,9 +196,10 @@ export const IDEMPOTENCY_DEFAULTS: Readonly<IdempotencyDefaults> = Object.freeze
  *   `claimRenewMs` while the handler runs, up to the call's remaining
  *   deadline (capped) plus a margin; a claim whose owner died is taken over
  *   when it expires, about one claimLeaseMs later. With a store that cannot
- *   renew, the lease is that whole deadline. Handlers should honour
- *   `ctx.signal`: one that runs past its lease may run twice (not with a
- *   transactional store: its writes then do not commit).
+ *   renew, or one in this process (memory), the lease is that whole
+ *   deadline. Handlers should honour `ctx.signal`: one that runs past its
+ *   lease may run twice (not with a transactional store: its writes then do
+ *   not commit).
  * - With a transactional store (Postgres) the handler gets the transaction
  *   in `idempotencyTransactionKey`; its writes commit with the outcome, and a
  *   commit that fails fails the call with ABORTED (and a retry pushback).
@@ -215,6 +227,9 @@ export function createIdempotencyInterceptor(
   const methods = new Map(Object.entries(opts.methods ?? {}));
   const storedCodes = new Set(opts.storedErrorCodes);
   const clock = opts.clock ?? systemClock;
+  // Short leases renewed by a heartbeat, for stores other processes share.
+  const renew = store.sameProcess === true ? undefined : store.renew?.bind(store);
+  const heartbeats = renew !== undefined;
   const emit = (event: IdempotencyEvent) => {
     try {
       opts.onEvent?.(event);
@@ -242,10 +257,9 @@ export function createIdempotencyInterceptor(
     const fingerprint = requestFingerprint(req.method, req.message);
     const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
     let pollMs: number | undefined;
-    const renews = store.renew !== undefined;
     for (;;) {
       const horizonMs = claimLeaseMs(remaining(), opts.maxLeaseMs, opts.leaseMarginMs);
-      const leaseMs = renews ? Math.min(opts.claimLeaseMs, horizonMs) : horizonMs;
+      const leaseMs = heartbeats ? Math.min(opts.claimLeaseMs, horizonMs) : horizonMs;
       let claim: Awaited<ReturnType<IdempotencyStore["claim"]>>;
       try {
         claim = await store.claim(recordKey, fingerprint, leaseMs);
@@ -331,6 +345,9 @@ export function createIdempotencyInterceptor(
     }
     stopHeartbeat();
     const outcome = captureResponse(res);
+    if (opts.shareEncodedResponse === true && outcome.kind === "ok") {
+      req.contextValues.set(encodedResponseKey, { message: res.message, bytes: outcome.message });
+    }
     const bytes = outcomeSize(outcome);
     if (bytes > opts.maxStoredBytes) {
       emit({
@@ -349,7 +366,7 @@ export function createIdempotencyInterceptor(
       }
       return res;
     }
-    await finish(call, recordKey, token, outcome, undefined);
+    await finish(call, recordKey, token, outcome, undefined, bytes);
     return res;
   }
 
@@ -365,7 +382,6 @@ export function createIdempotencyInterceptor(
     token: string,
     horizonMs: number,
   ): () => void {
-    const renew = store.renew?.bind(store);
     if (renew === undefined) return () => {};
     const claimedAt = clock.now();
     let stopped = false;
@@ -411,12 +427,13 @@ export function createIdempotencyInterceptor(
     token: string,
     outcome: IdempotencyOutcome,
     code: Code | undefined,
+    bytes = outcomeSize(outcome),
   ): Promise<void> {
     let stored = false;
     try {
       stored = await store.complete(recordKey, token, outcome, opts.ttlMs);
       if (stored) {
-        emit({ type: "completed", code, bytes: outcomeSize(outcome), ...call });
+        emit({ type: "completed", code, bytes, ...call });
       } else {
         emit({ type: "claim-lost", ...call });
       }

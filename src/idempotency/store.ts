@@ -54,6 +54,8 @@ export type StoredState = Exclude<ClaimResult, { readonly state: "claimed" }>;
  *   leases renewed while the handler runs (heartbeat), so a dead owner's key
  *   is taken over within about one lease; without it a lease lasts the
  *   call's whole deadline.
+ * - `sameProcess` stores keep their records in this process: there is no
+ *   other owner's death to detect, and claims hold the deadline-based lease.
  * - `transactional` stores commit the handler's own writes with the outcome
  *   in `complete`; `release` rolls them back. A `complete` that fails or
  *   resolves false then means the handler's effects are gone, and the
@@ -73,6 +75,13 @@ export interface IdempotencyStore {
   release(recordKey: string, token: string): Promise<boolean>;
   renew?(recordKey: string, token: string, leaseMs: number): Promise<boolean>;
   readonly transactional?: boolean;
+  /**
+   * sameProcess says the records live in this process (the memory store): a
+   * claim's owner cannot die while its store lives on, so the interceptor
+   * holds the deadline-based lease and runs no heartbeat, even if the store
+   * can `renew`.
+   */
+  readonly sameProcess?: boolean;
   get(recordKey: string): Promise<StoredState | undefined>;
 }
 

@@ -1,5 +1,5 @@
 import { create, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { CreateOrderRequestSchema } from "../../gen/example/orders/v1/orders_pb.js";
 import { ErrorInfoSchema } from "../../src/idempotency/error-info.js";
@@ -74,6 +74,12 @@ async function setup(
     await replica.server.close({ graceMs: 0 });
   });
   return { stats, replica, client, transport, events };
+}
+
+/** sharedStore is a memory store posing as one other processes share: it heartbeats. */
+function sharedStore(): IdempotencyStore {
+  const { sameProcess: _sameProcess, ...store } = createMemoryIdempotencyStore();
+  return store;
 }
 
 const createOrderPath = "/example.orders.v1.OrderService/CreateOrder";
@@ -332,10 +338,41 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
   });
 
   it("idempotency: the claim's lease is claimLeaseMs with a store that renews", async () => {
-    const { client, events } = await setup({ leaseMarginMs: 500, claimLeaseMs: 1_500 });
+    const { client, events } = await setup({
+      leaseMarginMs: 500,
+      claimLeaseMs: 1_500,
+      store: sharedStore(),
+    });
     await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
     const claimed = events.find((e) => e.type === "claimed");
     expect(claimed?.type === "claimed" && claimed.leaseMs).toBe(1_500);
+  });
+
+  it("idempotency: a user interceptor that changes the response in place is seen on the wire, first call and replay", async () => {
+    // The handler may send the bytes the interceptor stored only when nothing
+    // further out can change the message: here a user interceptor does.
+    const redact: Interceptor = (next) => async (req) => {
+      const res = await next(req);
+      const order = (res.message as { order?: { customerId: string } }).order;
+      if (!res.stream && order !== undefined) order.customerId = "redacted";
+      return res;
+    };
+    const { client, stats } = await setup({}, { server: { interceptors: [redact] } });
+    const first = await client.createOrder(ORDER, keyed("redact-key").options);
+    expect(first.order?.customerId).toBe("redacted");
+    const dup = keyed("redact-key");
+    const replay = await client.createOrder(ORDER, dup.options);
+    expect(dup.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER)).toBe("true");
+    expect(replay).toEqual(first);
+    expect(stats.executions).toBe(1);
+  });
+
+  it("idempotency: with the memory store (same process) the lease follows the call's deadline, no heartbeat", async () => {
+    const { client, events } = await setup({ leaseMarginMs: 500, claimLeaseMs: 1_500 });
+    await client.createOrder(ORDER, { ...keyed("lease-key").options, timeoutMs: 5_000 });
+    const claimed = events.find((e) => e.type === "claimed");
+    expect(claimed?.type === "claimed" && claimed.leaseMs).toBeGreaterThan(5_000);
+    expect(claimed?.type === "claimed" && claimed.leaseMs).toBeLessThanOrEqual(5_500);
   });
 
   it("idempotency: with a store that cannot renew, the lease follows the call's deadline plus the margin", async () => {
@@ -349,7 +386,11 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
 
   it("idempotency: the owner's heartbeat keeps a handler running past claimLeaseMs; a duplicate waits and replays", async () => {
     // 8 beats per lease: a busy host may delay a few without losing the claim.
-    const { client, stats, events } = await setup({ claimLeaseMs: 800, claimRenewMs: 100 });
+    const { client, stats, events } = await setup({
+      claimLeaseMs: 800,
+      claimRenewMs: 100,
+      store: sharedStore(),
+    });
     stats.delayMs = 2_000;
     const first = client.createOrder(ORDER, keyed("beat-key").options);
     await expect.poll(() => stats.executions).toBe(1);
