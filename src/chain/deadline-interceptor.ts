@@ -1,7 +1,10 @@
 import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import { type CallAbort, callAbortKey, raceCallAbort } from "../call/call-abort.js";
 import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
 import { serverCallKey } from "../call/server-call.js";
 import { raceAbort } from "../call/signals.js";
+
+const NO_TIMEOUT = (): number | undefined => undefined;
 
 /**
  * createServerDeadlineInterceptor enforces the caller's deadline and opens the
@@ -9,9 +12,12 @@ import { raceAbort } from "../call/signals.js";
  *
  * Stock Connect servers abort `ctx.signal` at the deadline but still send the
  * handler's late answer (measured: OK at 206 ms for a 50 ms deadline). This
- * interceptor races the handler against the call's signal, so the client gets
+ * interceptor races the handler against the call's abort, so the client gets
  * DEADLINE_EXCEEDED at the deadline, as from grpc-js. The handler keeps running
- * until it notices `ctx.signal`; its late result is dropped.
+ * until it notices `ctx.signal`; its late result is dropped. Where the server
+ * offers a CallAbort (the lean gRPC handler) the race registers a plain
+ * callback there and leaves the call's signal unread; otherwise (connect-node)
+ * it listens on the signal.
  *
  * The scope makes mesh client calls inside the handler inherit the remaining
  * deadline and the cancellation of this call.
@@ -21,31 +27,41 @@ export function createServerDeadlineInterceptor(): Interceptor {
   // less per call (each promise also runs the call scope's async hooks).
   return (next) => (req) => {
     const call = req.contextValues.get(serverCallKey);
-    const signal = call?.signal ?? req.signal;
+    const abort = req.contextValues.get(callAbortKey);
     const scope: CallScope = {
-      timeoutMs: call?.timeoutMs ?? (() => undefined),
-      signal,
+      timeoutMs: call?.timeoutMs ?? NO_TIMEOUT,
+      // Read by what needs it (a mesh client call in the handler), not here.
+      get signal() {
+        return call?.signal ?? req.signal;
+      },
       service: req.service.typeName,
       method: req.method.name,
       values: req.contextValues,
     };
     if (!req.stream) {
-      return raceAbort(
-        settle(scope, () => next(req)),
-        signal,
-      );
+      const handled = settle(scope, () => next(req));
+      return abort === undefined ? raceAbort(handled, scope.signal) : raceCallAbort(handled, abort);
     }
-    return raceAbort(
+    const race = racer(abort, scope);
+    return race(
       settle(scope, () => next({ ...req, message: bindIterableToScope(scope, req.message) })),
-      signal,
     ).then((res) => {
       const stream = res as StreamResponse;
       return {
         ...stream,
-        message: abortableIterable(bindIterableToScope(scope, stream.message), signal),
+        message: abortableIterable(bindIterableToScope(scope, stream.message), race),
       };
     });
   };
+}
+
+type Race = <T>(promise: Promise<T>) => Promise<T>;
+
+/** racer races promises against the call's abort: its CallAbort when offered, else its signal. */
+function racer(abort: CallAbort | undefined, scope: CallScope): Race {
+  if (abort !== undefined) return (p) => raceCallAbort(p, abort);
+  const signal = scope.signal;
+  return (p) => raceAbort(p, signal);
 }
 
 /** settle runs `fn` in `scope`; a synchronous throw becomes a rejection, as in an async function. */
@@ -57,13 +73,13 @@ function settle<T>(scope: CallScope, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** abortableIterable ends a response stream with the signal's reason once it aborts. */
-function abortableIterable<T>(iterable: AsyncIterable<T>, signal: AbortSignal): AsyncIterable<T> {
+/** abortableIterable ends a response stream with the abort's reason once the call aborts. */
+function abortableIterable<T>(iterable: AsyncIterable<T>, race: Race): AsyncIterable<T> {
   return {
     [Symbol.asyncIterator]() {
       const it = iterable[Symbol.asyncIterator]();
       return {
-        next: () => raceAbort(it.next(), signal),
+        next: () => race(it.next()),
         return: async (value?: unknown) =>
           (await it.return?.(value)) ?? { done: true, value: undefined },
         throw: async (e?: unknown) => {

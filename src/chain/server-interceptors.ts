@@ -123,7 +123,11 @@ export function serverCallGate(defaultPeer?: string): (ctx: HandlerContext) => v
     ctx.values.set(serverCallKey, {
       peerAddress: ctx.values.get(peerKey) ?? defaultPeer ?? "unknown",
       timeoutMs: ctx.timeoutMs,
-      signal: ctx.signal,
+      // Read when needed, not now: the lean handler builds a call's
+      // AbortController only once someone reads its signal.
+      get signal() {
+        return ctx.signal;
+      },
       responseHeader: ctx.responseHeader,
       responseTrailer: ctx.responseTrailer,
     });
