@@ -1,7 +1,13 @@
-import type { Interceptor, StreamResponse } from "@connectrpc/connect";
+import type {
+  ContextValues,
+  Interceptor,
+  StreamRequest,
+  StreamResponse,
+  UnaryRequest,
+} from "@connectrpc/connect";
 import { type CallAbort, callAbortKey, raceCallAbort } from "../call/call-abort.js";
 import { bindIterableToScope, type CallScope, runInCallScope } from "../call/call-scope.js";
-import { serverCallKey } from "../call/server-call.js";
+import { type ServerCall, serverCallKey } from "../call/server-call.js";
 import { raceAbort } from "../call/signals.js";
 
 const NO_TIMEOUT = (): number | undefined => undefined;
@@ -28,16 +34,7 @@ export function createServerDeadlineInterceptor(): Interceptor {
   return (next) => (req) => {
     const call = req.contextValues.get(serverCallKey);
     const abort = req.contextValues.get(callAbortKey);
-    const scope: CallScope = {
-      timeoutMs: call?.timeoutMs ?? NO_TIMEOUT,
-      // Read by what needs it (a mesh client call in the handler), not here.
-      get signal() {
-        return call?.signal ?? req.signal;
-      },
-      service: req.service.typeName,
-      method: req.method.name,
-      values: req.contextValues,
-    };
+    const scope = new ServerCallScope(call, req);
     if (!req.stream) {
       const handled = settle(scope, () => next(req));
       return abort === undefined ? raceAbort(handled, scope.signal) : raceCallAbort(handled, abort);
@@ -53,6 +50,30 @@ export function createServerDeadlineInterceptor(): Interceptor {
       };
     });
   };
+}
+
+/**
+ * ServerCallScope is the scope of one incoming call. Its signal is read by
+ * what needs it (a mesh client call in the handler), not when the call
+ * starts. A class: an object literal with a getter cost ~0.4 µs to create.
+ */
+class ServerCallScope implements CallScope {
+  readonly timeoutMs: () => number | undefined;
+  readonly service: string;
+  readonly method: string;
+  readonly values: ContextValues;
+  constructor(
+    private readonly call: ServerCall | undefined,
+    private readonly req: UnaryRequest | StreamRequest,
+  ) {
+    this.timeoutMs = call?.timeoutMs ?? NO_TIMEOUT;
+    this.service = req.service.typeName;
+    this.method = req.method.name;
+    this.values = req.contextValues;
+  }
+  get signal(): AbortSignal {
+    return this.call?.signal ?? this.req.signal;
+  }
 }
 
 type Race = <T>(promise: Promise<T>) => Promise<T>;
