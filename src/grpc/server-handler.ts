@@ -363,6 +363,31 @@ function toConnectError(e: unknown): ConnectError {
 
 type AbortListener = (reason: unknown) => void;
 
+const kLeanCall = Symbol("connect-mesh lean call");
+type WithLeanCall = { [kLeanCall]: LeanCall };
+
+// One accessor for every call's context and request: the same getter on
+// objects of the same shape keeps them fast objects. An object literal with
+// a getter is a dictionary-mode object (measured here: ~0.4 µs to create,
+// and every property read slower); this costs ~0.1 µs.
+const LAZY_SIGNAL: PropertyDescriptor = {
+  get(this: WithLeanCall): AbortSignal {
+    return this[kLeanCall].signal();
+  },
+  enumerable: true,
+  configurable: true,
+};
+
+/**
+ * withLazySignal gives `target` an own, enumerable `signal` getter that
+ * returns the call's signal, building it on first read: a spread
+ * (`{ ...req, header }`, as interceptors write) copies the signal itself.
+ */
+function withLazySignal<T extends object>(target: T, call: LeanCall): T & { signal: AbortSignal } {
+  (target as T & WithLeanCall)[kLeanCall] = call;
+  return Object.defineProperty(target, "signal", LAZY_SIGNAL) as T & { signal: AbortSignal };
+}
+
 /**
  * LeanCall is one gRPC call on one stream: reading, dispatch, writing. It is
  * the call's CallAbort: the deadline interceptor and the aborted-call guard
@@ -472,22 +497,21 @@ class LeanCall implements CallAbort {
     } else if (deadline.kind === "expired") {
       timeoutMs = EXPIRED_TIMEOUT;
     }
-    const call = this;
-    const ctx: LeanContext = {
-      service: spec.method.parent,
-      method: spec.method,
-      protocolName: "grpc",
-      requestMethod: "POST",
-      url: method.url,
-      get signal() {
-        return call.signal();
+    const ctx = withLazySignal(
+      {
+        service: spec.method.parent,
+        method: spec.method,
+        protocolName: "grpc",
+        requestMethod: "POST",
+        url: method.url,
+        timeoutMs,
+        requestHeader,
+        responseHeader: responseHeaders(),
+        responseTrailer: new ResponseHeaders(),
+        values,
       },
-      timeoutMs,
-      requestHeader,
-      responseHeader: responseHeaders(),
-      responseTrailer: new ResponseHeaders(),
-      values,
-    };
+      this,
+    ) as LeanContext;
     this.ctx = ctx;
     values.set(callAbortKey, this);
     this.shared.live.add(this);
@@ -571,20 +595,19 @@ class LeanCall implements CallAbort {
   ): R {
     const method = this.method as PreparedMethod;
     const ctx = this.ctx as LeanContext;
-    const call = this;
-    const req = {
-      stream,
-      message,
-      method: method.spec.method,
-      requestMethod: "POST",
-      url: method.url,
-      get signal() {
-        return call.signal();
+    const req = withLazySignal(
+      {
+        stream,
+        message,
+        method: method.spec.method,
+        requestMethod: "POST",
+        url: method.url,
+        header: ctx.requestHeader,
+        service: method.spec.method.parent,
+        contextValues: ctx.values,
       },
-      header: ctx.requestHeader,
-      service: method.spec.method.parent,
-      contextValues: ctx.values,
-    } as R;
+      this,
+    ) as R;
     this.request = req;
     return req;
   }
