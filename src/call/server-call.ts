@@ -10,7 +10,11 @@ export interface ServerCall {
   readonly peerAddress: string;
   /** timeoutMs returns the time left before the call's deadline, or undefined. */
   readonly timeoutMs: () => number | undefined;
-  /** signal aborts when the call is cancelled, times out, or the server shuts down. */
+  /**
+   * signal aborts when the call is cancelled, times out, or the server shuts
+   * down. A getter: on the lean gRPC path reading it builds the call's
+   * AbortController, so the success path leaves it unread.
+   */
   readonly signal: AbortSignal;
   /**
    * responseHeader and responseTrailer are the call's own header objects: an

@@ -6,8 +6,17 @@ import { BACKGROUND, type Clock, type ClockTimer } from "../clock.js";
  * signal's reason as a ConnectError (a bare reason becomes CANCELED).
  */
 export function abortReason(signal: AbortSignal): ConnectError {
+  return abortError(signal.reason);
+}
+
+/**
+ * abortError is the error a call reports for an abort with `reason`: the
+ * reason as a ConnectError (a bare reason becomes CANCELED, none "call was
+ * cancelled").
+ */
+export function abortError(reason: unknown): ConnectError {
   return ConnectError.from(
-    signal.reason ?? new ConnectError("call was cancelled", Code.Canceled),
+    reason ?? new ConnectError("call was cancelled", Code.Canceled),
     Code.Canceled,
   );
 }

@@ -6,7 +6,7 @@ import {
   createAuthorizationInterceptor,
 } from "../authz/authz-interceptor.js";
 import type { ListenerSet } from "../call/listener-set.js";
-import { peerKey, serverCallKey } from "../call/server-call.js";
+import { peerKey, type ServerCall, serverCallKey } from "../call/server-call.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
 import type { IdempotencyEvent } from "../idempotency/events.js";
@@ -123,12 +123,31 @@ function withLimitEvents(
  */
 export function serverCallGate(defaultPeer?: string): (ctx: HandlerContext) => void {
   return (ctx) => {
-    ctx.values.set(serverCallKey, {
-      peerAddress: ctx.values.get(peerKey) ?? defaultPeer ?? "unknown",
-      timeoutMs: ctx.timeoutMs,
-      signal: ctx.signal,
-      responseHeader: ctx.responseHeader,
-      responseTrailer: ctx.responseTrailer,
-    });
+    ctx.values.set(
+      serverCallKey,
+      new GateServerCall(ctx, ctx.values.get(peerKey) ?? defaultPeer ?? "unknown"),
+    );
   };
+}
+
+/**
+ * GateServerCall reads the call's signal from its context when someone asks
+ * (the lean handler builds a call's AbortController only then). A class: an
+ * object literal with a getter cost ~0.4 µs to create, a class ~10 ns.
+ */
+class GateServerCall implements ServerCall {
+  readonly timeoutMs: () => number | undefined;
+  readonly responseHeader: Headers;
+  readonly responseTrailer: Headers;
+  constructor(
+    private readonly ctx: HandlerContext,
+    readonly peerAddress: string,
+  ) {
+    this.timeoutMs = ctx.timeoutMs;
+    this.responseHeader = ctx.responseHeader;
+    this.responseTrailer = ctx.responseTrailer;
+  }
+  get signal(): AbortSignal {
+    return this.ctx.signal;
+  }
 }
