@@ -7,8 +7,8 @@ import { type Logger, symbols } from "pino";
  *
  * A pino child per call (its bindings serialized up front) cost ~8 µs per
  * call even with the level at silent; most calls write at most their one
- * `finished call` line, which `write` renders without a child when the root
- * logger allows it (see mergeable).
+ * `finished call` line, which `write` renders without a per-call child, on
+ * the method's child, when the root logger allows it (see mergeable).
  * @private
  */
 export interface CallLogger {
@@ -24,16 +24,55 @@ export interface CallLogger {
 export type LogLevel = "trace" | "debug" | "info" | "warn" | "error" | "fatal";
 
 /**
- * createCallLoggerFactory returns the per-call constructor for one root
- * logger; `bindings` builds the call's bound fields (only when needed), a
- * new object each time.
+ * createCallLoggerFactory returns, for one root logger, the per-method
+ * constructor of call loggers: `forMethod(fields)` binds a method's constant
+ * fields (component, service, method, type) once, and the function it returns
+ * makes each call's CallLogger; `bindings` builds the call's own bound fields
+ * (only when needed), a new object each time. A call's lines carry the
+ * method's fields first, then the call's.
  * @private
  */
 export function createCallLoggerFactory(
   base: Logger,
-): (bindings: () => Record<string, unknown>) => CallLogger {
-  const merge = mergeable(base);
-  return (bindings) => new LazyCallLogger(base, merge, bindings);
+): (fields: Record<string, unknown>) => (bindings: () => Record<string, unknown>) => CallLogger {
+  return (fields) => {
+    const method = createMethodLogger(base, fields);
+    if (method !== undefined) {
+      return (bindings) => new LazyCallLogger(method, true, bindings);
+    }
+    // A real child per call, bound to the method's fields and the call's.
+    const scope = () => base;
+    return (bindings) =>
+      new LazyCallLogger(scope, false, () => Object.assign({}, fields, bindings()));
+  };
+}
+
+/**
+ * createMethodLogger returns a function giving the child of `base` bound to
+ * one method's constant `fields`, or undefined when `base` formats bindings
+ * or lines (see mergeable; write the fields on each line then): pino renders
+ * a child's bindings once, so a line written on it serializes only the
+ * call's own fields. The child is made
+ * again when `base.setBindings` changed the bindings it copied; its level is
+ * `base`'s own (a child made without options inherits it).
+ * @private
+ */
+export function createMethodLogger(
+  base: Logger,
+  fields: Record<string, unknown>,
+): (() => Logger) | undefined {
+  if (!mergeable(base)) return undefined;
+  const holder = base as unknown as Record<symbol, unknown>;
+  let chindings = holder[symbols.chindingsSym];
+  let child = base.child(fields);
+  return () => {
+    const now = holder[symbols.chindingsSym];
+    if (now !== chindings) {
+      chindings = now;
+      child = base.child(fields);
+    }
+    return child;
+  };
 }
 
 // One class and one shared Proxy handler: a call that never logs pays for two
@@ -41,30 +80,30 @@ export function createCallLoggerFactory(
 class LazyCallLogger implements CallLogger {
   readonly logger: Logger;
   #child: Logger | undefined;
-  readonly #base: Logger;
+  readonly #scope: () => Logger;
   readonly #merge: boolean;
   readonly #bindings: () => Record<string, unknown>;
 
-  constructor(base: Logger, merge: boolean, bindings: () => Record<string, unknown>) {
-    this.#base = base;
+  constructor(scope: () => Logger, merge: boolean, bindings: () => Record<string, unknown>) {
+    this.#scope = scope;
     this.#merge = merge;
     this.#bindings = bindings;
     this.logger = new Proxy(this, LAZY_LOGGER) as unknown as Logger;
   }
 
   materialize(): Logger {
-    this.#child ??= this.#base.child(this.#bindings());
+    this.#child ??= this.#scope().child(this.#bindings());
     return this.#child;
   }
 
   isLevelEnabled(level: string): boolean {
-    return (this.#child ?? this.#base).isLevelEnabled(level);
+    return (this.#child ?? this.#scope()).isLevelEnabled(level);
   }
 
   write(level: LogLevel, fields: Record<string, unknown>, message: string): void {
     if (this.#child === undefined && this.#merge) {
       // The bindings object is fresh per call: fill it rather than copy both.
-      this.#base[level](Object.assign(this.#bindings(), fields), message);
+      this.#scope()[level](Object.assign(this.#bindings(), fields), message);
     } else {
       this.materialize()[level](fields, message);
     }

@@ -10,11 +10,14 @@ import { formatTraceFlags } from "./trace-context.js";
  */
 export function errorCode(error: unknown): { code: Code | 0; error: ConnectError | undefined } {
   if (error === undefined) {
-    return { code: 0, error: undefined };
+    return OK_OUTCOME;
   }
   const ce = ConnectError.from(error);
   return { code: ce.code, error: ce };
 }
+
+// A successful call's outcome, shared: most calls end with it.
+const OK_OUTCOME: { code: 0; error: undefined } = Object.freeze({ code: 0, error: undefined });
 
 /**
  * wasReplayed says whether a response (or its error) carries

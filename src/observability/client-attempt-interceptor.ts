@@ -8,7 +8,7 @@ import { errorCode, roundMs, traceFields } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
 import { codeName } from "./grpc-fields.js";
-import { childOf, newRootContext, writeTraceHeaders } from "./trace-context.js";
+import { childOf, newRootContext, type TraceContext, writeTraceHeaders } from "./trace-context.js";
 import { validateLogger } from "./validate-logger.js";
 
 /** ClientAttemptOptions configures createClientAttemptInterceptor. */
@@ -33,14 +33,26 @@ export function createClientAttemptInterceptor(options: ClientAttemptOptions): I
   const logger = options.logger;
   const clock = options.clock ?? systemClock;
 
-  return (next) => async (req) => {
-    let call = req.contextValues.get(clientTraceContextKey);
-    if (call === undefined) {
-      let parent = clientParent(req.contextValues, req.header);
-      if (parent instanceof Promise) parent = await parent;
-      call = parent === undefined ? newRootContext() : childOf(parent);
-      req.contextValues.set(clientTraceContextKey, call);
+  // Not async: an attempt that finds its call's span (the usual case) costs
+  // no promise of its own here. A synchronous throw still rejects.
+  return (next) => (req) => {
+    try {
+      const call = req.contextValues.get(clientTraceContextKey);
+      if (call !== undefined) return observeAttempt(next, req, call);
+      const parent = clientParent(req.contextValues, req.header);
+      return parent instanceof Promise
+        ? parent.then((p) => observeAttempt(next, req, rootOrChild(req, p)))
+        : observeAttempt(next, req, rootOrChild(req, parent));
+    } catch (e) {
+      return Promise.reject(e);
     }
+  };
+
+  function observeAttempt(
+    next: Parameters<Interceptor>[0],
+    req: Parameters<Parameters<Interceptor>[0]>[0],
+    call: TraceContext,
+  ) {
     const count = req.contextValues.get(attemptCountKey) + 1;
     req.contextValues.set(attemptCountKey, count);
     const span = childOf(call);
@@ -89,5 +101,15 @@ export function createClientAttemptInterceptor(options: ClientAttemptOptions): I
       logger.debug(fields, "finished attempt");
     };
     return onSettled(next(observed as typeof req), finish);
-  };
+  }
+}
+
+/** rootOrChild makes the span of a call without one and keeps it for its later attempts. */
+function rootOrChild(
+  req: Parameters<Parameters<Interceptor>[0]>[0],
+  parent: TraceContext | undefined,
+): TraceContext {
+  const call = parent === undefined ? newRootContext() : childOf(parent);
+  req.contextValues.set(clientTraceContextKey, call);
+  return call;
 }

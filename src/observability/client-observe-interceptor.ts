@@ -14,6 +14,7 @@ import { onStreamEnd } from "../call/stream-end.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
+import { createMethodLogger } from "./call-logger.js";
 import { errorCode, roundMs, traceFields, wasReplayed } from "./call-outcome-fields.js";
 import { attemptCountKey, clientParent } from "./client-parent.js";
 import { clientTraceContextKey } from "./context-keys.js";
@@ -87,7 +88,16 @@ export function createClientObserveInterceptor(options: ClientObserveOptions): I
         method: method.name,
         type: methodType(method.methodKind),
       });
-      facts = { labels, path: `${labels.service}/${labels.method}` };
+      facts = {
+        labels,
+        path: `${labels.service}/${labels.method}`,
+        lineLogger: createMethodLogger(observer.logger, {
+          "grpc.component": "client",
+          "grpc.service": labels.service,
+          "grpc.method": labels.method,
+          "grpc.method_type": labels.type,
+        }),
+      };
       methods.set(method, facts);
     }
     return facts;
@@ -140,10 +150,15 @@ interface Observer {
   readonly tap: ListenerSet<TappedCall> | undefined;
 }
 
-/** MethodFacts are a method's metric labels and `pkg.Service/Method` path, built once. */
+/**
+ * MethodFacts are a method's metric labels, `pkg.Service/Method` path and
+ * the logger its call lines go through, bound to the method's fields
+ * (undefined: the root logger, with the fields on every line), built once.
+ */
 interface MethodFacts {
   readonly labels: RpcLabels;
   readonly path: string;
+  readonly lineLogger: (() => Logger) | undefined;
 }
 
 /** ObservedCall is one logical call in flight: what its line and metrics need at the end. */
@@ -192,11 +207,14 @@ function finishCall(
   }
   const level = levelForCode(code);
   if (!o.logger.isLevelEnabled(level)) return;
+  const line = facts.lineLogger?.();
   const fields: Record<string, unknown> = traceFields(span);
-  fields["grpc.component"] = "client";
-  fields["grpc.service"] = facts.labels.service;
-  fields["grpc.method"] = facts.labels.method;
-  fields["grpc.method_type"] = facts.labels.type;
+  if (line === undefined) {
+    fields["grpc.component"] = "client";
+    fields["grpc.service"] = facts.labels.service;
+    fields["grpc.method"] = facts.labels.method;
+    fields["grpc.method_type"] = facts.labels.type;
+  }
   fields["grpc.code"] = name;
   fields["grpc.time_ms"] = roundMs(ms);
   fields["grpc.start_time"] = isoTime(call.startedAt);
@@ -215,7 +233,7 @@ function finishCall(
     const h = resHeader ?? error?.metadata;
     if (h !== undefined) fields["grpc.response.header"] = o.redact(h);
   }
-  o.logger[level](fields, "finished call");
+  (line ?? o.logger)[level](fields, "finished call");
 }
 
 function headerTimeoutMs(header: Headers): number | undefined {

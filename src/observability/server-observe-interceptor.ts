@@ -8,7 +8,7 @@ import { onSettled } from "../call/settle.js";
 import type { TappedCall } from "../call/tapped-call.js";
 import { type Clock, systemClock } from "../clock.js";
 import { GRPC_TIMEOUT_HEADER, parseGrpcTimeout } from "../grpc-timeout.js";
-import { createCallLoggerFactory } from "./call-logger.js";
+import { type CallLogger, createCallLoggerFactory } from "./call-logger.js";
 import {
   errorCode,
   messageJson,
@@ -82,7 +82,27 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     options.redact === undefined || options.redact.length === 0
       ? options.logger
       : options.logger.child({}, { redact: [...options.redact] });
-  const callLogger = createCallLoggerFactory(base);
+  const callLoggers = createCallLoggerFactory(base);
+  // Per method, once: its metric labels and the logger its lines go through,
+  // bound to the method's fields (rendered once by pino, not on every line).
+  const methods = new WeakMap<DescMethod, MethodFacts>();
+  const factsOf = (method: DescMethod): MethodFacts => {
+    let facts = methods.get(method);
+    if (facts === undefined) {
+      const labels = labelsOf(method);
+      facts = {
+        labels,
+        callLogger: callLoggers({
+          "grpc.component": "server",
+          "grpc.service": labels.service,
+          "grpc.method": labels.method,
+          "grpc.method_type": labels.type,
+        }),
+      };
+      methods.set(method, facts);
+    }
+    return facts;
+  };
 
   // Not async: once the OpenTelemetry API is loaded (or known absent), a
   // call costs no extra promise here. A synchronous throw still rejects.
@@ -112,7 +132,7 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
         ? otel
         : incoming,
     );
-    const labels = labelsOf(req.method);
+    const { labels, callLogger } = factsOf(req.method);
     const call = req.contextValues.get(serverCallKey);
     // With mTLS, the caller's verified SPIFFE ID (absent for anonymous peers).
     const peerIdentity = principalOf(req.contextValues.get(peerIdentityKey));
@@ -121,10 +141,6 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
     // The call's fields and child logger are built only if a line is written.
     const log = callLogger(() => {
       const fields: Record<string, unknown> = traceFields(span);
-      fields["grpc.component"] = "server";
-      fields["grpc.service"] = labels.service;
-      fields["grpc.method"] = labels.method;
-      fields["grpc.method_type"] = labels.type;
       fields["peer.address"] = peer;
       if (peerIdentity !== undefined) fields["peer.identity"] = peerIdentity;
       return fields;
@@ -187,6 +203,12 @@ export function createServerObserveInterceptor(options: ServerObserveOptions): I
       finish(e, res?.header, res === undefined || res.stream ? undefined : res.message),
     );
   }
+}
+
+/** MethodFacts are what one method's calls share: labels and call logger constructor. */
+interface MethodFacts {
+  readonly labels: RpcLabels;
+  readonly callLogger: (bindings: () => Record<string, unknown>) => CallLogger;
 }
 
 // The metric labels of each method, made once: they are the same every call.

@@ -47,6 +47,10 @@ export function parseTraceparent(value: string | null | undefined): TraceContext
   if (typeof value !== "string") {
     return undefined;
   }
+  // The common case, a version 00 header without white space, is one regex.
+  if (value.length === 55 && TRACEPARENT_00.test(value)) {
+    return fromFields(value, Number.parseInt(value.slice(53, 55), 16));
+  }
   const v = value.replace(/^[ \t]+|[ \t]+$/g, "");
   if (v.length < 55) {
     return undefined;
@@ -64,22 +68,25 @@ export function parseTraceparent(value: string | null | undefined): TraceContext
   if (v[2] !== "-" || v[35] !== "-" || v[52] !== "-") {
     return undefined;
   }
-  const traceId = v.slice(3, 35);
-  const spanId = v.slice(36, 52);
-  const flags = v.slice(53, 55);
-  if (!HEX32.test(traceId) || !HEX16.test(spanId) || !HEX2.test(flags)) {
-    return undefined;
-  }
-  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) {
+  if (!HEX32.test(v.slice(3, 35)) || !HEX16.test(v.slice(36, 52)) || !HEX2.test(v.slice(53, 55))) {
     return undefined;
   }
   // A later version's flags may mean other things; only `sampled` is known.
-  const parsedFlags = Number.parseInt(flags, 16);
-  return {
-    traceId,
-    spanId,
-    flags: version === "00" ? parsedFlags : parsedFlags & TRACE_FLAG_SAMPLED,
-  };
+  const parsedFlags = Number.parseInt(v.slice(53, 55), 16);
+  return fromFields(v, version === "00" ? parsedFlags : parsedFlags & TRACE_FLAG_SAMPLED);
+}
+
+// TRACEPARENT_00 is a whole version 00 header; ids still need the zero check.
+const TRACEPARENT_00 = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** fromFields reads the ids of a checked traceparent `v`; all-zero ids are invalid. */
+function fromFields(v: string, flags: number): TraceContext | undefined {
+  const traceId = v.slice(3, 35);
+  const spanId = v.slice(36, 52);
+  if (traceId === ZERO_TRACE_ID || spanId === ZERO_SPAN_ID) {
+    return undefined;
+  }
+  return { traceId, spanId, flags };
 }
 
 /** formatTraceparent renders a version `00` traceparent for `ctx`. */
@@ -89,8 +96,14 @@ export function formatTraceparent(ctx: TraceContext): string {
 
 /** formatTraceFlags renders trace-flags as two lowercase hex digits, as logged. */
 export function formatTraceFlags(flags: number): string {
-  return (flags & 0xff).toString(16).padStart(2, "0");
+  return FLAGS_HEX[flags & 0xff] as string;
 }
+
+// Every trace-flags byte as two hex digits, made once: a call line and a
+// traceparent each render one.
+const FLAGS_HEX: readonly string[] = Array.from({ length: 256 }, (_, i) =>
+  i.toString(16).padStart(2, "0"),
+);
 
 /**
  * traceContextFromHeaders reads `traceparent` and `tracestate` from request
@@ -145,22 +158,26 @@ export function childOf(parent: TraceContext): TraceContext {
   return parent.tracestate === undefined ? child : { ...child, tracestate: parent.tracestate };
 }
 
-// Ids come from a pool filled by the CSPRNG in one call, since a crypto call
-// per id costs more than the rest of a span's bookkeeping.
+// Ids come from a pool filled by the CSPRNG in one call and rendered as hex
+// in one call, since a crypto call per id costs more than the rest of a
+// span's bookkeeping; an id is then a slice of that string.
 const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);
+let poolHex = "";
 let poolOffset = POOL_BYTES;
 
 /** randomHexId returns `bytes` random bytes as lowercase hex, never all zero. */
-function randomHexId(bytes: number): string {
+function randomHexId(bytes: 8 | 16): string {
+  const zero = bytes === 16 ? ZERO_TRACE_ID : ZERO_SPAN_ID;
   for (;;) {
     if (poolOffset + bytes > POOL_BYTES) {
       randomFillSync(pool);
+      poolHex = pool.toString("hex");
       poolOffset = 0;
     }
-    const id = pool.toString("hex", poolOffset, poolOffset + bytes);
+    const id = poolHex.slice(poolOffset * 2, (poolOffset + bytes) * 2);
     poolOffset += bytes;
-    if (!/^0+$/.test(id)) {
+    if (id !== zero) {
       return id;
     }
   }
