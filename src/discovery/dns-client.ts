@@ -1,11 +1,16 @@
 import { randomInt } from "node:crypto";
 import { createSocket, type RemoteInfo } from "node:dgram";
 import { isIP, Socket } from "node:net";
-import * as dnsPacket from "dns-packet";
+import type * as dnsPacket from "dns-packet";
 import { type Clock, type ClockTimer, systemClock } from "../clock.js";
+import { lazyModule } from "../lazy-module.js";
 import { stripUndefined } from "../strip-undefined.js";
 import type { HostPort } from "./address.js";
 import { parseDnsServer } from "./dns-target.js";
+
+// The DNS wire codec loads with the first query: only dns: targets need it
+// (about 2 MB of RSS a process that never resolves DNS does not pay).
+const loadDnsPacket = lazyModule<typeof dnsPacket>("dns-packet");
 
 /** DnsRecordType is a record type the DNS client can ask for. */
 export type DnsRecordType = "A" | "AAAA" | "SRV";
@@ -146,10 +151,10 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
     signal: AbortSignal,
   ): Promise<dnsPacket.DecodedPacket> => {
     const id = randomInt(0, 0x10000);
-    const query = dnsPacket.encode({
+    const query = loadDnsPacket().encode({
       type: "query",
       id,
-      flags: dnsPacket.RECURSION_DESIRED,
+      flags: loadDnsPacket().RECURSION_DESIRED,
       questions: [{ type, name, class: "IN" }],
       additionals: [
         {
@@ -349,7 +354,7 @@ function udpExchange(
       if (from.port !== server.port || !sameIp(from.address, server.host)) return;
       let p: dnsPacket.DecodedPacket;
       try {
-        p = dnsPacket.decode(msg);
+        p = loadDnsPacket().decode(msg);
       } catch {
         return;
       }
@@ -390,7 +395,7 @@ function tcpExchange(
         buffered = buffered.subarray(2 + len);
         let p: dnsPacket.DecodedPacket;
         try {
-          p = dnsPacket.decode(msg);
+          p = loadDnsPacket().decode(msg);
         } catch (e) {
           reject(new DnsQueryError("undecodable TCP response", "BAD_RESPONSE", { cause: e }));
           return;
