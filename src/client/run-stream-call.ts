@@ -1,5 +1,6 @@
 import { create, type DescMessage, isMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type StreamRequest, type StreamResponse } from "@connectrpc/connect";
+import { mapIterable } from "../call/map-iterable.js";
 import { isReadPending, onStreamEnd } from "../call/stream-end.js";
 
 /** StreamCall is one streaming call for runStreamCall. */
@@ -91,22 +92,5 @@ function closeInput(input: AsyncIterable<unknown>, error: unknown): void {
 
 /** normalizeInput makes each request message a message of `desc` (init objects are created). */
 function normalizeInput(desc: DescMessage, input: AsyncIterable<unknown>): AsyncIterable<Message> {
-  return {
-    [Symbol.asyncIterator]() {
-      const it = input[Symbol.asyncIterator]();
-      const toMessage = (r: IteratorResult<unknown>): IteratorResult<Message> =>
-        r.done === true || isMessage(r.value, desc)
-          ? (r as IteratorResult<Message>)
-          : { done: false, value: create(desc, r.value as never) };
-      return {
-        next: () => it.next().then(toMessage),
-        return: (value?: unknown) =>
-          it.return === undefined
-            ? Promise.resolve({ done: true, value: undefined })
-            : it.return(value).then(toMessage),
-        throw: (e?: unknown) =>
-          it.throw === undefined ? Promise.reject(e) : it.throw(e).then(toMessage),
-      };
-    },
-  };
+  return mapIterable(input, (m) => (isMessage(m, desc) ? m : create(desc, m as never)));
 }

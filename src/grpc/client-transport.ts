@@ -31,6 +31,7 @@ import {
 import { compressionGzip } from "./compression.js";
 import { CONTENT_TYPE_JSON, CONTENT_TYPE_PROTO } from "./content-type.js";
 import { FRAME_HEADER_BYTES } from "./frame.js";
+import { drained } from "./stream-drained.js";
 
 /** GRPC_DEFAULT_MAX_MESSAGE_BYTES is 4 MiB, grpc-js's default max receive message size. */
 export const GRPC_DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -378,18 +379,6 @@ class GrpcTransport implements GrpcClientTransport {
       }
     }
   }
-}
-
-function drained(stream: http2.ClientHttp2Stream): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off("drain", done);
-      stream.off("close", done);
-      resolve();
-    };
-    stream.on("drain", done);
-    stream.on("close", done);
-  });
 }
 
 // ResponseIterable is the response stream of one call: an async iterator

@@ -24,6 +24,7 @@ import {
 import type { Compression } from "@connectrpc/connect/protocol";
 import { type CallAbort, callAbortKey } from "../call/call-abort.js";
 import { encodedResponseKey } from "../call/encoded-response.js";
+import { mapIterable } from "../call/map-iterable.js";
 import {
   createFrameDecoder,
   encodeFrame,
@@ -35,6 +36,7 @@ import type { GrpcMethodTable } from "./server-routes.js";
 import { decideServerDeadline } from "./server-timeout.js";
 import { addHeaders, isProtocolHeader, readRequestHeaders } from "./server-wire.js";
 import { encodeStatusDetailsBin } from "./status-details.js";
+import { drained } from "./stream-drained.js";
 
 /** GrpcServerHandlerOptions configure the lean gRPC handler. @private */
 export interface GrpcServerHandlerOptions {
@@ -217,30 +219,14 @@ function normalize<D extends DescMessage>(schema: D, m: unknown): MessageShape<D
 
 /**
  * normalizeIterable makes each response message a message of `schema` for the
- * interceptors that see them; hand-written, since an async generator costs
- * several promises per message. return() and throw() reach the handler's
- * own iterator (its finally blocks run when the call is cancelled).
+ * interceptors that see them (return() and throw() reach the handler's own
+ * iterator: its finally blocks run when the call is cancelled).
  */
 function normalizeIterable<D extends DescMessage>(
   schema: D,
   iterable: AsyncIterable<unknown>,
 ): AsyncIterable<MessageShape<D>> {
-  return {
-    [Symbol.asyncIterator]() {
-      const it = iterable[Symbol.asyncIterator]();
-      const toMessage = (r: IteratorResult<unknown>): IteratorResult<MessageShape<D>> =>
-        r.done === true ? r : { done: false, value: normalize(schema, r.value) };
-      return {
-        next: () => it.next().then(toMessage),
-        return: (value?: unknown) =>
-          it.return === undefined
-            ? Promise.resolve({ done: true, value: undefined })
-            : it.return(value).then(toMessage),
-        throw: (e?: unknown) =>
-          it.throw === undefined ? Promise.reject(e) : it.throw(e).then(toMessage),
-      };
-    },
-  };
+  return mapIterable(iterable, (m) => normalize(schema, m));
 }
 
 // The call travels in its context values (as its CallAbort), so the
@@ -871,26 +857,12 @@ class LeanCall implements CallAbort {
       if (this.finished) return;
       this.sendHead();
       if (!this.stream.write(frame)) {
-        await this.drained();
+        await drained(this.stream);
       }
     }
     if (this.finished) return;
     copyHeaders(res.trailer, ctx.responseTrailer);
     this.end(undefined);
-  }
-
-  // drained resolves once the stream takes writes again (or has closed).
-  private drained(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const stream = this.stream;
-      const done = () => {
-        stream.off("drain", done);
-        stream.off("close", done);
-        resolve();
-      };
-      stream.on("drain", done);
-      stream.on("close", done);
-    });
   }
 
   private needsCompression(bytes: Uint8Array): boolean {
