@@ -15,6 +15,7 @@ const REFERENCE = "grpc-js → grpc-js";
 const TLS_REFERENCE = "grpc-js → grpc-js (TLS)";
 const MTLS_REFERENCE = "grpc-js → grpc-js (mTLS)";
 const MESH_MTLS = "mesh → mesh (mTLS)";
+const MESH_MTLS_NO_SIDE_EFFECTS = "mesh → mesh (mTLS, no side effects)";
 
 interface Row {
   readonly label: string;
@@ -75,6 +76,14 @@ function tlsRows(): Row[] {
       },
     );
   }
+  // The full mesh over mutual TLS calling the NO_SIDE_EFFECTS echo (no key,
+  // no de-duplication): the mTLS counterpart of `mesh → mesh (no side effects)`.
+  const mtlsNoSideEffects = tlsStackOptions("mtls");
+  rows.push({
+    label: MESH_MTLS_NO_SIDE_EFFECTS,
+    client: { stack: "mesh", options: { ...mtlsNoSideEffects, ...NO_SIDE_EFFECTS } },
+    server: { stack: "mesh", options: mtlsNoSideEffects },
+  });
   // The mesh's data path with every mesh feature off, over mutual TLS.
   const mtls = tlsStackOptions("mtls");
   rows.push({
@@ -89,7 +98,7 @@ const TLS_PAYLOAD = 128;
 
 /** referenceOf compares TLS rows with grpc-js over the same security, the rest with grpc-js h2c. */
 function referenceOf(label: string): string {
-  if (label.endsWith("(mTLS)")) return MTLS_REFERENCE;
+  if (label.endsWith("(mTLS)") || label.includes("(mTLS,")) return MTLS_REFERENCE;
   if (label.endsWith("(TLS)")) return TLS_REFERENCE;
   return REFERENCE;
 }
@@ -99,14 +108,22 @@ export const transport: Scenario & ScenarioGoals = {
   title: "Transport overhead: unary Echo, 64 in flight",
   reference: referenceOf,
   goals(_results, ratios) {
-    const row = ratios.find((r) => r.config === MESH_MTLS && r.payload_bytes === TLS_PAYLOAD);
-    const measured = row?.cpu_ratio ?? null;
+    const cpuRatio = (config: string) =>
+      ratios.find((r) => r.config === config && r.payload_bytes === TLS_PAYLOAD)?.cpu_ratio ?? null;
+    const keyed = cpuRatio(MESH_MTLS);
+    const plain = cpuRatio(MESH_MTLS_NO_SIDE_EFFECTS);
     return [
       {
-        goal: "mTLS mesh → mesh CPU per call (client + server) vs grpc-js → grpc-js mTLS, 128 B",
+        goal: "mTLS mesh → mesh (keyed echo, de-duplicated) CPU per call (client + server) vs grpc-js → grpc-js mTLS, 128 B",
         target: "≤ 1.0x",
-        measured,
-        goal_met: measured === null ? null : measured <= 1.0,
+        measured: keyed,
+        goal_met: keyed === null ? null : keyed <= 1.0,
+      },
+      {
+        goal: "mTLS mesh → mesh (no side effects) CPU per call (client + server) vs grpc-js → grpc-js mTLS, 128 B",
+        target: "≤ 1.0x",
+        measured: plain,
+        goal_met: plain === null ? null : plain <= 1.0,
       },
     ];
   },
@@ -115,7 +132,7 @@ export const transport: Scenario & ScenarioGoals = {
     "- Rows call `test.v1.EchoService/Echo` (idempotency level unknown: a mesh client adds an `idempotency-key` and a mesh server de-duplicates it, storing each outcome), except `(no side effects)`, which calls `test.v1.EchoNoSideEffectsService/EchoNoSideEffects`, declared `NO_SIDE_EFFECTS` (no key, no de-duplication). The grpc-js stack can call either (`method` option); its reference row calls Echo.",
     "- One HTTP/2 connection per client process; the client is a closed loop of 64 concurrent callers; every call's response length is checked.",
     "- The connect ↔ grpc-js cross pairs are no longer measured (they keep a full run near 5 min); see earlier results in git history.",
-    "- `(TLS)` and `(mTLS)` rows (128 B): TLS 1.3 on loopback with EC P-256 certificates from the dev CA (`createDevCertificateAuthority`, made when the suite starts). TLS: the server presents its certificate, the client checks it and the host name (grpc-js `createSsl(ca)`, mesh `tls: { ca }`). mTLS: both present SPIFFE certificates; grpc-js `ServerCredentials.createSsl(ca, [cert], true)` / `credentials.createSsl(ca, key, cert)`, mesh `identity: { source }` on the server (client certificate required, peer identity per call, `peer.identity` logged) and `identity` + `serverIdentities` (the server's SPIFFE ID pinned) on the client. `lean → lean (mTLS)` is the lean stack (every mesh feature off) with the same mTLS options. Their ratios are to grpc-js with the same security; the goal below is the full mesh's mTLS CPU ratio.",
+    "- `(TLS)` and `(mTLS)` rows (128 B): TLS 1.3 on loopback with EC P-256 certificates from the dev CA (`createDevCertificateAuthority`, made when the suite starts). TLS: the server presents its certificate, the client checks it and the host name (grpc-js `createSsl(ca)`, mesh `tls: { ca }`). mTLS: both present SPIFFE certificates; grpc-js `ServerCredentials.createSsl(ca, [cert], true)` / `credentials.createSsl(ca, key, cert)`, mesh `identity: { source }` on the server (client certificate required, peer identity per call, `peer.identity` logged) and `identity` + `serverIdentities` (the server's SPIFFE ID pinned) on the client. `lean → lean (mTLS)` is the lean stack (every mesh feature off) with the same mTLS options; `mesh → mesh (mTLS, no side effects)` is the full mesh over mTLS calling the NO_SIDE_EFFECTS echo. Their ratios are to grpc-js with the same security; the goal below is the full mesh's mTLS CPU ratio.",
   ],
   timing: {
     full: { warmupMs: 1500, durationMs: 3000, reps: 3 },
@@ -136,7 +153,11 @@ export const transport: Scenario & ScenarioGoals = {
     }
     // Quick (CI smoke) runs measure only the two rows the goal compares.
     const secured = tlsRows().filter(
-      (r) => !opts.quick || r.label === MTLS_REFERENCE || r.label === MESH_MTLS,
+      (r) =>
+        !opts.quick ||
+        r.label === MTLS_REFERENCE ||
+        r.label === MESH_MTLS ||
+        r.label === MESH_MTLS_NO_SIDE_EFFECTS,
     );
     for (const row of secured) {
       out.push({
