@@ -43,6 +43,7 @@ import {
   type BreakerOptions,
   createBreakerInterceptor,
 } from "../breaker/breaker-interceptor.js";
+import { createAbortFanout } from "../call/abort-fanout.js";
 import { callOutcomeKey } from "../call/attempt.js";
 import { currentCallScope } from "../call/call-scope.js";
 import { createEventEmitter } from "../call/event-emitter.js";
@@ -271,6 +272,8 @@ export function createMeshTransport(options: MeshTransportOptions): MeshTranspor
   const closing = new AbortController();
   // Every call in flight listens to this signal: many are expected.
   setMaxListeners(0, closing.signal);
+  // Every call in flight without its own signal or deadline watches this one.
+  createAbortFanout(closing.signal);
   const balancer = createBalancer<EndpointTransport>({
     target: opts.target,
     resolver: createResolver(target, opts, clock),

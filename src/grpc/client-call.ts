@@ -1,6 +1,7 @@
 import * as http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
+import { unwatchAbort, watchAbort } from "../call/abort-fanout.js";
 import { ConnectionLostError, isTlsFailureCode } from "../call/transport-error.js";
 import { MAX_TIMER_DELAY_MS } from "../clock.js";
 import type { SessionEntry } from "./client-session.js";
@@ -192,7 +193,7 @@ export class ClientCall {
       return;
     }
     this.signal = signal;
-    signal.addEventListener("abort", this);
+    watchAbort(signal, this);
   }
 
   /** deadline ends the call with DEADLINE_EXCEEDED after `timeoutMs`. */
@@ -377,7 +378,7 @@ export class ClientCall {
 
   private cleanup(): void {
     if (this.signal !== undefined) {
-      this.signal.removeEventListener("abort", this);
+      unwatchAbort(this.signal, this);
       this.signal = undefined;
     }
     if (this.timer !== undefined) {

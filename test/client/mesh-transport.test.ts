@@ -94,6 +94,36 @@ describe("mesh transport", () => {
     });
   });
 
+  it("close() cancels every call in flight on it, and only those, naming the target", async () => {
+    const transport = createMeshTransport({ target: bound.address, retry: false });
+    const other = createMeshTransport({ target: bound.address, retry: false });
+    const client = createClient(EchoService, transport);
+    const before = served;
+    // Five calls without a signal or deadline of their own (they watch only
+    // the transport's close), one with its own signal and one with a deadline.
+    const own = new AbortController();
+    const calls = [
+      ...Array.from({ length: 5 }, () => client.echo({ delayMs: 60_000 })),
+      client.echo({ delayMs: 60_000 }, { signal: own.signal }),
+      client.echo({ delayMs: 60_000 }, { timeoutMs: 120_000 }),
+    ].map((p) =>
+      p.then(
+        () => null,
+        (e: unknown) => ConnectError.from(e),
+      ),
+    );
+    const survivor = createClient(EchoService, other).echo({ delayMs: 200 });
+    await expect.poll(() => served - before, { timeout: 10_000 }).toBe(8);
+    await transport.close();
+    const errors = await Promise.all(calls);
+    for (const e of errors) {
+      expect(e?.code).toBe(Code.Canceled);
+      expect(e?.rawMessage).toContain(bound.address);
+    }
+    await expect(survivor).resolves.toBeDefined();
+    await other.close();
+  });
+
   it("answers UNAVAILABLE when nothing listens at the target", async () => {
     const transport = createMeshTransport({ target: "127.0.0.1:1" });
     await expect(
