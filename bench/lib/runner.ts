@@ -15,6 +15,7 @@ import type {
   ServerReady,
 } from "./protocol.js";
 import type { Scenario, Timing } from "./scenario.js";
+import { preloadFlags } from "./stacks/preload.js";
 import { max, median, min, round } from "./stats.js";
 import { otherCores, readCpuTimes, sampleOtherCores } from "./sysload.js";
 
@@ -211,9 +212,12 @@ async function runOnce(
   warnings: Set<string> | undefined,
 ): Promise<RunSample> {
   const tStart = performance.now();
-  const servers = config.servers.map((_, i) => spawnChild(`server#${i}`, SERVER_FILE));
+  // Each child loads its stack's libraries before tsx (stacks/preload.ts).
+  const servers = config.servers.map((s, i) =>
+    spawnChild(`server#${i}`, SERVER_FILE, [], preloadFlags(s.stack)),
+  );
   // Forked now so its start-up overlaps the servers'.
-  const client = spawnChild("client", CLIENT_FILE);
+  const client = spawnChild("client", CLIENT_FILE, [], preloadFlags(config.client.stack));
   try {
     const load: ClientLoad = { stack: config.client.stack };
     const clientLoaded = client.call("load", load, INIT_TIMEOUT_MS);
