@@ -32,8 +32,11 @@ export class ChildHandle {
   ) {
     this.name = name;
     this.proc = fork(file, [...args], {
-      // tsx's loader makes the child run TypeScript directly (Node >= 20.6).
-      execArgv: [...preload, "--import", "tsx", "--no-warnings", ...execArgv],
+      // A compiled child (lib/child-build.ts) runs on plain node; a .ts one
+      // through tsx's loader (Node >= 20.6).
+      execArgv: file.endsWith(".mjs")
+        ? ["--no-warnings", ...execArgv]
+        : [...preload, "--import", "tsx", "--no-warnings", ...execArgv],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });
