@@ -11,6 +11,7 @@ import * as os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { childFiles } from "./lib/child-build.js";
 import { ensureMeshBuild } from "./lib/mesh-library.js";
 import { killAllChildrenSync, sleep, spawnChild } from "./lib/process.js";
 import { type CpuProfile, type ProfileSummary, summarizeProfile } from "./lib/profile/summarize.js";
@@ -25,8 +26,6 @@ import type {
 import { streaming } from "./scenarios/streaming.js";
 import { transport } from "./scenarios/transport.js";
 
-const SERVER_FILE = fileURLToPath(new URL("./server.ts", import.meta.url));
-const CLIENT_FILE = fileURLToPath(new URL("./client.ts", import.meta.url));
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
 const RESULTS_DIR = fileURLToPath(new URL("./results/", import.meta.url));
 
@@ -125,8 +124,10 @@ async function profileOnce(
     `--cpu-prof-dir=${join(dir, name)}`,
     `--cpu-prof-interval=${intervalUs}`,
   ];
-  const server = spawnChild("server", SERVER_FILE, prof("server"));
-  const client = spawnChild("client", CLIENT_FILE, prof("client"));
+  // The children run as the suites run them (lib/child-build.ts).
+  const files = await childFiles();
+  const server = spawnChild("server", files.server, prof("server"));
+  const client = spawnChild("client", files.client, prof("client"));
   try {
     const loaded = client.call("load", { stack: config.client.stack }, INIT_TIMEOUT_MS);
     const spec = config.servers[0];

@@ -19,17 +19,24 @@ export class ChildHandle {
   /** exited resolves when the process is gone. */
   readonly exited: Promise<void>;
 
-  /** execArgv adds Node flags (e.g. `--cpu-prof`) to the child's own. */
+  /**
+   * execArgv adds Node flags (e.g. `--cpu-prof`) to the child's own; preload
+   * flags (`--import` a library, stacks/preload.ts) go before tsx's.
+   */
   constructor(
     name: string,
     file: string,
     args: readonly string[] = [],
     execArgv: readonly string[] = [],
+    preload: readonly string[] = [],
   ) {
     this.name = name;
     this.proc = fork(file, [...args], {
-      // tsx's loader makes the child run TypeScript directly (Node >= 20.6).
-      execArgv: ["--import", "tsx", "--no-warnings", ...execArgv],
+      // A compiled child (lib/child-build.ts) runs on plain node; a .ts one
+      // through tsx's loader (Node >= 20.6).
+      execArgv: file.endsWith(".mjs")
+        ? ["--no-warnings", ...execArgv]
+        : [...preload, "--import", "tsx", "--no-warnings", ...execArgv],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "json",
     });
@@ -124,8 +131,9 @@ export function spawnChild(
   name: string,
   file: string,
   execArgv: readonly string[] = [],
+  preload: readonly string[] = [],
 ): ChildHandle {
-  const c = new ChildHandle(name, file, [], execArgv);
+  const c = new ChildHandle(name, file, [], execArgv, preload);
   liveChildren.add(c);
   void c.exited.then(() => liveChildren.delete(c));
   return c;

@@ -2,7 +2,7 @@
 // drift hits all configurations alike), fork fresh server and client
 // processes, warm up, measure one window, and collect the numbers.
 
-import { fileURLToPath } from "node:url";
+import { childFiles } from "./child-build.js";
 import { spawnChild } from "./process.js";
 import type {
   BenchConfig,
@@ -15,11 +15,9 @@ import type {
   ServerReady,
 } from "./protocol.js";
 import type { Scenario, Timing } from "./scenario.js";
+import { preloadFlags } from "./stacks/preload.js";
 import { max, median, min, round } from "./stats.js";
 import { otherCores, readCpuTimes, sampleOtherCores } from "./sysload.js";
-
-const SERVER_FILE = fileURLToPath(new URL("../server.ts", import.meta.url));
-const CLIENT_FILE = fileURLToPath(new URL("../client.ts", import.meta.url));
 
 /** Child start-up (tsx + library import) and connection must fit in this. */
 const INIT_TIMEOUT_MS = 20_000;
@@ -210,10 +208,15 @@ async function runOnce(
   timing: Timing,
   warnings: Set<string> | undefined,
 ): Promise<RunSample> {
+  const files = await childFiles();
   const tStart = performance.now();
-  const servers = config.servers.map((_, i) => spawnChild(`server#${i}`, SERVER_FILE));
+  // Compiled children run on plain node (lib/child-build.ts); tsx children
+  // (BENCH_MESH_SOURCE=1) load their stack's libraries before tsx (stacks/preload.ts).
+  const servers = config.servers.map((s, i) =>
+    spawnChild(`server#${i}`, files.server, [], preloadFlags(s.stack)),
+  );
   // Forked now so its start-up overlaps the servers'.
-  const client = spawnChild("client", CLIENT_FILE);
+  const client = spawnChild("client", files.client, [], preloadFlags(config.client.stack));
   try {
     const load: ClientLoad = { stack: config.client.stack };
     const clientLoaded = client.call("load", load, INIT_TIMEOUT_MS);
