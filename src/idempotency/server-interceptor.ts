@@ -247,7 +247,10 @@ export function createIdempotencyInterceptor(
     method: string,
     mirrored: boolean,
   ): Promise<UnaryResponse> {
-    const principal = await principalOf(req);
+    // The default principal, and most custom ones, answer at once: no await
+    // (each one is a promise running the call scope's async hooks).
+    const named = principalOf(req);
+    const principal = typeof named === "string" ? named : await named;
     if (typeof principal !== "string") {
       throw new ConnectError("idempotency principal must be a string", Code.Internal);
     }
