@@ -24,3 +24,25 @@ export interface EncodedResponse {
 export const encodedResponseKey = createContextKey<EncodedResponse | undefined>(undefined, {
   description: "connect-mesh encoded response",
 });
+
+/**
+ * EncodedRequest is a unary request message together with the bytes it was
+ * decoded from (uncompressed), as the lean gRPC handler received them.
+ */
+export interface EncodedRequest {
+  /** message is the object the handler decoded, as first passed to the interceptors. */
+  readonly message: unknown;
+  /** bytes must never be written to or kept: they may share the received frame's memory. */
+  readonly bytes: Uint8Array;
+}
+
+/**
+ * encodedRequestKey carries a unary call's EncodedRequest from the lean gRPC
+ * handler to the idempotency interceptor, which hashes those bytes instead of
+ * encoding the message again when they are canonical. The interceptor uses it
+ * only where no interceptor further out can change the message in place (the
+ * same condition as encodedResponseKey), and only for the same object.
+ */
+export const encodedRequestKey = createContextKey<EncodedRequest | undefined>(undefined, {
+  description: "connect-mesh encoded request",
+});

@@ -23,7 +23,7 @@ import {
 } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { type CallAbort, callAbortKey } from "../call/call-abort.js";
-import { encodedResponseKey } from "../call/encoded-response.js";
+import { encodedRequestKey, encodedResponseKey } from "../call/encoded-response.js";
 import { mapIterable } from "../call/map-iterable.js";
 import {
   createFrameDecoder,
@@ -773,6 +773,10 @@ class LeanCall implements CallAbort {
       const first = this.frames[0] as GrpcFrame;
       this.frames = [];
       message = this.parse(first);
+      // The received bytes, for the idempotency interceptor's fingerprint.
+      if (!first.compressed && this.shared.opts.binaryOptions === undefined) {
+        (this.ctx as LeanContext).values.set(encodedRequestKey, { message, bytes: first.data });
+      }
     } catch (e) {
       this.fail(toConnectError(e));
       return;

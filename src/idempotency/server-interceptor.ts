@@ -8,7 +8,7 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { encodedResponseKey } from "../call/encoded-response.js";
+import { encodedRequestKey, encodedResponseKey } from "../call/encoded-response.js";
 import { MIRROR_HEADER, RETRY_PUSHBACK_HEADER } from "../call/headers.js";
 import { peerIdentityKey, principalOf as peerPrincipal } from "../call/peer-identity.js";
 import { serverCallKey } from "../call/server-call.js";
@@ -128,7 +128,9 @@ export interface IdempotencyInterceptorOptions {
    * handler (encodedResponseKey), which then does not encode the message
    * again. Only for a chain where nothing outside this interceptor changes
    * response messages in place; the mesh server sets it when it has no user
-   * interceptors. Default false.
+   * interceptors. The same condition lets it hash the request bytes the
+   * handler received (encodedRequestKey) rather than encode the message.
+   * Default false.
    * @private
    */
   readonly shareEncodedResponse?: boolean;
@@ -245,7 +247,10 @@ export function createIdempotencyInterceptor(
     method: string,
     mirrored: boolean,
   ): Promise<UnaryResponse> {
-    const principal = await principalOf(req);
+    // The default principal, and most custom ones, answer at once: no await
+    // (each one is a promise running the call scope's async hooks).
+    const named = principalOf(req);
+    const principal = typeof named === "string" ? named : await named;
     if (typeof principal !== "string") {
       throw new ConnectError("idempotency principal must be a string", Code.Internal);
     }
@@ -254,7 +259,7 @@ export function createIdempotencyInterceptor(
     // a shadow sharing the store must neither claim the primary's key nor make
     // the primary a replay of its own answer. No method name holds a space.
     const recordKey = formatRecordKey(principal, mirrored ? `${method} mirror` : method, key);
-    const fingerprint = requestFingerprint(req.method, req.message);
+    const fingerprint = requestFingerprint(req.method, req.message, receivedBytes(req));
     const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
     let pollMs: number | undefined;
     for (;;) {
@@ -309,6 +314,14 @@ export function createIdempotencyInterceptor(
           await abortableSleep(clock, pollMs, req.signal);
       }
     }
+  }
+
+  // The bytes the lean gRPC handler decoded this very message from, when
+  // nothing further out could have changed it in place.
+  function receivedBytes(req: UnaryRequest): Uint8Array | undefined {
+    if (opts.shareEncodedResponse !== true) return undefined;
+    const received = req.contextValues.get(encodedRequestKey);
+    return received !== undefined && received.message === req.message ? received.bytes : undefined;
   }
 
   function keyReused(call: IdempotencyCall): ConnectError {
