@@ -606,7 +606,10 @@ export class ClientCall {
           this.stream.resume();
         }
         try {
-          return { done: false, value: await this.decode(frame) };
+          // An uncompressed frame parses synchronously: no async decode() and
+          // its await per message (two promises and a microtask turn).
+          const value = frame.compressed ? await this.decode(frame) : this.parse(frame.data);
+          return { done: false, value };
         } catch (e) {
           const err = ConnectError.from(e, Code.Internal);
           this.fail(err);
