@@ -132,7 +132,7 @@ export function buildReport(
       duration_ms: timing.durationMs,
       reps: timing.reps,
       processes:
-        "client and each server in separate processes (child_process.fork via tsx), fresh processes for every repetition; traffic on 127.0.0.1",
+        "client and each server in separate processes (child_process.fork on plain node of the esbuild-bundled children, bench/lib/child-build.ts; suites with their own children fork them via tsx), fresh processes for every repetition; traffic on 127.0.0.1",
       quiet_wait:
         quietWait === undefined
           ? "off"
