@@ -18,12 +18,13 @@ import { fileURLToPath } from "node:url";
 const BENCH_DIR = fileURLToPath(new URL("../", import.meta.url));
 const OUT_DIR = fileURLToPath(new URL("../.build/", import.meta.url));
 
-/** ChildFiles are the entry files the runner forks. */
+/**
+ * ChildFiles are the entry files the runner forks: `.mjs` bundles run on
+ * plain node, `.ts` sources through tsx (process.ts tells them apart).
+ */
 export interface ChildFiles {
   readonly server: string;
   readonly client: string;
-  /** compiled says the files are plain JavaScript (no tsx needed). */
-  readonly compiled: boolean;
 }
 
 let built: ChildFiles | undefined;
@@ -37,7 +38,6 @@ export async function childFiles(): Promise<ChildFiles> {
     return {
       server: `${BENCH_DIR}server.ts`,
       client: `${BENCH_DIR}client.ts`,
-      compiled: false,
     };
   }
   if (built !== undefined) return built;
@@ -72,6 +72,6 @@ export async function childFiles(): Promise<ChildFiles> {
   });
   // Chunks sit next to the entries in bench/.build/, one level under bench/
   // like bench/lib/, so the relative URLs in mesh-library.ts still hold.
-  built = { server: `${OUT_DIR}server.mjs`, client: `${OUT_DIR}client.mjs`, compiled: true };
+  built = { server: `${OUT_DIR}server.mjs`, client: `${OUT_DIR}client.mjs` };
   return built;
 }
