@@ -6,7 +6,7 @@
 // idle) as µs per call. Writes results/profile-<pair>[-<payload>].json and .md.
 // See bench/README.md.
 
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -42,6 +42,8 @@ const USAGE = `usage: npm run bench:profile -- --pair "mesh→mesh" [options]
   --duration-ms MS    profiled window (default 5000)
   --interval-us US    sampling interval (default 250)
   --no-write          print only
+  --keep DIR          copy the raw .cpuprofile files to DIR/client and DIR/server
+                      (open them in Chrome DevTools or speedscope)
   --help`;
 
 const normalize = (label: string) =>
@@ -260,6 +262,7 @@ async function main(): Promise<number> {
         "duration-ms": { type: "string" },
         "interval-us": { type: "string" },
         "no-write": { type: "boolean", default: false },
+        keep: { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -360,6 +363,10 @@ async function main(): Promise<number> {
       writeFileSync(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
       writeFileSync(`${base}.md`, md);
       console.error(`wrote ${base}.json and ${base}.md`);
+    }
+    if (values.keep !== undefined) {
+      cpSync(dir, values.keep, { recursive: true });
+      console.error(`kept the raw profiles in ${values.keep}`);
     }
     return 0;
   } finally {
