@@ -35,7 +35,7 @@ import { idempotencyTransactionKey } from "./idempotency-transaction.js";
 import { createMemoryIdempotencyStore } from "./memory-store.js";
 import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
 import { replayOutcome } from "./replay-outcome.js";
-import { formatRecordKey, type IdempotencyStore } from "./store.js";
+import { type ClaimResult, formatRecordKey, type IdempotencyStore, syncStoreOf } from "./store.js";
 
 /**
  * idempotencyHandledKey marks a server call that an idempotency interceptor
@@ -231,6 +231,7 @@ export function createIdempotencyInterceptor(
   const clock = opts.clock ?? systemClock;
   // Short leases renewed by a heartbeat, for stores other processes share.
   const renew = store.sameProcess === true ? undefined : store.renew?.bind(store);
+  const sync = syncStoreOf(store);
   const heartbeats = renew !== undefined;
   const emit = (event: IdempotencyEvent) => {
     try {
@@ -240,17 +241,33 @@ export function createIdempotencyInterceptor(
     }
   };
 
-  async function keyedCall(
+  // Store operations answer at once with the memory store (its synchronous
+  // face) and with a promise otherwise: each step below takes either, so a
+  // keyed call on the memory store costs one promise (the handler's `then`)
+  // rather than one per await, each of which runs the call scope's async hooks.
+  function keyedCall(
     next: (req: UnaryRequest) => Promise<UnaryResponse>,
     req: UnaryRequest,
     key: string,
     method: string,
     mirrored: boolean,
   ): Promise<UnaryResponse> {
-    // The default principal, and most custom ones, answer at once: no await
-    // (each one is a promise running the call scope's async hooks).
+    // The default principal, and most custom ones, answer at once.
     const named = principalOf(req);
-    const principal = typeof named === "string" ? named : await named;
+    if (typeof named === "string") return keyedFor(next, req, named, key, method, mirrored);
+    return Promise.resolve(named).then((principal) =>
+      keyedFor(next, req, principal, key, method, mirrored),
+    );
+  }
+
+  function keyedFor(
+    next: (req: UnaryRequest) => Promise<UnaryResponse>,
+    req: UnaryRequest,
+    principal: unknown,
+    key: string,
+    method: string,
+    mirrored: boolean,
+  ): Promise<UnaryResponse> {
     if (typeof principal !== "string") {
       throw new ConnectError("idempotency principal must be a string", Code.Internal);
     }
@@ -260,15 +277,11 @@ export function createIdempotencyInterceptor(
     // the primary a replay of its own answer. No method name holds a space.
     const recordKey = formatRecordKey(principal, mirrored ? `${method} mirror` : method, key);
     const fingerprint = requestFingerprint(req.method, req.message, receivedBytes(req));
-    const remaining = () => req.contextValues.get(serverCallKey)?.timeoutMs();
-    let pollMs: number | undefined;
-    for (;;) {
-      const horizonMs = claimLeaseMs(remaining(), opts.maxLeaseMs, opts.leaseMarginMs);
+    const attempt = (pollMs: number | undefined): Promise<UnaryResponse> => {
+      const remainingMs = req.contextValues.get(serverCallKey)?.timeoutMs();
+      const horizonMs = claimLeaseMs(remainingMs, opts.maxLeaseMs, opts.leaseMarginMs);
       const leaseMs = heartbeats ? Math.min(opts.claimLeaseMs, horizonMs) : horizonMs;
-      let claim: Awaited<ReturnType<IdempotencyStore["claim"]>>;
-      try {
-        claim = await store.claim(recordKey, fingerprint, leaseMs);
-      } catch (e) {
+      const claimFailed = (e: unknown): Promise<UnaryResponse> => {
         emit({
           type: "store-error",
           operation: "claim",
@@ -284,36 +297,59 @@ export function createIdempotencyInterceptor(
           undefined,
           e,
         );
-      }
-      switch (claim.state) {
-        case "claimed":
-          emit({ type: "claimed", leaseMs, ...call });
-          if (claim.transaction !== undefined) {
-            req.contextValues.set(idempotencyTransactionKey, claim.transaction);
-          }
-          return runClaimed(next, req, call, recordKey, claim.token, horizonMs);
-        case "completed":
-          if (claim.record.fingerprint !== fingerprint) throw keyReused(call);
-          emit({ type: "replayed", code: replayCode(claim.record.outcome), ...call });
-          return replayOutcome(req, claim.record.outcome);
-        case "in-progress":
-          if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) {
-            throw keyReused(call);
-          }
-          if (opts.onConcurrent === "abort") {
-            emit({ type: "conflict", reason: "in-use", ...call });
-            throw idempotencyError(
-              "a call with this idempotency-key is in progress",
-              Code.Aborted,
-              "IDEMPOTENCY_KEY_IN_USE",
-              { [RETRY_PUSHBACK_HEADER]: String(opts.retryPushbackMs) },
+      };
+      const decide = (claim: ClaimResult): Promise<UnaryResponse> => {
+        switch (claim.state) {
+          case "claimed":
+            emit({ type: "claimed", leaseMs, ...call });
+            if (claim.transaction !== undefined) {
+              req.contextValues.set(idempotencyTransactionKey, claim.transaction);
+            }
+            return runClaimed(next, req, call, recordKey, claim.token, horizonMs);
+          case "completed":
+            if (claim.record.fingerprint !== fingerprint) throw keyReused(call);
+            emit({ type: "replayed", code: replayCode(claim.record.outcome), ...call });
+            return Promise.resolve(replayOutcome(req, claim.record.outcome));
+          case "in-progress": {
+            if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) {
+              throw keyReused(call);
+            }
+            if (opts.onConcurrent === "abort") {
+              emit({ type: "conflict", reason: "in-use", ...call });
+              throw idempotencyError(
+                "a call with this idempotency-key is in progress",
+                Code.Aborted,
+                "IDEMPOTENCY_KEY_IN_USE",
+                { [RETRY_PUSHBACK_HEADER]: String(opts.retryPushbackMs) },
+              );
+            }
+            if (pollMs === undefined) emit({ type: "waiting", ...call });
+            const waitMs = nextPollMs(
+              pollMs,
+              claim.leaseRemainingMs,
+              opts.minPollMs,
+              opts.maxPollMs,
             );
+            return abortableSleep(clock, waitMs, req.signal).then(() => attempt(waitMs));
           }
-          if (pollMs === undefined) emit({ type: "waiting", ...call });
-          pollMs = nextPollMs(pollMs, claim.leaseRemainingMs, opts.minPollMs, opts.maxPollMs);
-          await abortableSleep(clock, pollMs, req.signal);
+        }
+      };
+      let claim: ClaimResult;
+      try {
+        if (sync === undefined) {
+          // Promise.resolve: a store answering with a thenable or a value works too.
+          return Promise.resolve(store.claim(recordKey, fingerprint, leaseMs)).then(
+            decide,
+            claimFailed,
+          );
+        }
+        claim = sync.claim(recordKey, fingerprint, leaseMs);
+      } catch (e) {
+        return claimFailed(e);
       }
-    }
+      return decide(claim);
+    };
+    return attempt(undefined);
   }
 
   // The bytes the lean gRPC handler decoded this very message from, when
@@ -333,7 +369,7 @@ export function createIdempotencyInterceptor(
     );
   }
 
-  async function runClaimed(
+  function runClaimed(
     next: (req: UnaryRequest) => Promise<UnaryResponse>,
     req: UnaryRequest,
     call: IdempotencyCall,
@@ -341,22 +377,45 @@ export function createIdempotencyInterceptor(
     token: string,
     horizonMs: number,
   ): Promise<UnaryResponse> {
-    let res: UnaryResponse;
     const stopHeartbeat = startHeartbeat(call, recordKey, token, horizonMs);
+    let running: Promise<UnaryResponse>;
     try {
-      res = await next(req);
+      running = Promise.resolve(next(req));
     } catch (e) {
-      stopHeartbeat();
-      const err = ConnectError.from(e);
-      if (errorDisposition(err.code, storedCodes) === "store") {
-        await finish(call, recordKey, token, captureError(err), err.code);
-      } else {
-        await release(call, recordKey, token);
-        emit({ type: "released", code: err.code, ...call });
-      }
-      throw e;
+      running = Promise.reject(e);
     }
-    stopHeartbeat();
+    return running.then(
+      (res) => {
+        stopHeartbeat();
+        const stored = storeResponse(req, res, call, recordKey, token);
+        return stored === undefined ? res : stored.then(() => res);
+      },
+      (e: unknown) => {
+        stopHeartbeat();
+        const err = ConnectError.from(e);
+        let stored: void | Promise<void>;
+        if (errorDisposition(err.code, storedCodes) === "store") {
+          stored = finish(call, recordKey, token, captureError(err), err.code);
+        } else {
+          stored = release(call, recordKey, token, err.code);
+        }
+        if (stored === undefined) throw e;
+        return stored.then(() => {
+          throw e;
+        });
+      },
+    );
+  }
+
+  // storeResponse stores a successful call's outcome (or a marker when it is
+  // too large); undefined when done at once.
+  function storeResponse(
+    req: UnaryRequest,
+    res: UnaryResponse,
+    call: IdempotencyCall,
+    recordKey: string,
+    token: string,
+  ): void | Promise<void> {
     const outcome = captureResponse(res);
     if (opts.shareEncodedResponse === true && outcome.kind === "ok") {
       req.contextValues.set(encodedResponseKey, { message: res.message, bytes: outcome.message });
@@ -373,14 +432,11 @@ export function createIdempotencyInterceptor(
       // A transactional store's release would roll back the writes of a call
       // that succeeded: it always keeps a marker.
       if (opts.onTooLarge === "release" && store.transactional !== true) {
-        await release(call, recordKey, token);
-      } else {
-        await finish(call, recordKey, token, { kind: "unstored", bytes }, undefined);
+        return release(call, recordKey, token);
       }
-      return res;
+      return finish(call, recordKey, token, { kind: "unstored", bytes }, undefined);
     }
-    await finish(call, recordKey, token, outcome, undefined, bytes);
-    return res;
+    return finish(call, recordKey, token, outcome, undefined, bytes);
   }
 
   // startHeartbeat renews the claim every claimRenewMs until stopped, the
@@ -433,24 +489,16 @@ export function createIdempotencyInterceptor(
   // handler has run and its answer must reach the caller. Except with a
   // transactional store: there a failed completion rolled the handler's
   // writes back, so the answer would lie; the call fails with ABORTED (safe
-  // to retry: nothing it did remains).
-  async function finish(
+  // to retry: nothing it did remains). Undefined when done at once.
+  function finish(
     call: IdempotencyCall,
     recordKey: string,
     token: string,
     outcome: IdempotencyOutcome,
     code: Code | undefined,
     bytes = outcomeSize(outcome),
-  ): Promise<void> {
-    let stored = false;
-    try {
-      stored = await store.complete(recordKey, token, outcome, opts.ttlMs);
-      if (stored) {
-        emit({ type: "completed", code, bytes, ...call });
-      } else {
-        emit({ type: "claim-lost", ...call });
-      }
-    } catch (e) {
+  ): void | Promise<void> {
+    const failed = (e: unknown) => {
       emit({
         type: "store-error",
         operation: "complete",
@@ -458,24 +506,53 @@ export function createIdempotencyInterceptor(
         failOpen: opts.failOpen,
         ...call,
       });
+      return false;
+    };
+    const settled = (stored: boolean) => {
+      if (stored) {
+        emit({ type: "completed", code, bytes, ...call });
+      } else if (store.transactional === true) {
+        emit({ type: "rolled-back", ...call });
+        throw new ConnectError(
+          "the idempotent call's transaction did not commit; its writes were rolled back",
+          Code.Aborted,
+          // Nothing the call did remains: a retry is safe, and the pushback
+          // tells mesh clients to make one.
+          { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
+        );
+      }
+    };
+    const answered = (ok: boolean) => {
+      if (!ok) emit({ type: "claim-lost", ...call });
+      return ok;
+    };
+    let stored: boolean;
+    try {
+      if (sync === undefined) {
+        return Promise.resolve(store.complete(recordKey, token, outcome, opts.ttlMs))
+          .then(answered, failed)
+          .then(settled);
+      }
+      stored = answered(sync.complete(recordKey, token, outcome, opts.ttlMs));
+    } catch (e) {
+      stored = failed(e);
     }
-    if (!stored && store.transactional === true) {
-      emit({ type: "rolled-back", ...call });
-      throw new ConnectError(
-        "the idempotent call's transaction did not commit; its writes were rolled back",
-        Code.Aborted,
-        // Nothing the call did remains: a retry is safe, and the pushback
-        // tells mesh clients to make one.
-        { "grpc-retry-pushback-ms": String(opts.retryPushbackMs) },
-      );
-    }
+    return settled(stored);
   }
 
-  async function release(call: IdempotencyCall, recordKey: string, token: string): Promise<void> {
-    try {
-      await store.release(recordKey, token);
-    } catch (e) {
-      // The claim then lingers until its lease ends; a retry waits that long.
+  // release frees a claim, then reports it `released` with `code` when given;
+  // a failure is reported, never thrown. Undefined when done at once.
+  function release(
+    call: IdempotencyCall,
+    recordKey: string,
+    token: string,
+    code?: Code,
+  ): void | Promise<void> {
+    const released = () => {
+      if (code !== undefined) emit({ type: "released", code, ...call });
+    };
+    // The claim then lingers until its lease ends; a retry waits that long.
+    const failed = (e: unknown) => {
       emit({
         type: "store-error",
         operation: "release",
@@ -483,7 +560,19 @@ export function createIdempotencyInterceptor(
         failOpen: opts.failOpen,
         ...call,
       });
+    };
+    try {
+      if (sync === undefined) {
+        return Promise.resolve(store.release(recordKey, token)).then(released, (e) => {
+          failed(e);
+          released();
+        });
+      }
+      sync.release(recordKey, token);
+    } catch (e) {
+      failed(e);
     }
+    released();
   }
 
   // Not async: a call that passes through (no key, a streaming or

@@ -85,6 +85,45 @@ export interface IdempotencyStore {
   get(recordKey: string): Promise<StoredState | undefined>;
 }
 
+/**
+ * SyncIdempotencyStore is the synchronous face of a store whose records live
+ * in this process (the memory store), under the key `syncStoreKey`: the same
+ * operations and contract as IdempotencyStore's, answered at once, throwing
+ * IdempotencyStoreError instead of rejecting. The interceptor then handles a
+ * keyed call without a promise per store operation (each one runs the call
+ * scope's async hooks).
+ * @private
+ */
+export interface SyncIdempotencyStore {
+  claim(recordKey: string, fingerprint: string, leaseMs: number): ClaimResult;
+  complete(recordKey: string, token: string, outcome: IdempotencyOutcome, ttlMs: number): boolean;
+  release(recordKey: string, token: string): boolean;
+  /** promised is the store's own promise-returning operations, which these answer for. */
+  readonly promised: Pick<IdempotencyStore, "claim" | "complete" | "release">;
+}
+
+/** syncStoreKey is the property of a store holding its SyncIdempotencyStore. @private */
+export const syncStoreKey: unique symbol = Symbol("connect-mesh synchronous idempotency store");
+
+/**
+ * syncStoreOf returns the synchronous face of `store`: only when it has one,
+ * is not transactional, and its operations are still the ones the face
+ * answers for. A wrapper that replaces any of them (to log, count or fail
+ * calls: `{ ...memoryStore, claim }`) gets its own operations called.
+ * @private
+ */
+export function syncStoreOf(store: IdempotencyStore): SyncIdempotencyStore | undefined {
+  if (store.transactional === true) return undefined;
+  const face = (store as { [syncStoreKey]?: SyncIdempotencyStore })[syncStoreKey];
+  if (face === undefined) return undefined;
+  const { promised } = face;
+  return store.claim === promised.claim &&
+    store.complete === promised.complete &&
+    store.release === promised.release
+    ? face
+    : undefined;
+}
+
 /** IdempotencyStoreError is a store that could not answer (unreachable, full, corrupt data). */
 export class IdempotencyStoreError extends Error {
   override readonly name = "IdempotencyStoreError";

@@ -11,7 +11,11 @@ import {
   createIdempotencyInterceptor,
   type IdempotencyInterceptorOptions,
 } from "../../src/idempotency/server-interceptor.js";
-import { type IdempotencyStore, IdempotencyStoreError } from "../../src/idempotency/store.js";
+import {
+  type IdempotencyStore,
+  IdempotencyStoreError,
+  syncStoreOf,
+} from "../../src/idempotency/store.js";
 import {
   createMeshServer,
   type MeshServerOptions,
@@ -522,5 +526,127 @@ describe("idempotency server interceptor (one replica, memory store)", () => {
     expect(() => createIdempotencyInterceptor(options as IdempotencyInterceptorOptions)).toThrow(
       type,
     );
+  });
+});
+
+describe("idempotency server interceptor: the memory store's synchronous face", () => {
+  // wrapped is the same memory store behind its promise-returning methods
+  // only (what any other store offers): the interceptor must take the
+  // general path for it, and answer exactly as on the synchronous one.
+  const wrapped = (store: IdempotencyStore): IdempotencyStore => ({
+    claim: (...a) => store.claim(...a),
+    complete: (...a) => store.complete(...a),
+    release: (...a) => store.release(...a),
+    get: (...a) => store.get(...a),
+    sameProcess: true,
+  });
+
+  it("syncStoreOf finds it on the store itself only, never on a wrapper, a spread copy or a store with a replaced operation", async () => {
+    const store = createMemoryIdempotencyStore();
+    expect(syncStoreOf(store)).toBeDefined();
+    expect(syncStoreOf({ ...store })).toBeUndefined();
+    expect(syncStoreOf(wrapped(store))).toBeUndefined();
+    const counting = Object.assign(Object.create(store) as IdempotencyStore, {
+      claim: store.claim,
+      complete: async () => false,
+    });
+    expect(syncStoreOf(counting)).toBeUndefined();
+    expect(
+      syncStoreOf(Object.assign(Object.create(store), { transactional: true })),
+    ).toBeUndefined();
+    // The face answers for the very same records.
+    const face = syncStoreOf(store);
+    const claim = face?.claim("k", "fp", 1_000);
+    expect(claim?.state).toBe("claimed");
+    expect((await store.get("k"))?.state).toBe("in-progress");
+  });
+
+  it("a call sequence (ok, replay, reused key, stored and released errors, too large, full store) answers and reports the same on both paths", async () => {
+    const run = async (direct: boolean) => {
+      const memory = createMemoryIdempotencyStore({ maxEntries: 6 });
+      const { client, stats, events } = await setup({
+        store: direct ? memory : wrapped(memory),
+        maxStoredBytes: 300,
+      });
+      const outcomes: unknown[] = [];
+      const call = async (key: string, order = ORDER) => {
+        const k = keyed(key);
+        const out = await callOutcome(client.createOrder(order, k.options));
+        outcomes.push(
+          out.ok
+            ? { ok: true, replayed: k.seen.header?.get(IDEMPOTENCY_REPLAYED_HEADER) ?? null }
+            : { ok: false, code: out.error.code, message: out.error.rawMessage },
+        );
+      };
+      await call("a");
+      await call("a");
+      await call("a", { ...ORDER, customerId: "c-2" });
+      stats.failWith.push(new ConnectError("no such customer", Code.NotFound));
+      await call("b");
+      await call("b");
+      stats.failWith.push(new ConnectError("flaky", Code.Unavailable));
+      await call("c");
+      await call("c");
+      const big = { ...ORDER, customerId: `c-${"x".repeat(400)}` };
+      await call("big", big);
+      await call("big", big);
+      return {
+        outcomes,
+        executions: stats.executions,
+        events: events.map((e) => e.type),
+        stats: memory.stats(),
+      };
+    };
+    const direct = await run(true);
+    const general = await run(false);
+    expect(general).toEqual(direct);
+    // And what they agree on is right.
+    expect(direct.executions).toBe(5);
+    expect(direct.outcomes).toEqual([
+      { ok: true, replayed: null },
+      { ok: true, replayed: "true" },
+      expect.objectContaining({ ok: false, code: Code.FailedPrecondition }),
+      { ok: false, code: Code.NotFound, message: "no such customer" },
+      { ok: false, code: Code.NotFound, message: "no such customer" },
+      { ok: false, code: Code.Unavailable, message: "flaky" },
+      { ok: true, replayed: null },
+      { ok: true, replayed: null },
+      expect.objectContaining({ ok: false, code: Code.FailedPrecondition }),
+    ]);
+    expect(direct.events).toEqual([
+      "claimed",
+      "completed",
+      "replayed",
+      "conflict",
+      "claimed",
+      "completed",
+      "replayed",
+      "claimed",
+      "released",
+      "claimed",
+      "completed",
+      "claimed",
+      "too-large",
+      "completed",
+      "replayed",
+    ]);
+  });
+
+  it("a full store answers UNAVAILABLE without running the handler, on both paths", async () => {
+    for (const direct of [true, false]) {
+      const memory = createMemoryIdempotencyStore({ maxEntries: 1 });
+      const { client, stats, events } = await setup({ store: direct ? memory : wrapped(memory) });
+      stats.delayMs = 300;
+      const first = client.createOrder(ORDER, keyed("one").options);
+      await expect.poll(() => stats.executions).toBe(1);
+      const out = await callOutcome(client.createOrder(ORDER, keyed("two").options));
+      expect(out.ok, `direct ${direct}`).toBe(false);
+      if (!out.ok) expect(out.error.code).toBe(Code.Unavailable);
+      await first;
+      expect(stats.executions).toBe(1);
+      expect(events.filter((e) => e.type === "store-error").map((e) => e.operation)).toEqual([
+        "claim",
+      ]);
+    }
   });
 });
