@@ -20,6 +20,16 @@ export interface MeshServerHttp2Options {
    * are refused (ENHANCE_YOUR_CALM).
    */
   readonly maxSessionMemory?: number;
+  /**
+   * connectionWindowSize is the connection's receive flow-control window
+   * (bytes), announced with a WINDOW_UPDATE when a client connects; default
+   * 1 MiB (grpc-java's window). HTTP/2 starts every connection at 65,535
+   * bytes whatever SETTINGS say, so without it a client with more than
+   * 64 KiB of requests in flight (16 calls of 4 KiB) stalls until the server
+   * has read half of them, and the server serves them in small batches.
+   * Per-stream windows (and Node's per-stream backpressure) are unchanged.
+   */
+  readonly connectionWindowSize?: number;
 }
 
 /** HTTP2_DEFAULTS are the server's HTTP/2 limits when none are given. */
@@ -34,6 +44,9 @@ export const HTTP2_DEFAULTS: Required<MeshServerHttp2Options> = {
   // Node's default is 10 MiB; header blocks up to maxHeaderListSize on many
   // streams need more before the session refuses work.
   maxSessionMemory: 32,
+  // 64 calls of 4 KiB in flight (256 KiB) fit without a stall, with room to
+  // spare; memory stays bounded by maxSessionMemory and per-stream windows.
+  connectionWindowSize: 1024 * 1024,
 };
 
 /** validateHttp2Options throws a RangeError naming a bad value. @private */
@@ -47,6 +60,16 @@ export function validateHttp2Options(o: MeshServerHttp2Options | undefined): voi
   check("maxHeaderListSize", o.maxHeaderListSize, 1024, 2 ** 32 - 1);
   check("maxConcurrentStreams", o.maxConcurrentStreams, 1, 2 ** 32 - 1);
   check("maxSessionMemory", o.maxSessionMemory, 1, 1 << 20);
+  // HTTP/2's initial window is the floor; 2^31-1 is the largest it allows (RFC 9113 6.9.1).
+  check("connectionWindowSize", o.connectionWindowSize, 65_535, 2 ** 31 - 1);
+}
+
+/**
+ * connectionWindowSize is the receive window a new session is given (see
+ * MeshServerHttp2Options.connectionWindowSize). @private
+ */
+export function connectionWindowSize(o: MeshServerHttp2Options | undefined): number {
+  return o?.connectionWindowSize ?? HTTP2_DEFAULTS.connectionWindowSize;
 }
 
 /** http2ServerOptions turns mesh HTTP/2 options into node:http2 server options. @private */

@@ -29,6 +29,7 @@ import { createAbortedCallGuard } from "../grpc/server-aborted-guard.js";
 import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
 import { createGrpcServerHandler } from "../grpc/server-handler.js";
 import {
+  connectionWindowSize,
   http2ServerOptions,
   type MeshServerHttp2Options,
   validateHttp2Options,
@@ -419,6 +420,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   };
 
   const h2Options = http2ServerOptions(opts.http2);
+  const windowSize = connectionWindowSize(opts.http2);
   const h2 =
     opts.identity !== undefined
       ? http2.createSecureServer({
@@ -454,6 +456,9 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
     }
   }
   h2.on("session", (session) => {
+    // Before any request is read: the WINDOW_UPDATE goes out with the
+    // server's SETTINGS, so the client never waits on the 64 KiB default.
+    if (windowSize > 65_535) session.setLocalWindowSize(windowSize);
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
     if (closing) {

@@ -29,9 +29,9 @@ describe("server registration follows health", () => {
     await server.close({ graceMs: 0 });
     expect(registry.live("echo")).toEqual([]);
     expect(registry.log).toEqual([
-      "register echo/i-1 " + address,
+      `register echo/i-1 ${address}`,
       "deregister echo/i-1",
-      "register echo/i-1 " + address,
+      `register echo/i-1 ${address}`,
       "deregister echo/i-1",
     ]);
   });
