@@ -458,7 +458,16 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   h2.on("session", (session) => {
     // Before any request is read: the WINDOW_UPDATE goes out with the
     // server's SETTINGS, so the client never waits on the 64 KiB default.
-    if (windowSize > 65_535) session.setLocalWindowSize(windowSize);
+    // A session can already be destroyed here (a TLS client refused for its
+    // certificate): setLocalWindowSize would throw out of the server's
+    // "session" event, an uncaught exception.
+    if (windowSize > 65_535 && !session.destroyed) {
+      try {
+        session.setLocalWindowSize(windowSize);
+      } catch {
+        // Destroyed in between: nothing to grant.
+      }
+    }
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
     if (closing) {
