@@ -9,6 +9,7 @@ import {
   tlsAlertOf,
   tlsRefusalError,
 } from "../identity/tls-refusal.js";
+import { CLIENT_CONNECTION_WINDOW, grantConnectionWindow } from "./connection-window.js";
 
 /** ClientSessionState is the connection state of one endpoint, as connect-node names it. */
 export type ClientSessionState = "closed" | "connecting" | "open" | "idle" | "error";
@@ -84,25 +85,6 @@ const REQUEST_OPTIONS: Readonly<http2.ClientSessionRequestOptions & { silent: bo
  * ConnectionAttempt says whether a session ever connected: a stream failed
  * on a session that never did provably never reached the server.
  */
-/**
- * CLIENT_CONNECTION_WINDOW is the receive window a client connection grants
- * its server. HTTP/2 starts every connection at 65,535 bytes whatever
- * SETTINGS say: 64 responses of 4 KiB in flight would make the server wait
- * for WINDOW_UPDATEs and answer in small batches (the server side does the
- * same; see MeshServerHttp2Options.connectionWindowSize). Streams keep
- * their own windows and Node's per-stream backpressure.
- */
-export const CLIENT_CONNECTION_WINDOW = 1024 * 1024;
-
-function grantConnectionWindow(session: http2.ClientHttp2Session): void {
-  if (session.destroyed) return;
-  try {
-    session.setLocalWindowSize(CLIENT_CONNECTION_WINDOW);
-  } catch {
-    // Destroyed in between: nothing to grant.
-  }
-}
-
 export class SessionEntry {
   connected = false;
   /** draining is set on GOAWAY: the session takes no new streams. */
@@ -123,7 +105,7 @@ export class SessionEntry {
   ) {
     session.on("connect", () => {
       this.connected = true;
-      grantConnectionWindow(session);
+      grantConnectionWindow(session, CLIENT_CONNECTION_WINDOW);
       if (this.connectTimer !== undefined) clearTimeout(this.connectTimer);
       this.connectTimer = undefined;
       if (this.streams === 0) this.startIdle();

@@ -1,4 +1,5 @@
 import type * as http2 from "node:http2";
+import { HTTP2_INITIAL_WINDOW } from "./connection-window.js";
 
 /** MeshServerHttp2Options are the HTTP/2 limits the server announces and enforces. */
 export interface MeshServerHttp2Options {
@@ -61,7 +62,7 @@ export function validateHttp2Options(o: MeshServerHttp2Options | undefined): voi
   check("maxConcurrentStreams", o.maxConcurrentStreams, 1, 2 ** 32 - 1);
   check("maxSessionMemory", o.maxSessionMemory, 1, 1 << 20);
   // HTTP/2's initial window is the floor; 2^31-1 is the largest it allows (RFC 9113 6.9.1).
-  check("connectionWindowSize", o.connectionWindowSize, 65_535, 2 ** 31 - 1);
+  check("connectionWindowSize", o.connectionWindowSize, HTTP2_INITIAL_WINDOW, 2 ** 31 - 1);
 }
 
 /**

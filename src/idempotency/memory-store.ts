@@ -114,10 +114,7 @@ export function createMemoryIdempotencyStore(
           done.delete(key);
           done.set(key, d);
         }
-        return {
-          state: "completed",
-          record: { fingerprint: d.fingerprint, outcome: d.outcome },
-        };
+        return { state: "completed", record: { fingerprint: d.fingerprint, outcome: d.outcome } };
       }
     }
     const p = pending.get(key);
@@ -234,7 +231,8 @@ export function createMemoryIdempotencyStore(
   };
   // The synchronous face (syncStoreOf), not enumerable: a copy made by
   // spreading the store is a wrapper and answers through its own methods.
-  const face: SyncIdempotencyStore = { ...sync, promised: { ...store } };
+  const promised = { claim: store.claim, complete: store.complete, release: store.release };
+  const face: SyncIdempotencyStore = { ...sync, promised };
   Object.defineProperty(store, syncStoreKey, { value: face });
   return store;
 }

@@ -25,6 +25,7 @@ import { defaultLogger, SILENT_LOGGER } from "../default-logger.js";
 import { formatAddress } from "../discovery/address.js";
 import type { RegistryEvent } from "../discovery/registry.js";
 import type { FaultInjector } from "../faults/fault-injection.js";
+import { grantConnectionWindow } from "../grpc/connection-window.js";
 import { createAbortedCallGuard } from "../grpc/server-aborted-guard.js";
 import { boundedCompression, DEFAULT_SERVER_COMPRESSION } from "../grpc/server-compression.js";
 import { createGrpcServerHandler } from "../grpc/server-handler.js";
@@ -458,16 +459,7 @@ export function createMeshServer(options: MeshServerOptions): MeshServer {
   h2.on("session", (session) => {
     // Before any request is read: the WINDOW_UPDATE goes out with the
     // server's SETTINGS, so the client never waits on the 64 KiB default.
-    // A session can already be destroyed here (a TLS client refused for its
-    // certificate): setLocalWindowSize would throw out of the server's
-    // "session" event, an uncaught exception.
-    if (windowSize > 65_535 && !session.destroyed) {
-      try {
-        session.setLocalWindowSize(windowSize);
-      } catch {
-        // Destroyed in between: nothing to grant.
-      }
-    }
+    grantConnectionWindow(session, windowSize);
     sessions.add(session);
     session.on("close", () => sessions.delete(session));
     if (closing) {

@@ -6,7 +6,7 @@ import type * as http2 from "node:http2";
 import { createClient } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
 import { EchoService } from "../../gen/test/v1/echo_pb.js";
-import { CLIENT_CONNECTION_WINDOW } from "../../src/grpc/client-session.js";
+import { CLIENT_CONNECTION_WINDOW } from "../../src/grpc/connection-window.js";
 import { createMeshTransport } from "../../src/index.js";
 import { echoUnary, type RawH2Server, startRawH2Server } from "./raw-h2-server.js";
 
