@@ -25,6 +25,7 @@ import type { Compression } from "@connectrpc/connect/protocol";
 import { type CallAbort, callAbortKey } from "../call/call-abort.js";
 import { encodedRequestKey, encodedResponseKey } from "../call/encoded-response.js";
 import { mapIterable } from "../call/map-iterable.js";
+import { ResponseHeaders } from "../call/response-headers.js";
 import {
   createFrameDecoder,
   encodeFrame,
@@ -110,28 +111,6 @@ const INPUT_LOW_WATER = 8;
 const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ "grpc-status": "0" });
 const NO_TIMEOUT = (): number | undefined => undefined;
 const EXPIRED_TIMEOUT = (): number | undefined => 0;
-
-/**
- * ResponseHeaders is a real `Headers` (what handlers and interceptors get as
- * `responseHeader` / `responseTrailer`) that remembers whether it was written
- * to, so that a call nobody added metadata to sends the precomputed HEADERS
- * and trailers without iterating them.
- */
-class ResponseHeaders extends Headers {
-  touched = false;
-  override append(name: string, value: string): void {
-    this.touched = true;
-    super.append(name, value);
-  }
-  override set(name: string, value: string): void {
-    this.touched = true;
-    super.set(name, value);
-  }
-  override delete(name: string): void {
-    this.touched = true;
-    super.delete(name);
-  }
-}
 
 function responseHeaders(): ResponseHeaders {
   const h = new ResponseHeaders();

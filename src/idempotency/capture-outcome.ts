@@ -1,5 +1,6 @@
 import { create, isMessage, toBinary } from "@bufbuild/protobuf";
 import type { ConnectError, UnaryResponse } from "@connectrpc/connect";
+import { holdsOnlyProtocolHeaders } from "../call/response-headers.js";
 import { IDEMPOTENCY_REPLAYED_HEADER } from "./idempotency-key.js";
 import type { HeaderList, IdempotencyOutcome } from "./outcome.js";
 
@@ -34,6 +35,8 @@ export function isProtocolHeader(name: string): boolean {
 const NO_HEADERS: HeaderList = Object.freeze([]);
 
 function handlerHeaders(headers: Headers): HeaderList {
+  // The lean gRPC handler's headers know whether anyone wrote to them.
+  if (holdsOnlyProtocolHeaders(headers)) return NO_HEADERS;
   let out: [string, string][] | undefined;
   headers.forEach((value, name) => {
     if (isProtocolHeader(name)) return;

@@ -233,9 +233,21 @@ export function createIdempotencyInterceptor(
   const renew = store.sameProcess === true ? undefined : store.renew?.bind(store);
   const sync = syncStoreOf(store);
   const heartbeats = renew !== undefined;
-  const emit = (event: IdempotencyEvent) => {
+  // emit reports an event about `call`. Its keyDigest is computed when
+  // somebody reads it: two events a call, and at the default log level no
+  // line is written for them (a SHA-256 of the key was ~2 µs per call).
+  const emit = (fields: EventFields, call: KeyedCallInfo) => {
+    const onEvent = opts.onEvent;
+    if (onEvent === undefined) return;
     try {
-      opts.onEvent?.(event);
+      onEvent({
+        ...fields,
+        method: call.method,
+        principal: call.principal,
+        get keyDigest() {
+          return digestOf(call);
+        },
+      } as IdempotencyEvent);
     } catch {
       // An event listener must not change the outcome of a call.
     }
@@ -271,7 +283,7 @@ export function createIdempotencyInterceptor(
     if (typeof principal !== "string") {
       throw new ConnectError("idempotency principal must be a string", Code.Internal);
     }
-    const call: IdempotencyCall = { method, principal, keyDigest: keyDigest(key) };
+    const call: KeyedCallInfo = { method, principal, key, digest: undefined };
     // A mirrored copy (x-mesh-mirror) is de-duplicated apart from the primary:
     // a shadow sharing the store must neither claim the primary's key nor make
     // the primary a replay of its own answer. No method name holds a space.
@@ -282,13 +294,15 @@ export function createIdempotencyInterceptor(
       const horizonMs = claimLeaseMs(remainingMs, opts.maxLeaseMs, opts.leaseMarginMs);
       const leaseMs = heartbeats ? Math.min(opts.claimLeaseMs, horizonMs) : horizonMs;
       const claimFailed = (e: unknown): Promise<UnaryResponse> => {
-        emit({
-          type: "store-error",
-          operation: "claim",
-          error: asError(e),
-          failOpen: opts.failOpen,
-          ...call,
-        });
+        emit(
+          {
+            type: "store-error",
+            operation: "claim",
+            error: asError(e),
+            failOpen: opts.failOpen,
+          },
+          call,
+        );
         if (opts.failOpen) return next(req);
         throw new ConnectError(
           "idempotency store is unavailable; the call was not run",
@@ -301,21 +315,21 @@ export function createIdempotencyInterceptor(
       const decide = (claim: ClaimResult): Promise<UnaryResponse> => {
         switch (claim.state) {
           case "claimed":
-            emit({ type: "claimed", leaseMs, ...call });
+            emit({ type: "claimed", leaseMs }, call);
             if (claim.transaction !== undefined) {
               req.contextValues.set(idempotencyTransactionKey, claim.transaction);
             }
             return runClaimed(next, req, call, recordKey, claim.token, horizonMs);
           case "completed":
             if (claim.record.fingerprint !== fingerprint) throw keyReused(call);
-            emit({ type: "replayed", code: replayCode(claim.record.outcome), ...call });
+            emit({ type: "replayed", code: replayCode(claim.record.outcome) }, call);
             return Promise.resolve(replayOutcome(req, claim.record.outcome));
           case "in-progress": {
             if (claim.fingerprint !== undefined && claim.fingerprint !== fingerprint) {
               throw keyReused(call);
             }
             if (opts.onConcurrent === "abort") {
-              emit({ type: "conflict", reason: "in-use", ...call });
+              emit({ type: "conflict", reason: "in-use" }, call);
               throw idempotencyError(
                 "a call with this idempotency-key is in progress",
                 Code.Aborted,
@@ -323,7 +337,7 @@ export function createIdempotencyInterceptor(
                 { [RETRY_PUSHBACK_HEADER]: String(opts.retryPushbackMs) },
               );
             }
-            if (pollMs === undefined) emit({ type: "waiting", ...call });
+            if (pollMs === undefined) emit({ type: "waiting" }, call);
             const waitMs = nextPollMs(
               pollMs,
               claim.leaseRemainingMs,
@@ -360,10 +374,10 @@ export function createIdempotencyInterceptor(
     return received !== undefined && received.message === req.message ? received.bytes : undefined;
   }
 
-  function keyReused(call: IdempotencyCall): ConnectError {
-    emit({ type: "conflict", reason: "reused", ...call });
+  function keyReused(call: KeyedCallInfo): ConnectError {
+    emit({ type: "conflict", reason: "reused" }, call);
     return idempotencyError(
-      `idempotency-key (sha256 ${call.keyDigest}) was used before with a different request`,
+      `idempotency-key (sha256 ${digestOf(call)}) was used before with a different request`,
       Code.FailedPrecondition,
       "IDEMPOTENCY_KEY_REUSED",
     );
@@ -372,7 +386,7 @@ export function createIdempotencyInterceptor(
   function runClaimed(
     next: (req: UnaryRequest) => Promise<UnaryResponse>,
     req: UnaryRequest,
-    call: IdempotencyCall,
+    call: KeyedCallInfo,
     recordKey: string,
     token: string,
     horizonMs: number,
@@ -412,7 +426,7 @@ export function createIdempotencyInterceptor(
   function storeResponse(
     req: UnaryRequest,
     res: UnaryResponse,
-    call: IdempotencyCall,
+    call: KeyedCallInfo,
     recordKey: string,
     token: string,
   ): void | Promise<void> {
@@ -422,13 +436,15 @@ export function createIdempotencyInterceptor(
     }
     const bytes = outcomeSize(outcome);
     if (bytes > opts.maxStoredBytes) {
-      emit({
-        type: "too-large",
-        bytes,
-        maxBytes: opts.maxStoredBytes,
-        action: opts.onTooLarge,
-        ...call,
-      });
+      emit(
+        {
+          type: "too-large",
+          bytes,
+          maxBytes: opts.maxStoredBytes,
+          action: opts.onTooLarge,
+        },
+        call,
+      );
       // A transactional store's release would roll back the writes of a call
       // that succeeded: it always keeps a marker.
       if (opts.onTooLarge === "release" && store.transactional !== true) {
@@ -446,7 +462,7 @@ export function createIdempotencyInterceptor(
   // one's record: complete checks the token. The timers come from the clock
   // (the system clock's do not keep the process alive).
   function startHeartbeat(
-    call: IdempotencyCall,
+    call: KeyedCallInfo,
     recordKey: string,
     token: string,
     horizonMs: number,
@@ -463,17 +479,19 @@ export function createIdempotencyInterceptor(
       try {
         kept = await renew(recordKey, token, leaseMs);
       } catch (e) {
-        emit({
-          type: "store-error",
-          operation: "renew",
-          error: asError(e),
-          failOpen: opts.failOpen,
-          ...call,
-        });
+        emit(
+          {
+            type: "store-error",
+            operation: "renew",
+            error: asError(e),
+            failOpen: opts.failOpen,
+          },
+          call,
+        );
       }
       if (stopped) return;
       if (!kept) {
-        emit({ type: "claim-expired", ...call });
+        emit({ type: "claim-expired" }, call);
         return;
       }
       timer = clock.setTimeout(() => void beat(), opts.claimRenewMs, BACKGROUND);
@@ -491,7 +509,7 @@ export function createIdempotencyInterceptor(
   // writes back, so the answer would lie; the call fails with ABORTED (safe
   // to retry: nothing it did remains). Undefined when done at once.
   function finish(
-    call: IdempotencyCall,
+    call: KeyedCallInfo,
     recordKey: string,
     token: string,
     outcome: IdempotencyOutcome,
@@ -499,20 +517,22 @@ export function createIdempotencyInterceptor(
     bytes = outcomeSize(outcome),
   ): void | Promise<void> {
     const failed = (e: unknown) => {
-      emit({
-        type: "store-error",
-        operation: "complete",
-        error: asError(e),
-        failOpen: opts.failOpen,
-        ...call,
-      });
+      emit(
+        {
+          type: "store-error",
+          operation: "complete",
+          error: asError(e),
+          failOpen: opts.failOpen,
+        },
+        call,
+      );
       return false;
     };
     const settled = (stored: boolean) => {
       if (stored) {
-        emit({ type: "completed", code, bytes, ...call });
+        emit({ type: "completed", code, bytes }, call);
       } else if (store.transactional === true) {
-        emit({ type: "rolled-back", ...call });
+        emit({ type: "rolled-back" }, call);
         throw new ConnectError(
           "the idempotent call's transaction did not commit; its writes were rolled back",
           Code.Aborted,
@@ -523,7 +543,7 @@ export function createIdempotencyInterceptor(
       }
     };
     const answered = (ok: boolean) => {
-      if (!ok) emit({ type: "claim-lost", ...call });
+      if (!ok) emit({ type: "claim-lost" }, call);
       return ok;
     };
     let stored: boolean;
@@ -543,23 +563,25 @@ export function createIdempotencyInterceptor(
   // release frees a claim, then reports it `released` with `code` when given;
   // a failure is reported, never thrown. Undefined when done at once.
   function release(
-    call: IdempotencyCall,
+    call: KeyedCallInfo,
     recordKey: string,
     token: string,
     code?: Code,
   ): void | Promise<void> {
     const released = () => {
-      if (code !== undefined) emit({ type: "released", code, ...call });
+      if (code !== undefined) emit({ type: "released", code }, call);
     };
     // The claim then lingers until its lease ends; a retry waits that long.
     const failed = (e: unknown) => {
-      emit({
-        type: "store-error",
-        operation: "release",
-        error: asError(e),
-        failOpen: opts.failOpen,
-        ...call,
-      });
+      emit(
+        {
+          type: "store-error",
+          operation: "release",
+          error: asError(e),
+          failOpen: opts.failOpen,
+        },
+        call,
+      );
     };
     try {
       if (sync === undefined) {
@@ -627,6 +649,29 @@ export function createIdempotencyInterceptor(
     );
   }
 }
+
+/**
+ * KeyedCallInfo is what events name a keyed call by; the key itself stays
+ * here (events carry its digest, made once and only when read).
+ */
+interface KeyedCallInfo {
+  readonly method: string;
+  readonly principal: string;
+  readonly key: string;
+  digest: string | undefined;
+}
+
+function digestOf(call: KeyedCallInfo): string {
+  call.digest ??= keyDigest(call.key);
+  return call.digest;
+}
+
+/** EventFields is an event without the IdempotencyCall fields emit adds. */
+type EventFields = IdempotencyEvent extends infer E
+  ? E extends IdempotencyEvent
+    ? Omit<E, keyof IdempotencyCall>
+    : never
+  : never;
 
 // `package.Service/Method` of each method, made once.
 const methodNames = new WeakMap<DescMethod, string>();

@@ -119,6 +119,28 @@ describe("idempotency policy decisions", () => {
     expect(formatRecordKey("a,b", "m", "k")).not.toBe(formatRecordKey("a", "b,m", "k"));
   });
 
+  // Stores persist record keys (Redis, Postgres, files): the format must stay
+  // JSON.stringify([principal, method, key]) exactly, whatever path makes it.
+  it.each([
+    ["anonymous", "pkg.Svc/M", "550e8400-e29b-41d4-a716-446655440000"],
+    ["spiffe://a/ns/x/sa/web", "pkg.Svc/M mirror", "k1"],
+    ["anonymous", "pkg.Svc/M", 'quote"inside'],
+    ["anonymous", "pkg.Svc/M", "back\\slash"],
+    ['pri"ncipal', "pkg.Svc/M", "k"],
+    ["tab\tnew\nline\u0000", "pkg.Svc/M", "k"],
+    ["anonymous", "pkg.Svc/M", "ctl\u001f"],
+    ["h\u00e9llo \u2028 \u{1f600}", "pkg.Svc/M", "k"],
+    ["anonymous", "pkg.Svc/M", "lone\ud800"],
+    ["anonymous", "pkg.Svc/M", "pair\u{1f600}"],
+    ["", "", ""],
+  ])("formats record key [%j, %j, %j] as JSON", (principal, method, key) => {
+    // Twice, and after another principal for the same method: the cached
+    // prefix must follow the principal.
+    expect(formatRecordKey(principal, method, key)).toBe(JSON.stringify([principal, method, key]));
+    expect(formatRecordKey("other", method, key)).toBe(JSON.stringify(["other", method, key]));
+    expect(formatRecordKey(principal, method, key)).toBe(JSON.stringify([principal, method, key]));
+  });
+
   it("fingerprints the method and the request bytes", () => {
     const req = create(CreateOrderRequestSchema, { customerId: "c-1" });
     const create1 = requestFingerprint(OrderService.method.createOrder, req);
