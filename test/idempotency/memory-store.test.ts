@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
   createMemoryIdempotencyStore,
@@ -151,5 +152,87 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect(() => createMemoryIdempotencyStore({ maxEntries: 0 })).toThrow(RangeError);
     expect(() => createMemoryIdempotencyStore({ maxEntries: 1.5 })).toThrow(RangeError);
     expect(() => createMemoryIdempotencyStore({ maxBytes: 0 })).toThrow(RangeError);
+  });
+});
+
+describe("idempotency memory store: stored messages stay exact", () => {
+  const message = (key: string, length: number) =>
+    Uint8Array.from({ length }, (_, i) => (key.charCodeAt(key.length - 1) * 7 + i) & 0xff);
+  const outcome = (key: string, length: number): IdempotencyOutcome => ({
+    kind: "ok",
+    message: message(key, length),
+    header: [["x-key", key]],
+    trailer: [["x-t", "1"]],
+  });
+  const replayed = async (store: MemoryIdempotencyStore, key: string) => {
+    const got = await store.get(key);
+    if (got?.state !== "completed") throw new Error(`${key}: ${got?.state}`);
+    return got.record.outcome;
+  };
+
+  it("replays each record's own bytes through churn, pinned records and compaction", async () => {
+    // maxBytes 64 KiB: 4 KiB chunks; records of 100-1100 bytes. One record in
+    // eight of the first 320 is kept alive by replays, so they pin a chunk
+    // each while the records around them are evicted: the store compacts.
+    const store = createMemoryIdempotencyStore({ maxBytes: 64 * 1024, clock: createFakeClock() });
+    const sizeOf = (i: number) => 100 + ((i * 397) % 1000);
+    const pinned: number[] = [];
+    for (let i = 0; i < 3_000; i++) {
+      const k = `k${i}`;
+      await put(store, k, outcome(k, sizeOf(i)));
+      if (i < 320 && i % 8 === 0) pinned.push(i);
+      // A replay makes a pinned record the most recent: it is not evicted.
+      if (i % 10 === 0) {
+        for (const p of pinned) {
+          expect(await replayed(store, `k${p}`), `k${p} at ${i}`).toEqual(
+            outcome(`k${p}`, sizeOf(p)),
+          );
+          expect((await store.claim(`k${p}`, "fp", 1_000)).state).toBe("completed");
+        }
+      }
+    }
+    expect(store.stats().bytes).toBeLessThanOrEqual(64 * 1024);
+    // Every record still held replays its own bytes.
+    let held = 0;
+    for (let i = 0; i < 3_000; i++) {
+      const got = await store.get(`k${i}`);
+      if (got?.state !== "completed") continue;
+      held++;
+      expect(got.record.outcome).toEqual(outcome(`k${i}`, sizeOf(i)));
+    }
+    expect(held).toBeGreaterThan(pinned.length);
+  });
+
+  it("keeps its own copy of a message: the caller may reuse its buffer", async () => {
+    const store = createMemoryIdempotencyStore({ clock: createFakeClock() });
+    const given = outcome("a", 64);
+    await put(store, "a", given);
+    if (given.kind === "ok") given.message.fill(0);
+    expect(await replayed(store, "a")).toEqual(outcome("a", 64));
+  });
+
+  it("a replayed message stays intact after its record is evicted", async () => {
+    const store = createMemoryIdempotencyStore({ maxEntries: 4, clock: createFakeClock() });
+    await put(store, "a", outcome("a", 64));
+    const early = await replayed(store, "a");
+    for (let i = 0; i < 100; i++) await put(store, `k${i}`, outcome(`k${i}`, 64));
+    expect(await store.get("a")).toBeUndefined();
+    expect(early).toEqual(outcome("a", 64));
+  });
+
+  it("keeps messages too large for the slab, and error outcomes, as they are", async () => {
+    const store = createMemoryIdempotencyStore({ clock: createFakeClock() });
+    const big = outcome("b", 200 * 1024);
+    await put(store, "b", big);
+    const err: IdempotencyOutcome = {
+      kind: "error",
+      code: Code.FailedPrecondition,
+      message: "precondition: x",
+      details: [],
+      metadata: [["x-why", "y"]],
+    };
+    await put(store, "e", err);
+    expect(await replayed(store, "b")).toEqual(outcome("b", 200 * 1024));
+    expect(await replayed(store, "e")).toEqual(err);
   });
 });

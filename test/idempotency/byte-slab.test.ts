@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { createByteSlab, type SlabRef } from "../../src/idempotency/byte-slab.js";
+
+const bytesOf = (seed: number, length: number) =>
+  Uint8Array.from({ length }, (_, i) => (seed * 31 + i) & 0xff);
+
+describe("byte slab", () => {
+  it("returns what was put, as views that stay valid after their entries are freed", () => {
+    const slab = createByteSlab(64);
+    const a = slab.put(bytesOf(1, 10));
+    const b = slab.put(bytesOf(2, 16));
+    const readA = slab.read(a);
+    expect(readA).toEqual(bytesOf(1, 10));
+    expect(slab.read(b)).toEqual(bytesOf(2, 16));
+    expect(slab.liveBytes()).toBe(26);
+    slab.free(a);
+    slab.free(b);
+    expect(slab.liveBytes()).toBe(0);
+    const copy = bytesOf(3, 16);
+    const c = slab.put(copy);
+    copy.fill(0); // the slab copied the bytes in
+    for (let i = 0; i < 20; i++) slab.free(slab.put(bytesOf(4 + i, 16)));
+    expect(slab.read(c)).toEqual(bytesOf(3, 16));
+    expect(readA).toEqual(bytesOf(1, 10)); // never overwritten
+  });
+
+  it("takes entries up to a quarter chunk and refuses larger ones", () => {
+    const slab = createByteSlab(64);
+    expect(slab.fits(16)).toBe(true);
+    expect(slab.fits(17)).toBe(false);
+    expect(() => slab.put(new Uint8Array(17))).toThrow(/17 bytes do not fit/);
+    expect(slab.put(new Uint8Array(0)).length).toBe(0);
+  });
+
+  it("rejects a chunk size that is not a positive integer", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => createByteSlab(bad), String(bad)).toThrow(RangeError);
+    }
+  });
+
+  it("lets go of chunks whose entries were all freed", () => {
+    const slab = createByteSlab(64);
+    const refs: SlabRef[] = [];
+    for (let i = 0; i < 16; i++) refs.push(slab.put(bytesOf(i, 16))); // 4 chunks full
+    expect(slab.heldBytes()).toBe(4 * 64);
+    // Free the first three chunks' entries: those chunks are let go.
+    for (const r of refs.slice(0, 12)) slab.free(r);
+    expect(slab.heldBytes()).toBe(64);
+    expect(slab.liveBytes()).toBe(64);
+    // The next put takes a new chunk.
+    const next = slab.put(bytesOf(99, 16));
+    expect(slab.heldBytes()).toBe(2 * 64);
+    expect(slab.read(next)).toEqual(bytesOf(99, 16));
+    for (const [i, r] of refs.entries()) expect(slab.read(r)).toEqual(bytesOf(i, 16));
+  });
+
+  it("says it is wasteful when pinned, mostly empty chunks hold over twice the live bytes", () => {
+    const slab = createByteSlab(64);
+    const pinned: SlabRef[] = [];
+    // One entry in each of 8 chunks stays (a record kept alive by replays); the others go.
+    for (let c = 0; c < 8; c++) {
+      const refs = [0, 1, 2, 3].map((i) => slab.put(bytesOf(c * 4 + i, 16)));
+      pinned.push(refs[0] as SlabRef);
+      for (const r of refs.slice(1)) slab.free(r);
+    }
+    // 8 chunks held (the current one too) for 128 live bytes.
+    expect(slab.liveBytes()).toBe(8 * 16);
+    expect(slab.heldBytes()).toBe(8 * 64);
+    expect(slab.wasteful()).toBe(true);
+    // Moving the live entries to a fresh slab packs them into two chunks.
+    const fresh = createByteSlab(64);
+    const moved = pinned.map((r) => fresh.put(r.chunk.buf.subarray(r.offset, r.offset + r.length)));
+    expect(fresh.heldBytes()).toBe(2 * 64);
+    expect(fresh.wasteful()).toBe(false);
+    for (const [c, r] of moved.entries()) expect(fresh.read(r)).toEqual(bytesOf(c * 4, 16));
+  });
+
+  it("is not wasteful while chunks are well used", () => {
+    const slab = createByteSlab(64);
+    const refs: SlabRef[] = [];
+    for (let i = 0; i < 40; i++) refs.push(slab.put(bytesOf(i, 16)));
+    // A FIFO churn (an LRU store evicting its oldest) never pins chunks.
+    for (let i = 0; i < 400; i++) {
+      slab.free(refs.shift() as SlabRef);
+      refs.push(slab.put(bytesOf(i, 16)));
+      expect(slab.wasteful()).toBe(false);
+    }
+    expect(slab.heldBytes()).toBeLessThanOrEqual(11 * 64);
+  });
+});
