@@ -14,22 +14,32 @@
  */
 export interface SlabChunk {
   readonly buf: Uint8Array;
+  /** node is buf as a Buffer, for hex. */
+  readonly node: Buffer;
   used: number;
   live: number;
 }
 
-/** SlabRef is where put() placed bytes. @private */
+/**
+ * SlabRef is where put() placed bytes. The owner may pass its own record as
+ * the target (put writes these three fields), so that a stored entry is one
+ * object rather than two. @private
+ */
 export interface SlabRef {
-  readonly chunk: SlabChunk;
-  readonly offset: number;
-  readonly length: number;
+  chunk: SlabChunk | undefined;
+  offset: number;
+  length: number;
 }
 
 /** @private */
 export interface ByteSlab {
   /** fits says whether `length` bytes go into a chunk (larger ones are kept apart by the owner). */
   fits(length: number): boolean;
-  put(bytes: Uint8Array): SlabRef;
+  /**
+   * put copies `bytes` in, after `hex` decoded (an even-length hex string, or
+   * "" for none), and records where in `into` (a new SlabRef by default).
+   */
+  put<R extends SlabRef>(bytes: Uint8Array, into?: R, hex?: string): R;
   /** read returns a view of the bytes; chunks are never reused, so it stays valid. */
   read(ref: SlabRef): Uint8Array;
   free(ref: SlabRef): void;
@@ -45,7 +55,10 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
   if (!Number.isInteger(chunkBytes) || chunkBytes < 1) {
     throw new RangeError(`chunkBytes ${chunkBytes} must be an integer >= 1`);
   }
-  const newChunk = (): SlabChunk => ({ buf: new Uint8Array(chunkBytes), used: 0, live: 0 });
+  const newChunk = (): SlabChunk => {
+    const buf = new Uint8Array(chunkBytes);
+    return { buf, node: Buffer.from(buf.buffer, 0, chunkBytes), used: 0, live: 0 };
+  };
   let current: SlabChunk | undefined;
   let chunks = 0; // held: current plus those with live bytes
   let live = 0;
@@ -53,8 +66,9 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
   return {
     chunkBytes,
     fits: (length) => length <= maxEntry,
-    put(bytes) {
-      const length = bytes.byteLength;
+    put<R extends SlabRef>(bytes: Uint8Array, into?: R, hex = ""): R {
+      const prefix = hex.length >>> 1;
+      const length = prefix + bytes.byteLength;
       if (length > maxEntry) throw new RangeError(`${length} bytes do not fit a slab chunk`);
       if (current === undefined || current.used + length > chunkBytes) {
         // The old current chunk is let go when it holds nothing live.
@@ -64,15 +78,20 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
       }
       const chunk = current;
       const offset = chunk.used;
-      chunk.buf.set(bytes, offset);
+      if (prefix > 0) chunk.node.write(hex, offset, prefix, "hex");
+      chunk.buf.set(bytes, offset + prefix);
       chunk.used += length;
       chunk.live += length;
       live += length;
-      return { chunk, offset, length };
+      const ref = into ?? ({} as R);
+      ref.chunk = chunk;
+      ref.offset = offset;
+      ref.length = length;
+      return ref;
     },
-    read: (ref) => ref.chunk.buf.subarray(ref.offset, ref.offset + ref.length),
+    read: (ref) => chunkOf(ref).buf.subarray(ref.offset, ref.offset + ref.length),
     free(ref) {
-      const chunk = ref.chunk;
+      const chunk = chunkOf(ref);
       chunk.live -= ref.length;
       live -= ref.length;
       if (chunk.live === 0 && chunk !== current) chunks--;
@@ -81,4 +100,9 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
     heldBytes: () => chunks * chunkBytes,
     liveBytes: () => live,
   };
+}
+
+function chunkOf(ref: SlabRef): SlabChunk {
+  if (ref.chunk === undefined) throw new RangeError("slab ref holds no bytes");
+  return ref.chunk;
 }

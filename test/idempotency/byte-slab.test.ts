@@ -69,7 +69,7 @@ describe("byte slab", () => {
     expect(slab.wasteful()).toBe(true);
     // Moving the live entries to a fresh slab packs them into two chunks.
     const fresh = createByteSlab(64);
-    const moved = pinned.map((r) => fresh.put(r.chunk.buf.subarray(r.offset, r.offset + r.length)));
+    const moved = pinned.map((r) => fresh.put(slab.read(r)));
     expect(fresh.heldBytes()).toBe(2 * 64);
     expect(fresh.wasteful()).toBe(false);
     for (const [c, r] of moved.entries()) expect(fresh.read(r)).toEqual(bytesOf(c * 4, 16));

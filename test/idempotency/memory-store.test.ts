@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import {
@@ -31,8 +32,9 @@ async function put(
   key: string,
   outcome: IdempotencyOutcome = sized(10),
   ttlMs = 60_000,
+  fingerprint = "fp",
 ): Promise<void> {
-  const c = await store.claim(key, "fp", 1_000);
+  const c = await store.claim(key, fingerprint, 1_000);
   if (c.state !== "claimed") throw new Error(`${key} not claimed: ${c.state}`);
   expect(await store.complete(key, c.token, outcome, ttlMs)).toBe(true);
 }
@@ -176,10 +178,13 @@ describe("idempotency memory store: stored messages stay exact", () => {
     // each while the records around them are evicted: the store compacts.
     const store = createMemoryIdempotencyStore({ maxBytes: 64 * 1024, clock: createFakeClock() });
     const sizeOf = (i: number) => 100 + ((i * 397) % 1000);
+    const fingerprintOf = (i: number) =>
+      i % 2 === 1 ? createHash("sha256").update(`k${i}`).digest("hex") : `fp-${i}`;
     const pinned: number[] = [];
     for (let i = 0; i < 3_000; i++) {
       const k = `k${i}`;
-      await put(store, k, outcome(k, sizeOf(i)));
+      // Odd records have a SHA-256 fingerprint (kept in the slab), even ones another.
+      await put(store, k, outcome(k, sizeOf(i)), 60_000, fingerprintOf(i));
       if (i < 320 && i % 8 === 0) pinned.push(i);
       // A replay makes a pinned record the most recent: it is not evicted.
       if (i % 10 === 0) {
@@ -198,7 +203,10 @@ describe("idempotency memory store: stored messages stay exact", () => {
       const got = await store.get(`k${i}`);
       if (got?.state !== "completed") continue;
       held++;
-      expect(got.record.outcome).toEqual(outcome(`k${i}`, sizeOf(i)));
+      expect(got.record).toEqual({
+        fingerprint: fingerprintOf(i),
+        outcome: outcome(`k${i}`, sizeOf(i)),
+      });
     }
     expect(held).toBeGreaterThan(pinned.length);
   });
