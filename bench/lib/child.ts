@@ -1,6 +1,7 @@
 // Child-process side of the IPC protocol: answer the parent's commands, and
 // exit when the parent goes away or a command asks to.
 
+import { getHeapSpaceStatistics } from "node:v8";
 import type { ProcessWindow, Reply, Request } from "./protocol.js";
 
 export type Handlers = Record<string, (args: unknown) => unknown>;
@@ -77,6 +78,7 @@ export class WindowMeter {
       throw new Error("mark-end before mark-begin");
     }
     this.cpu = undefined;
+    if (process.env.BENCH_MEM_DEBUG === "1") writeMemoryBreakdown();
     return {
       elapsedMs,
       cpuUs: cpu.user + cpu.system,
@@ -87,4 +89,23 @@ export class WindowMeter {
       warnings: [...warnings],
     };
   }
+}
+
+/**
+ * writeMemoryBreakdown prints, at the end of a measured window, where this
+ * child's memory sits (MB): RSS, V8 heap committed/used, external and
+ * ArrayBuffer bytes, and each heap space as committed/used. Peak RSS alone
+ * does not tell a young generation grown by the allocation rate from old
+ * objects or off-heap buffers (a store's slab). BENCH_MEM_DEBUG=1 turns it on.
+ */
+function writeMemoryBreakdown(): void {
+  const mb = (n: number) => Math.round(n / 1048576);
+  const m = process.memoryUsage();
+  const spaces = getHeapSpaceStatistics()
+    .filter((s) => s.space_size > 0)
+    .map((s) => `${s.space_name}=${mb(s.space_size)}/${mb(s.space_used_size)}`);
+  const who = process.argv[1]?.split("/").pop() ?? "child";
+  process.stderr.write(
+    `MEM ${who} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(process.resourceUsage().maxRSS * 1024)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
+  );
 }
