@@ -78,14 +78,15 @@ export class WindowMeter {
       throw new Error("mark-end before mark-begin");
     }
     this.cpu = undefined;
-    if (process.env.BENCH_MEM_DEBUG === "1") writeMemoryBreakdown();
+    // resourceUsage().maxRSS is in kilobytes.
+    const maxRssBytes = process.resourceUsage().maxRSS * 1024;
+    if (process.env.BENCH_MEM_DEBUG === "1") writeMemoryBreakdown(maxRssBytes);
     return {
       elapsedMs,
       cpuUs: cpu.user + cpu.system,
       cpuUserUs: cpu.user,
       cpuSystemUs: cpu.system,
-      // resourceUsage().maxRSS is in kilobytes.
-      maxRssBytes: process.resourceUsage().maxRSS * 1024,
+      maxRssBytes,
       warnings: [...warnings],
     };
   }
@@ -98,7 +99,7 @@ export class WindowMeter {
  * does not tell a young generation grown by the allocation rate from old
  * objects or off-heap buffers (a store's slab). BENCH_MEM_DEBUG=1 turns it on.
  */
-function writeMemoryBreakdown(): void {
+function writeMemoryBreakdown(maxRssBytes: number): void {
   const mb = (n: number) => Math.round(n / 1048576);
   const m = process.memoryUsage();
   const spaces = getHeapSpaceStatistics()
@@ -106,6 +107,6 @@ function writeMemoryBreakdown(): void {
     .map((s) => `${s.space_name}=${mb(s.space_size)}/${mb(s.space_used_size)}`);
   const who = process.argv[1]?.split("/").pop() ?? "child";
   process.stderr.write(
-    `MEM ${who} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(process.resourceUsage().maxRSS * 1024)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
+    `MEM ${who} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(maxRssBytes)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
   );
 }
