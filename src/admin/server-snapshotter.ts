@@ -77,6 +77,7 @@ export function createServerSnapshotter(deps: ServerSnapshotDeps): ServerSnapsho
               completed: stats.completed,
               inProgress: stats.inProgress,
               bytes: stats.bytes,
+              evicted: stats.evicted ?? 0,
             }),
       events: Object.freeze(Object.fromEntries(idempotencyEvents)),
     });
@@ -156,6 +157,7 @@ interface StoreStats {
   readonly completed: number;
   readonly inProgress: number;
   readonly bytes: number;
+  readonly evicted?: number;
 }
 
 // The memory store reports its occupancy; other stores keep theirs elsewhere.

@@ -217,6 +217,8 @@ export interface IdempotencySnapshot {
     readonly completed: number;
     readonly inProgress: number;
     readonly bytes: number;
+    /** evicted counts completed records dropped for room before their TTL. */
+    readonly evicted: number;
   } | null;
   /** events counts idempotency events by type (`claimed`, `replayed`, `conflict`...). */
   readonly events: Readonly<Record<string, number>>;

@@ -96,7 +96,7 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect(await store.get("a")).toBeUndefined();
     expect(await store.get("b")).toBeUndefined();
     expect((await store.get("c"))?.state).toBe("completed");
-    expect(store.stats()).toEqual({ completed: 2, inProgress: 0, bytes: 802 });
+    expect(store.stats()).toEqual({ completed: 2, inProgress: 0, bytes: 802, evicted: 2 });
   });
 
   it("refuses a single record larger than maxBytes and frees its claim", async () => {
@@ -106,7 +106,7 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     await expect(store.complete("big", c.token, sized(200), 60_000)).rejects.toThrow(
       IdempotencyStoreError,
     );
-    expect(store.stats()).toEqual({ completed: 0, inProgress: 0, bytes: 0 });
+    expect(store.stats()).toEqual({ completed: 0, inProgress: 0, bytes: 0, evicted: 0 });
   });
 
   it("never evicts in-progress claims; when they fill maxEntries a claim fails", async () => {
@@ -123,6 +123,33 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect((await store.claim("p3", "fp", 1_000)).state).toBe("claimed");
   });
 
+  it("counts records evicted for room before their TTL, not expired ones taken for room", async () => {
+    const clock = createFakeClock();
+    const store = createMemoryIdempotencyStore({ maxEntries: 2, clock });
+    await put(store, "a", sized(1), 1_000);
+    await put(store, "b", sized(1), 60_000);
+    clock.advance(1_000);
+    // "a" has expired but is still held: taking it for room is not an eviction.
+    await put(store, "c");
+    expect(store.stats()).toMatchObject({ completed: 2, evicted: 0 });
+    await put(store, "d");
+    expect(await store.get("b")).toBeUndefined();
+    expect(store.stats()).toMatchObject({ completed: 2, evicted: 1 });
+  });
+
+  it("holds 16 MiB of outcomes by default, then evicts the oldest", async () => {
+    const store = createMemoryIdempotencyStore({ clock: createFakeClock() });
+    const mib = 1024 * 1024;
+    // Each record is its outcome plus its key's length: 15 fit beside the keys, the 16th does not.
+    for (let i = 0; i < 15; i++) await put(store, `k${i}`, sized(mib));
+    expect(store.stats()).toMatchObject({ completed: 15, evicted: 0 });
+    await put(store, "k15", sized(mib));
+    expect(store.stats()).toMatchObject({ completed: 15, evicted: 1 });
+    expect(await store.get("k0")).toBeUndefined();
+    expect((await store.get("k15"))?.state).toBe("completed");
+    expect(store.stats().bytes).toBeLessThanOrEqual(16 * mib);
+  });
+
   it("expires completed records after their own TTL", async () => {
     const clock = createFakeClock();
     const store = createMemoryIdempotencyStore({ clock });
@@ -135,7 +162,7 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect((await store.get("long"))?.state).toBe("completed");
     clock.advance(9_000);
     expect(await store.get("long")).toBeUndefined();
-    expect(store.stats()).toEqual({ completed: 0, inProgress: 0, bytes: 0 });
+    expect(store.stats()).toEqual({ completed: 0, inProgress: 0, bytes: 0, evicted: 0 });
   });
 
   it("reports the remaining lease of an in-progress claim", async () => {
