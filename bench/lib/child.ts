@@ -1,7 +1,9 @@
 // Child-process side of the IPC protocol: answer the parent's commands, and
 // exit when the parent goes away or a command asks to.
 
-import { getHeapSpaceStatistics } from "node:v8";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
+import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from "node:v8";
 import type { ProcessWindow, Reply, Request } from "./protocol.js";
 
 export type Handlers = Record<string, (args: unknown) => unknown>;
@@ -12,6 +14,10 @@ export type Handlers = Record<string, (args: unknown) => unknown>;
 if (process.env.BENCH_SOURCE_MAPS !== "1") {
   process.setSourceMapsEnabled(false);
 }
+
+// BENCH_V8_FLAGS passes V8 flags to every child (e.g. `--trace-gc-nvp`),
+// which NODE_OPTIONS does not allow.
+if (process.env.BENCH_V8_FLAGS) setFlagsFromString(process.env.BENCH_V8_FLAGS);
 
 // Children run with --no-warnings; warnings are collected and reported to the
 // runner instead, which shows each distinct one once per configuration.
@@ -67,6 +73,7 @@ export class WindowMeter {
   private t0 = 0;
 
   begin(): void {
+    startHeapSampling();
     this.t0 = performance.now();
     this.cpu = process.cpuUsage();
   }
@@ -81,6 +88,15 @@ export class WindowMeter {
     // resourceUsage().maxRSS is in kilobytes.
     const maxRssBytes = process.resourceUsage().maxRSS * 1024;
     if (process.env.BENCH_MEM_DEBUG === "1") writeMemoryBreakdown(maxRssBytes);
+    // BENCH_HEAP_SNAPSHOT_DIR=DIR writes a heap snapshot (live objects, after a
+    // full GC) per child at the end of each window, for what the old space holds.
+    stopHeapSampling();
+    const snapshotDir = process.env.BENCH_HEAP_SNAPSHOT_DIR;
+    if (snapshotDir !== undefined && snapshotDir !== "") {
+      writeHeapSnapshot(
+        `${snapshotDir}/${process.argv[1]?.split("/").pop()}-${process.pid}.heapsnapshot`,
+      );
+    }
     return {
       elapsedMs,
       cpuUs: cpu.user + cpu.system,
@@ -90,6 +106,38 @@ export class WindowMeter {
       warnings: [...warnings],
     };
   }
+}
+
+// BENCH_HEAP_SAMPLING_DIR=DIR samples allocations over each window and keeps
+// those that outlived a scavenge (collected later by a full GC, or still live):
+// where promoted, old-generation bytes come from. One .heapprofile per child
+// and window, for Chrome DevTools or bench/lib/profile tooling.
+let heapSession: Session | undefined;
+function startHeapSampling(): void {
+  const dir = process.env.BENCH_HEAP_SAMPLING_DIR;
+  if (dir === undefined || dir === "") return;
+  heapSession = new Session();
+  heapSession.connect();
+  heapSession.post("HeapProfiler.startSampling", {
+    samplingInterval: 1024,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: false,
+  });
+}
+function stopHeapSampling(): void {
+  const session = heapSession;
+  if (session === undefined) return;
+  heapSession = undefined;
+  session.post("HeapProfiler.stopSampling", (err, result) => {
+    if (err === null && result !== undefined) {
+      const name = process.argv[1]?.split("/").pop();
+      writeFileSync(
+        `${process.env.BENCH_HEAP_SAMPLING_DIR}/${name}-${process.pid}-${Date.now()}.heapprofile`,
+        JSON.stringify(result.profile),
+      );
+    }
+    session.disconnect();
+  });
 }
 
 /**
