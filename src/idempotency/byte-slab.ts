@@ -4,12 +4,15 @@
  * ArrayBuffers: each one is a heap object, an off-heap allocation and GC
  * bookkeeping of its own, promoted to the old generation and dying there.
  *
- * Bytes are appended to the current chunk and never overwritten: read()
- * returns a view, not a copy (a replay of 4 KiB copies nothing), and a view
- * stays valid after its entry is freed. A chunk whose entries were all freed
- * is let go to the GC. A chunk holding one live entry is pinned whole, so when
- * chunks hold more than twice the live bytes (plus two chunks) `wasteful()`
- * says so and the owner moves its entries to a fresh slab.
+ * Bytes are appended to the current chunk. read() returns a copy (reads are
+ * replays: rare), so a chunk whose entries were all freed is reused at once:
+ * up to SPARE_CHUNKS of them wait for the next put, and only those beyond go
+ * to the GC. (A store that let every emptied chunk go left up to ~64 MB of
+ * dead ArrayBuffers waiting for a full GC, since V8 collects for external
+ * memory only past that much growth: the store's RSS was 2-3x its budget.)
+ * A chunk holding one live entry is pinned whole, so when chunks hold more
+ * than twice the live bytes (plus two chunks) `wasteful()` says so and the
+ * owner moves its entries to a fresh slab.
  * @private
  */
 export interface SlabChunk {
@@ -40,15 +43,18 @@ export interface ByteSlab {
    * "" for none), and records where in `into` (a new SlabRef by default).
    */
   put<R extends SlabRef>(bytes: Uint8Array, into?: R, hex?: string): R;
-  /** read returns a view of the bytes; chunks are never reused, so it stays valid. */
+  /** read returns a copy of the bytes (chunks are reused once their entries are freed). */
   read(ref: SlabRef): Uint8Array;
   free(ref: SlabRef): void;
   wasteful(): boolean;
-  /** chunkBytes is the size of one chunk; heldBytes what all held chunks take. */
+  /** chunkBytes is the size of one chunk; heldBytes what held and spare chunks take. */
   readonly chunkBytes: number;
   heldBytes(): number;
   liveBytes(): number;
 }
+
+/** SPARE_CHUNKS is how many emptied chunks a slab keeps for reuse. @private */
+export const SPARE_CHUNKS = 2;
 
 /** createByteSlab makes a slab of `chunkBytes` chunks (>= 1). @private */
 export function createByteSlab(chunkBytes: number): ByteSlab {
@@ -61,6 +67,15 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
   };
   let current: SlabChunk | undefined;
   let chunks = 0; // held: current plus those with live bytes
+  const spares: SlabChunk[] = [];
+  // An emptied chunk waits for reuse, or goes to the GC beyond SPARE_CHUNKS.
+  const retire = (chunk: SlabChunk) => {
+    chunks--;
+    if (spares.length < SPARE_CHUNKS) {
+      chunk.used = 0;
+      spares.push(chunk);
+    }
+  };
   let live = 0;
   const maxEntry = Math.max(1, Math.floor(chunkBytes / 4));
   return {
@@ -71,9 +86,9 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
       const length = prefix + bytes.byteLength;
       if (length > maxEntry) throw new RangeError(`${length} bytes do not fit a slab chunk`);
       if (current === undefined || current.used + length > chunkBytes) {
-        // The old current chunk is let go when it holds nothing live.
-        if (current !== undefined && current.live === 0) chunks--;
-        current = newChunk();
+        // The old current chunk is retired when it holds nothing live.
+        if (current !== undefined && current.live === 0) retire(current);
+        current = spares.pop() ?? newChunk();
         chunks++;
       }
       const chunk = current;
@@ -89,15 +104,15 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
       ref.length = length;
       return ref;
     },
-    read: (ref) => chunkOf(ref).buf.subarray(ref.offset, ref.offset + ref.length),
+    read: (ref) => chunkOf(ref).buf.slice(ref.offset, ref.offset + ref.length),
     free(ref) {
       const chunk = chunkOf(ref);
       chunk.live -= ref.length;
       live -= ref.length;
-      if (chunk.live === 0 && chunk !== current) chunks--;
+      if (chunk.live === 0 && chunk !== current) retire(chunk);
     },
     wasteful: () => chunks > 2 && chunks * chunkBytes > 2 * live + 2 * chunkBytes,
-    heldBytes: () => chunks * chunkBytes,
+    heldBytes: () => (chunks + spares.length) * chunkBytes,
     liveBytes: () => live,
   };
 }

@@ -158,7 +158,7 @@ export function createMemoryIdempotencyStore(
     if (d.chunk === undefined) {
       return { fingerprint: d.fingerprint ?? "", outcome: d.outcome ?? EMPTY_OK };
     }
-    // A view of the slab's bytes: they are never overwritten.
+    // A copy of the slab's bytes (a replay): the slab reuses emptied chunks.
     const all = slab.read(d);
     const inSlab = d.fingerprint === undefined;
     const lists = d.lists;

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { createByteSlab, type SlabRef } from "../../src/idempotency/byte-slab.js";
+import { createByteSlab, type SlabRef, SPARE_CHUNKS } from "../../src/idempotency/byte-slab.js";
 
 const bytesOf = (seed: number, length: number) =>
   Uint8Array.from({ length }, (_, i) => (seed * 31 + i) & 0xff);
 
 describe("byte slab", () => {
-  it("returns what was put, as views that stay valid after their entries are freed", () => {
+  it("returns copies of what was put, which stay as they were when the chunk is reused", () => {
     const slab = createByteSlab(64);
     const a = slab.put(bytesOf(1, 10));
     const b = slab.put(bytesOf(2, 16));
@@ -21,7 +21,9 @@ describe("byte slab", () => {
     copy.fill(0); // the slab copied the bytes in
     for (let i = 0; i < 20; i++) slab.free(slab.put(bytesOf(4 + i, 16)));
     expect(slab.read(c)).toEqual(bytesOf(3, 16));
-    expect(readA).toEqual(bytesOf(1, 10)); // never overwritten
+    expect(readA).toEqual(bytesOf(1, 10)); // a copy: its chunk was reused since
+    slab.read(c).fill(0xee); // writing to a copy changes nothing stored
+    expect(slab.read(c)).toEqual(bytesOf(3, 16));
   });
 
   it("takes entries up to a quarter chunk and refuses larger ones", () => {
@@ -38,20 +40,46 @@ describe("byte slab", () => {
     }
   });
 
-  it("lets go of chunks whose entries were all freed", () => {
+  it("reuses emptied chunks, keeping SPARE_CHUNKS of them and letting the others go", () => {
     const slab = createByteSlab(64);
     const refs: SlabRef[] = [];
     for (let i = 0; i < 16; i++) refs.push(slab.put(bytesOf(i, 16))); // 4 chunks full
     expect(slab.heldBytes()).toBe(4 * 64);
-    // Free the first three chunks' entries: those chunks are let go.
+    // Free the first three chunks' entries: SPARE_CHUNKS of them stay as spares.
     for (const r of refs.slice(0, 12)) slab.free(r);
-    expect(slab.heldBytes()).toBe(64);
+    expect(SPARE_CHUNKS).toBe(2);
+    expect(slab.heldBytes()).toBe((1 + SPARE_CHUNKS) * 64);
     expect(slab.liveBytes()).toBe(64);
-    // The next put takes a new chunk.
-    const next = slab.put(bytesOf(99, 16));
-    expect(slab.heldBytes()).toBe(2 * 64);
-    expect(slab.read(next)).toEqual(bytesOf(99, 16));
-    for (const [i, r] of refs.entries()) expect(slab.read(r)).toEqual(bytesOf(i, 16));
+    // The next puts take the spares before any new chunk.
+    const next: SlabRef[] = [];
+    for (let i = 0; i < 8; i++) next.push(slab.put(bytesOf(100 + i, 16)));
+    expect(slab.heldBytes()).toBe(3 * 64);
+    next.push(slab.put(bytesOf(108, 16)));
+    expect(slab.heldBytes()).toBe(4 * 64);
+    for (const [i, r] of next.entries()) expect(slab.read(r)).toEqual(bytesOf(100 + i, 16));
+    for (const [i, r] of refs.slice(12).entries())
+      expect(slab.read(r)).toEqual(bytesOf(12 + i, 16));
+  });
+
+  it("keeps every live entry intact through long churn over reused chunks", () => {
+    const slab = createByteSlab(256);
+    // A FIFO of live entries of varied sizes, as the store's LRU evicts them.
+    const live: { ref: SlabRef; seed: number; length: number }[] = [];
+    let allocatedMax = 0;
+    for (let i = 0; i < 5_000; i++) {
+      const length = (i * 7) % 60;
+      live.push({ ref: slab.put(bytesOf(i, length)), seed: i, length });
+      while (slab.liveBytes() > 1_000) {
+        const oldest = live.shift();
+        if (oldest !== undefined) slab.free(oldest.ref);
+      }
+      if (i % 97 === 0) {
+        for (const e of live) expect(slab.read(e.ref)).toEqual(bytesOf(e.seed, e.length));
+      }
+      allocatedMax = Math.max(allocatedMax, slab.heldBytes());
+    }
+    // ~1000 live bytes in 256-byte chunks: a bounded set of chunks, reused.
+    expect(allocatedMax).toBeLessThanOrEqual(10 * 256);
   });
 
   it("says it is wasteful when pinned, mostly empty chunks hold over twice the live bytes", () => {
