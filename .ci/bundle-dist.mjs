@@ -1,0 +1,57 @@
+// Bundles connect-mesh's compiled ES modules (tsc's dist/src and dist/gen)
+// into one module, dist/src/index.js, and removes the per-file modules; the
+// .d.ts files stay as tsc wrote them. One module instead of ~215 loads
+// faster and takes ~4 MB less memory in every process (Node 20: 77 → 73 MB
+// RSS for `import "connect-mesh"`). Dependencies stay external, so a user's
+// @connectrpc/connect and @bufbuild/protobuf are the ones connect-mesh uses.
+// Run by `npm run build` after tsc.
+import { readFileSync, readdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { build } from "esbuild";
+
+const entry = "dist/src/index.js";
+const result = await build({
+  entryPoints: [entry],
+  outfile: entry,
+  allowOverwrite: true,
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  packages: "external",
+  // Class and function names stay as written (error names, stack frames).
+  keepNames: true,
+  sourcemap: true,
+  sourcesContent: true,
+  legalComments: "none",
+  metafile: true,
+  logLevel: "warning",
+});
+
+// Every other compiled module is now inside the bundle.
+const bundled = new Set(Object.keys(result.metafile.inputs));
+if (![...bundled].some((f) => f.startsWith("dist/gen/"))) {
+  throw new Error("bundle-dist: dist/gen was not bundled; was tsc run first?");
+}
+const walk = (dir) =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)],
+  );
+let removed = 0;
+for (const file of [...walk("dist/src"), ...walk("dist/gen")]) {
+  if (file === entry || file === `${entry}.map`) continue;
+  if (file.endsWith(".js") || file.endsWith(".js.map")) {
+    // A module of types only compiles to `export {};`: nothing imports it at run time.
+    const typesOnly = (f) =>
+      readFileSync(f, "utf8")
+        .replace(/\/\*[\s\S]*?\*\//g, "")
+        .replace(/^\s*\/\/.*$/gm, "")
+        .trim() === "export {};";
+    if (file.endsWith(".js") && !bundled.has(file) && !typesOnly(file)) {
+      throw new Error(`bundle-dist: ${file} is not reachable from ${entry}`);
+    }
+    rmSync(file);
+    removed++;
+  }
+}
+console.log(`bundle-dist: ${bundled.size} modules → ${entry} (${removed} files removed)`);
