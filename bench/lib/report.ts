@@ -196,7 +196,7 @@ export function markdownTable(r: SuiteReport): string {
   }
   lines.push("");
   lines.push(
-    "Latencies and CPU are medians over repetitions; CPU is process.cpuUsage (user + system) of the whole process over the measured window divided by the calls completed in it; peak RSS is the highest process maxRSS seen.",
+    "Latencies and CPU are medians over repetitions; CPU is process.cpuUsage (user + system) of the whole process over the measured window divided by the calls completed in it; peak RSS is the median over repetitions of each fresh process's maxRSS (the highest is `client_peak_rss_mb_max` / `server_peak_rss_mb_max` in the JSON).",
   );
   lines.push(
     `Other load is the CPU (in cores, median; max shown above ${LOADED_CORES}) that processes outside the benchmark used during the measured windows, from /proc/stat: figures taken while it is well above 0 are depressed. Runs taken under more than ${LOADED_CORES} cores are measured again at the end when the budget allows (${r.results.reduce((a, x) => a + x.remeasured, 0)} replaced in this run).`,

@@ -57,8 +57,15 @@ export interface ResultRow {
   readonly client_cpu_us_per_call: number | null;
   readonly server_cpu_us_per_call: number | null;
   readonly cpu_us_per_call: number | null;
+  /**
+   * client_peak_rss_mb is the median over repetitions of the client process's
+   * peak RSS (every repetition runs fresh processes), like the other columns;
+   * the highest is client_peak_rss_mb_max. Same for the server.
+   */
   readonly client_peak_rss_mb: number | null;
   readonly server_peak_rss_mb: number | null;
+  readonly client_peak_rss_mb_max: number | null;
+  readonly server_peak_rss_mb_max: number | null;
   /** other_load_cores is the median CPU (in cores) used by unrelated processes during the windows. */
   readonly other_load_cores: number | null;
   /** other_load_max_cores is the worst repetition's other load. */
@@ -316,8 +323,10 @@ function aggregate(
     client_cpu_us_per_call: round(median(pick((s) => s.clientCpuUsPerCall)), 1),
     server_cpu_us_per_call: round(median(pick((s) => s.serverCpuUsPerCall)), 1),
     cpu_us_per_call: round(median(pick((s) => s.clientCpuUsPerCall + s.serverCpuUsPerCall)), 1),
-    client_peak_rss_mb: round(max(pick((s) => s.clientPeakRssMb)), 1),
-    server_peak_rss_mb: round(max(pick((s) => s.serverPeakRssMb)), 1),
+    client_peak_rss_mb: round(median(pick((s) => s.clientPeakRssMb)), 1),
+    server_peak_rss_mb: round(median(pick((s) => s.serverPeakRssMb)), 1),
+    client_peak_rss_mb_max: round(max(pick((s) => s.clientPeakRssMb)), 1),
+    server_peak_rss_mb_max: round(max(pick((s) => s.serverPeakRssMb)), 1),
     other_load_cores: round(median(pick((s) => s.otherCores)), 2),
     other_load_max_cores: round(max(pick((s) => s.otherCores)), 2),
     remeasured: 0,
