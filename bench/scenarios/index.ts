@@ -4,6 +4,7 @@ import { balancing } from "./balancing.js";
 import { breakers } from "./breakers.js";
 import { discovery } from "./discovery.js";
 import { faults } from "./faults.js";
+import { footprint } from "./footprint.js";
 import { idempotency } from "./idempotency.js";
 import { logging } from "./logging.js";
 import { mirror } from "./mirror.js";
@@ -32,4 +33,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [overload.name]: overload,
   [mirror.name]: mirror,
   [admin.name]: admin,
+  [footprint.name]: footprint,
 };
