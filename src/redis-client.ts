@@ -1,5 +1,3 @@
-import type { ConnectionOptions } from "node:tls";
-
 /**
  * RedisClientLike is the part of a Redis client the Redis stores call: an
  * ioredis `Redis` (any 6.x) fits. The stores are typed structurally, so
@@ -20,8 +18,10 @@ export interface RedisClientLike {
 /**
  * RedisConnectionOptions are the options of a connection a store or queue
  * opens itself: the common ones are named here, any other ioredis option
- * (`connectTimeout`, `retryStrategy`, ...) passes through as is, so ioredis
- * `RedisOptions` fit.
+ * (`tls`, `connectTimeout`, `retryStrategy`, ...) passes through as is, so
+ * ioredis `RedisOptions` fit. `tls` is left to ioredis: its type differs
+ * between 6.0 (`tls.ConnectionOptions`) and 6.1 (also a Redis Cloud profile
+ * name).
  */
 export interface RedisConnectionOptions {
   /** host of the Redis server; default 127.0.0.1. */
@@ -34,8 +34,6 @@ export interface RedisConnectionOptions {
   readonly password?: string;
   /** db is the database index to SELECT; default 0. */
   readonly db?: number;
-  /** tls connects with TLS using these options. */
-  readonly tls?: ConnectionOptions;
   // biome-ignore lint/suspicious/noExplicitAny: as in ioredis and BullMQ options; `unknown` would reject ioredis's RedisOptions (an interface has no implicit index signature).
   readonly [option: string]: any;
 }
