@@ -40,6 +40,14 @@ if tar -tzf "$tarball" | grep -Ev '^package/(dist/(src|gen)/.*\.(js|d\.ts|js\.ma
   echo "the tarball ships files a user does not need (listed above)" >&2
   exit 1
 fi
+# The public declarations name neither ioredis nor bullmq (src/redis-client.ts):
+# ioredis 6.1's own import the untyped redis-errors, which fails a
+# skipLibCheck: false consumer (TS7016) whenever ours reference them.
+if tar -xzOf "$tarball" --wildcards 'package/dist/src/*.d.ts' |
+  grep -E "(from |import\()[\"'](ioredis|bullmq)[\"']"; then
+  echo "the public declarations import ioredis or bullmq (listed above)" >&2
+  exit 1
+fi
 
 app="$work/app"
 mkdir -p "$app"
@@ -69,6 +77,7 @@ echo "consumer program: $lines lines (server.ts, client.ts, client.cjs)"
 
 echo "-- npm install (registry, cache preferred) (${SECONDS}s)"
 (cd "$app" && npm install --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
+echo "consumer resolved ioredis $(node -p 'require(process.argv[1]).version' "$app/node_modules/ioredis/package.json")"
 for absent in prom-client @opentelemetry/api @types/dns-packet pg @types/pg tsx; do
   if [ -e "$app/node_modules/$absent" ]; then
     echo "$absent is installed in the consumer: the no-optional-peers check would prove nothing" >&2

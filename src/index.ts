@@ -362,6 +362,7 @@ export {
   REDIS_QUEUE_DEFAULTS,
   type RedisQueueOptions,
 } from "./queue/redis-queue.js";
+export type { RedisClientLike, RedisConnectionOptions } from "./redis-client.js";
 export { RETRY_BUDGET_DEFAULTS, type RetryBudgetOptions } from "./retry/retry-budget.js";
 export type { GiveUpReason, RetryEvent } from "./retry/retry-events.js";
 export {

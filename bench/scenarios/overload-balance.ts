@@ -388,7 +388,8 @@ async function rateRun(ctx: LabContext, limitRps: number, seconds: number): Prom
       },
     );
   } finally {
-    const redis = stores[0]!.redis;
+    // The stores opened their connections: ioredis clients.
+    const redis = stores[0]!.redis as Redis;
     const keys = await redis.keys(`${prefix}*`).catch(() => []);
     if (keys.length > 0) await redis.del(...keys).catch(() => 0);
     await Promise.all(stores.map((s) => s.close()));

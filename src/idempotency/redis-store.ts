@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
-import type { Redis, RedisOptions } from "ioredis";
+import type { Redis } from "ioredis";
 import { lazyModule } from "../lazy-module.js";
+import type { RedisClientLike, RedisConnectionOptions } from "../redis-client.js";
 import { newClaimToken, tokenFingerprint } from "./claim-token.js";
 import { decodeOutcome, encodeOutcome, OutcomeDecodeError } from "./outcome.js";
 import {
@@ -16,11 +17,11 @@ import {
  * either `redis` (a connection you own and close) or `connection` (the store
  * opens and owns one; `close()` closes it).
  */
-export interface RedisIdempotencyStoreOptions {
+export interface RedisIdempotencyStoreOptions<C extends RedisClientLike = RedisClientLike> {
   /** redis is an ioredis client to use as is; see REDIS_STORE_CONNECTION_DEFAULTS for advice. */
-  readonly redis?: Redis;
-  /** connection opens a client from a `redis://` URL or ioredis options. */
-  readonly connection?: string | RedisOptions;
+  readonly redis?: C;
+  /** connection opens an ioredis client from a `redis://` URL or ioredis options. */
+  readonly connection?: string | RedisConnectionOptions;
   /** keyPrefix starts every key the store writes; default `connect-mesh:idempotency:`. */
   readonly keyPrefix?: string;
 }
@@ -37,16 +38,26 @@ export interface RedisIdempotencyStoreOptions {
  * the offline queue stays on, so commands sent while the first connection is
  * being made wait for it instead of failing.
  */
-export const REDIS_STORE_CONNECTION_DEFAULTS: Readonly<RedisOptions> = Object.freeze({
+export const REDIS_STORE_CONNECTION_DEFAULTS: Readonly<{
+  maxRetriesPerRequest: number;
+  commandTimeout: number;
+  connectTimeout: number;
+}> = Object.freeze({
   maxRetriesPerRequest: 0,
   commandTimeout: 1_000,
   connectTimeout: 1_000,
 });
 
-/** RedisIdempotencyStore is an IdempotencyStore in Redis, shared by any number of replicas. */
-export interface RedisIdempotencyStore extends IdempotencyStore {
+/**
+ * RedisIdempotencyStore is an IdempotencyStore in Redis, shared by any number
+ * of replicas. `C` is the type of the `redis` you gave; a connection the
+ * store opened is an ioredis `Redis` typed RedisClientLike (cast it to call
+ * other commands).
+ */
+export interface RedisIdempotencyStore<C extends RedisClientLike = RedisClientLike>
+  extends IdempotencyStore {
   /** redis is the client in use. */
-  readonly redis: Redis;
+  readonly redis: C;
   /** keyFor returns the Redis key of a record key (for tests and operations). */
   keyFor(recordKey: string): string;
   /** close quits the connection if the store opened it; a given `redis` is left open. */
@@ -112,9 +123,9 @@ interface Scripted {
  * Works with Redis >= 2.6.12 and Valkey; not with Redis Cluster multi-key
  * features (none are used: every script touches one key).
  */
-export function createRedisIdempotencyStore(
-  options: RedisIdempotencyStoreOptions,
-): RedisIdempotencyStore {
+export function createRedisIdempotencyStore<C extends RedisClientLike = RedisClientLike>(
+  options: RedisIdempotencyStoreOptions<C>,
+): RedisIdempotencyStore<C> {
   if ((options.redis === undefined) === (options.connection === undefined)) {
     throw new TypeError("createRedisIdempotencyStore: give exactly one of redis and connection");
   }
@@ -122,8 +133,12 @@ export function createRedisIdempotencyStore(
   if (typeof keyPrefix !== "string") {
     throw new TypeError(`keyPrefix ${String(keyPrefix)} must be a string`);
   }
-  const owned = options.redis === undefined;
-  const redis = options.redis ?? openRedis(options.connection as string | RedisOptions);
+  // Only a connection the store opened is closed by it: that one is ioredis.
+  const opened =
+    options.redis === undefined
+      ? openRedis(options.connection as string | RedisConnectionOptions)
+      : undefined;
+  const redis: RedisClientLike = options.redis ?? (opened as Redis);
   redis.defineCommand("meshIdempotencyClaim", { numberOfKeys: 1, lua: CLAIM });
   redis.defineCommand("meshIdempotencyComplete", { numberOfKeys: 1, lua: COMPLETE });
   redis.defineCommand("meshIdempotencyRelease", { numberOfKeys: 1, lua: RELEASE });
@@ -145,7 +160,8 @@ export function createRedisIdempotencyStore(
   };
 
   return {
-    redis,
+    // Without `redis`, C is not inferred and stays RedisClientLike.
+    redis: redis as C,
     keyFor,
     claim(recordKey, fingerprint, leaseMs) {
       return run("claim", async () => {
@@ -201,14 +217,14 @@ export function createRedisIdempotencyStore(
       });
     },
     async close() {
-      if (!owned || redis.status === "end") return;
-      if (redis.status !== "ready") {
+      if (opened === undefined || opened.status === "end") return;
+      if (opened.status !== "ready") {
         // Not connected: stop reconnecting (ioredis emits no "end" then).
-        redis.disconnect();
+        opened.disconnect();
         return;
       }
-      const ended = once(redis, "end");
-      await redis.quit().catch(() => redis.disconnect());
+      const ended = once(opened, "end");
+      await opened.quit().catch(() => opened.disconnect());
       await ended;
     },
   };
@@ -216,7 +232,7 @@ export function createRedisIdempotencyStore(
 
 const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
 
-function openRedis(connection: string | RedisOptions): Redis {
+function openRedis(connection: string | RedisConnectionOptions): Redis {
   const { Redis } = loadIoredis();
   const redis =
     typeof connection === "string"

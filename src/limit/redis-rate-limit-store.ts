@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import type { Redis, RedisOptions } from "ioredis";
 import { type Clock, systemClock } from "../clock.js";
 import { lazyModule } from "../lazy-module.js";
+import type { RedisClientLike, RedisConnectionOptions } from "../redis-client.js";
 import {
   type RateLimitStore,
   RateLimitStoreError,
@@ -14,11 +15,11 @@ import { fullAfterMs, type TokenBucketLimit } from "./token-bucket.js";
  * either `redis` (a connection you own and close) or `connection` (the store
  * opens and owns one; `close()` closes it).
  */
-export interface RedisRateLimitStoreOptions {
+export interface RedisRateLimitStoreOptions<C extends RedisClientLike = RedisClientLike> {
   /** redis is an ioredis client to use as is (set `maxRetriesPerRequest: 0` on it). */
-  readonly redis?: Redis;
-  /** connection opens a client from a `redis://` URL or ioredis options. */
-  readonly connection?: string | RedisOptions;
+  readonly redis?: C;
+  /** connection opens an ioredis client from a `redis://` URL or ioredis options. */
+  readonly connection?: string | RedisConnectionOptions;
   /** keyPrefix starts every key the store writes; default `connect-mesh:rate-limit:`. */
   readonly keyPrefix?: string;
   /**
@@ -31,11 +32,17 @@ export interface RedisRateLimitStoreOptions {
   readonly clock?: Clock;
 }
 
-/** RedisRateLimitStore is a RateLimitStore in Redis, shared by any number of replicas. */
-export interface RedisRateLimitStore extends RateLimitStore {
+/**
+ * RedisRateLimitStore is a RateLimitStore in Redis, shared by any number of
+ * replicas. `C` is the type of the `redis` you gave; a connection the store
+ * opened is an ioredis `Redis` typed RedisClientLike (cast it to call other
+ * commands).
+ */
+export interface RedisRateLimitStore<C extends RedisClientLike = RedisClientLike>
+  extends RateLimitStore {
   take(key: string, limit: TokenBucketLimit, cost: number): Promise<RateLimitVerdict>;
   /** redis is the client in use. */
-  readonly redis: Redis;
+  readonly redis: C;
   /** keyFor returns the Redis key of a bucket key (for tests and operations). */
   keyFor(bucketKey: string): string;
   /** close quits the connection if the store opened it; a given `redis` is left open. */
@@ -112,9 +119,9 @@ interface Scripted {
  * connection is known to be down (ioredis reconnecting) it rejects at once.
  * Keys are the prefix and the SHA-256 of the bucket key (method and principal).
  */
-export function createRedisRateLimitStore(
-  options: RedisRateLimitStoreOptions,
-): RedisRateLimitStore {
+export function createRedisRateLimitStore<C extends RedisClientLike = RedisClientLike>(
+  options: RedisRateLimitStoreOptions<C>,
+): RedisRateLimitStore<C> {
   if ((options.redis === undefined) === (options.connection === undefined)) {
     throw new TypeError("createRedisRateLimitStore: give exactly one of redis and connection");
   }
@@ -127,15 +134,20 @@ export function createRedisRateLimitStore(
     throw new RangeError(`timeoutMs ${String(timeoutMs)} must be a number > 0`);
   }
   const clock = options.clock ?? systemClock;
-  const owned = options.redis === undefined;
-  const redis = options.redis ?? openRedis(options.connection as string | RedisOptions);
+  // Only a connection the store opened is closed by it: that one is ioredis.
+  const opened =
+    options.redis === undefined
+      ? openRedis(options.connection as string | RedisConnectionOptions)
+      : undefined;
+  const redis: RedisClientLike = options.redis ?? (opened as Redis);
   redis.defineCommand("meshRateLimitTake", { numberOfKeys: 1, lua: TAKE });
   const scripted = redis as unknown as Scripted;
   const keyFor = (bucketKey: string) =>
     keyPrefix + createHash("sha256").update(bucketKey).digest("base64url");
 
   return {
-    redis,
+    // Without `redis`, C is not inferred and stays RedisClientLike.
+    redis: redis as C,
     keyFor,
     take(key, limit, cost) {
       // Known down: answer now rather than queue behind the reconnect.
@@ -176,11 +188,11 @@ export function createRedisRateLimitStore(
       });
     },
     async close() {
-      if (!owned) return;
+      if (opened === undefined) return;
       try {
-        await redis.quit();
+        await opened.quit();
       } catch {
-        redis.disconnect();
+        opened.disconnect();
       }
     },
   };
@@ -188,7 +200,7 @@ export function createRedisRateLimitStore(
 
 const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
 
-function openRedis(connection: string | RedisOptions): Redis {
+function openRedis(connection: string | RedisConnectionOptions): Redis {
   const { Redis } = loadIoredis();
   const defaults: RedisOptions = {
     maxRetriesPerRequest: REDIS_RATE_LIMIT_STORE_DEFAULTS.maxRetriesPerRequest,

@@ -3,6 +3,7 @@ import { Code } from "@connectrpc/connect";
 import type { Job, RedisOptions } from "bullmq";
 import { lazyModule } from "../lazy-module.js";
 import { codeName } from "../observability/grpc-fields.js";
+import type { RedisConnectionOptions } from "../redis-client.js";
 import { stripUndefined } from "../strip-undefined.js";
 import {
   type ConsumeOptions,
@@ -36,7 +37,7 @@ export interface RedisQueueOptions {
    * connection is a `redis://` URL or ioredis options; default 127.0.0.1:6379.
    * BullMQ opens its own connections from it (one for the queue, two per consumer).
    */
-  readonly connection?: string | RedisOptions;
+  readonly connection?: string | RedisConnectionOptions;
   /** prefix starts every Redis key of the queue; default `connect-mesh`. */
   readonly prefix?: string;
   /**

@@ -11,6 +11,7 @@
 
 import { appendFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
 import { OrderService } from "../../../gen/example/orders/v1/orders_pb.js";
 import {
   createMeshServer,
@@ -75,7 +76,8 @@ serveCommands({
     // store's 1 s command timeout, so try a few times.
     for (let attempt = 1; ; attempt++) {
       try {
-        await store.redis.ping();
+        // A store that opened its connection holds an ioredis Redis.
+        await (store.redis as Redis).ping();
         break;
       } catch (e) {
         if (attempt >= 10) throw e;

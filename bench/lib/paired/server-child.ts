@@ -5,6 +5,7 @@
 // counters for the exactly-once soak. Driven over IPC (see protocol.ts).
 
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
 import { OrderService } from "../../../gen/example/orders/v1/orders_pb.js";
 import { EchoService } from "../../../gen/test/v1/echo_pb.js";
 import {
@@ -51,7 +52,7 @@ async function start(spec: PairedServerSpec): Promise<{ name: string; address: s
       keyPrefix: spec.redis.keyPrefix,
     });
     // Connect now, so the first call does not pay for it.
-    await redisStore.redis.ping();
+    await (redisStore.redis as Redis).ping();
   }
   const h: Hosted = {
     spec,
