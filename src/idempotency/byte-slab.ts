@@ -21,6 +21,8 @@ export interface SlabChunk {
   readonly node: Buffer;
   used: number;
   live: number;
+  /** retired: emptied and given up (spare or to the GC) until put reuses it. */
+  retired: boolean;
 }
 
 /**
@@ -63,13 +65,17 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
   }
   const newChunk = (): SlabChunk => {
     const buf = new Uint8Array(chunkBytes);
-    return { buf, node: Buffer.from(buf.buffer, 0, chunkBytes), used: 0, live: 0 };
+    return { buf, node: Buffer.from(buf.buffer, 0, chunkBytes), used: 0, live: 0, retired: false };
   };
   let current: SlabChunk | undefined;
   let chunks = 0; // held: current plus those with live bytes
   const spares: SlabChunk[] = [];
   // An emptied chunk waits for reuse, or goes to the GC beyond SPARE_CHUNKS.
+  // Once only: freeing an empty entry of an already emptied chunk must not
+  // retire it again (it would be handed out twice).
   const retire = (chunk: SlabChunk) => {
+    if (chunk.retired) return;
+    chunk.retired = true;
     chunks--;
     if (spares.length < SPARE_CHUNKS) {
       chunk.used = 0;
@@ -89,6 +95,7 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
         // The old current chunk is retired when it holds nothing live.
         if (current !== undefined && current.live === 0) retire(current);
         current = spares.pop() ?? newChunk();
+        current.retired = false;
         chunks++;
       }
       const chunk = current;

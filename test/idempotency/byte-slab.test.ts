@@ -61,6 +61,24 @@ describe("byte slab", () => {
       expect(slab.read(r)).toEqual(bytesOf(12 + i, 16));
   });
 
+  it("retires a chunk once, even when empty entries in it are freed after it emptied", () => {
+    const slab = createByteSlab(64);
+    const empties: SlabRef[] = [];
+    const full: SlabRef[] = [];
+    for (let c = 0; c < 3; c++) {
+      for (let i = 0; i < 4; i++) full.push(slab.put(bytesOf(c * 4 + i, 16)));
+      empties.push(slab.put(new Uint8Array(0))); // at the end of a full chunk
+    }
+    // The first chunk empties out, then its empty entry goes after it.
+    for (const r of full.slice(0, 4)) slab.free(r);
+    slab.free(empties[0] as SlabRef);
+    // One spare, handed out once: new entries never share a chunk's bytes.
+    const fresh = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => slab.put(bytesOf(50 + i, 16)));
+    for (const [i, r] of fresh.entries()) expect(slab.read(r)).toEqual(bytesOf(50 + i, 16));
+    for (const [i, r] of full.slice(4).entries()) expect(slab.read(r)).toEqual(bytesOf(4 + i, 16));
+    expect(new Set(fresh.map((r) => r.chunk)).size).toBe(2);
+  });
+
   it("keeps every live entry intact through long churn over reused chunks", () => {
     const slab = createByteSlab(256);
     // A FIFO of live entries of varied sizes, as the store's LRU evicts them.
