@@ -34,8 +34,20 @@ let totalCalls = 0;
 let totalErrors = 0;
 let firstError: string | undefined;
 
+/** intervalMs paces each unary caller (inFlight / ratePerSec); 0: closed loop. */
+let intervalMs = 0;
+
 async function worker(c: EchoClientHandle): Promise<void> {
+  // Callers start spread over one interval, so paced calls do not bunch.
+  let next = performance.now() + Math.random() * intervalMs;
   while (running) {
+    if (intervalMs > 0) {
+      const wait = next - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      // A caller that fell behind starts at once, but never makes up the lost slots in a burst.
+      next = Math.max(next + intervalMs, performance.now());
+      if (!running) break;
+    }
     const t0 = performance.now();
     let failure: string | undefined;
     try {
@@ -160,6 +172,7 @@ serveCommands({
     inFlight = init.inFlight;
     workload = init.workload ?? "unary";
     streamMessages = init.streamMessages ?? streamMessages;
+    intervalMs = init.ratePerSec === undefined ? 0 : (1000 * init.inFlight) / init.ratePerSec;
     // One probe call per target connects the HTTP/2 sessions before the clock starts.
     for (let i = 0; i < init.targets.length; i++) {
       await client.echo(payload);

@@ -43,6 +43,12 @@ export interface BenchConfig {
   readonly workload?: Workload;
   /** streamMessages is how many messages one server-streaming call asks for (server-stream only). */
   readonly streamMessages?: number;
+  /**
+   * ratePerSec paces unary callers to this many calls per second in total
+   * (each caller starts a call every inFlight / ratePerSec seconds, later when
+   * its previous call is still running); default: no pacing (closed loop).
+   */
+  readonly ratePerSec?: number;
 }
 
 /**
@@ -76,6 +82,7 @@ export interface ClientInit {
   readonly inFlight: number;
   readonly workload?: Workload;
   readonly streamMessages?: number;
+  readonly ratePerSec?: number;
 }
 
 /** ProcessWindow is what a child measured between mark-begin and mark-end. */

@@ -240,6 +240,7 @@ async function runOnce(
       inFlight: config.inFlight,
       ...(config.workload === undefined ? {} : { workload: config.workload }),
       ...(config.streamMessages === undefined ? {} : { streamMessages: config.streamMessages }),
+      ...(config.ratePerSec === undefined ? {} : { ratePerSec: config.ratePerSec }),
     };
     await clientLoaded;
     await client.call("init", init, INIT_TIMEOUT_MS);

@@ -10,6 +10,7 @@ import { logging } from "./logging.js";
 import { mirror } from "./mirror.js";
 import { overload } from "./overload.js";
 import { overloadBalance } from "./overload-balance.js";
+import { paced } from "./paced.js";
 import { queue } from "./queue.js";
 import { retries } from "./retries.js";
 import { streaming } from "./streaming.js";
@@ -34,4 +35,5 @@ export const SCENARIOS: Readonly<Record<string, Scenario>> = {
   [mirror.name]: mirror,
   [admin.name]: admin,
   [footprint.name]: footprint,
+  [paced.name]: paced,
 };
