@@ -123,6 +123,33 @@ describe("idempotency memory store: bounds (LRU) and TTL on a fake clock", () =>
     expect((await store.claim("p3", "fp", 1_000)).state).toBe("claimed");
   });
 
+  it("replays every record's bytes when empty responses are stored between others", async () => {
+    // google.protobuf.Empty answers are empty messages: entries of 0 bytes in the slab.
+    // maxBytes 64 KiB: 4 KiB slab chunks, so chunks empty out and are reused often.
+    const store = createMemoryIdempotencyStore({
+      maxEntries: 40,
+      maxBytes: 64 * 1024,
+      clock: createFakeClock(),
+    });
+    const bytesOf = (i: number) => Uint8Array.from({ length: 300 }, (_, j) => (i * 7 + j) & 0xff);
+    const live: number[] = [];
+    for (let i = 0; i < 2_000; i++) {
+      const outcome: IdempotencyOutcome =
+        i % 3 === 0 ? sized(0) : { kind: "ok", message: bytesOf(i), header: [], trailer: [] };
+      await put(store, `k${i}`, outcome);
+      live.push(i);
+      if (live.length > 40) live.shift();
+      if (i % 50 === 49) {
+        for (const j of live) {
+          const got = await store.get(`k${j}`);
+          if (got?.state !== "completed") throw new Error(`k${j} is ${got?.state}`);
+          const message = got.record.outcome.kind === "ok" ? got.record.outcome.message : undefined;
+          expect(message, `k${j}`).toEqual(j % 3 === 0 ? new Uint8Array(0) : bytesOf(j));
+        }
+      }
+    }
+  });
+
   it("counts records evicted for room before their TTL, not expired ones taken for room", async () => {
     const clock = createFakeClock();
     const store = createMemoryIdempotencyStore({ maxEntries: 2, clock });
