@@ -17,7 +17,8 @@ const MTLS_REFERENCE = "grpc-js → grpc-js (mTLS)";
 const MESH_MTLS = "mesh → mesh (mTLS)";
 const MESH_MTLS_NO_SIDE_EFFECTS = "mesh → mesh (mTLS, no side effects)";
 
-interface Row {
+/** Row is one client → server pair of the unary echo. */
+export interface Row {
   readonly label: string;
   readonly client: ClientSpec;
   readonly server: ServerSpec;
@@ -25,27 +26,53 @@ interface Row {
 
 const NO_SIDE_EFFECTS = { method: "no-side-effects" } as const;
 
+/** LABELS names the rows other suites (paced) measure too. */
+export const LABELS = Object.freeze({
+  reference: REFERENCE,
+  mesh: "mesh → mesh",
+  meshNoSideEffects: "mesh → mesh (no side effects)",
+  lean: "lean → lean",
+});
+
 /**
  * ROWS are measured in this order within each repetition. The connect ↔
  * grpc-js cross pairs were dropped to keep a full run near 5 minutes: they
  * say nothing about the mesh.
  */
-const ROWS: readonly Row[] = [
+export const ROWS: readonly Row[] = [
   { label: REFERENCE, client: { stack: "grpc-js" }, server: { stack: "grpc-js" } },
   { label: "connect → connect", client: { stack: "connect" }, server: { stack: "connect" } },
-  { label: "mesh → mesh", client: { stack: "mesh" }, server: { stack: "mesh" } },
+  { label: LABELS.mesh, client: { stack: "mesh" }, server: { stack: "mesh" } },
   {
-    label: "mesh → mesh (no side effects)",
+    label: LABELS.meshNoSideEffects,
     client: { stack: "mesh", options: NO_SIDE_EFFECTS },
     server: { stack: "mesh" },
   },
-  { label: "lean → lean", client: { stack: "lean" }, server: { stack: "lean" } },
+  { label: LABELS.lean, client: { stack: "lean" }, server: { stack: "lean" } },
   { label: "grpc-js → mesh", client: { stack: "grpc-js" }, server: { stack: "mesh" } },
   { label: "mesh → grpc-js", client: { stack: "mesh" }, server: { stack: "grpc-js" } },
 ];
 
-const PAYLOADS = [128, 4096] as const;
-const IN_FLIGHT = 64;
+export const PAYLOADS = [128, 4096] as const;
+export const IN_FLIGHT = 64;
+
+/** unaryConfigs is every row at every payload, IN_FLIGHT callers, plus `extra`. */
+export function unaryConfigs(
+  rows: readonly Row[],
+  payloads: readonly number[],
+  extra: Partial<BenchConfig> = {},
+): BenchConfig[] {
+  return payloads.flatMap((payloadBytes) =>
+    rows.map((row) => ({
+      label: row.label,
+      client: row.client,
+      servers: [row.server],
+      payloadBytes,
+      inFlight: IN_FLIGHT,
+      ...extra,
+    })),
+  );
+}
 
 /**
  * TLS_ROWS secure the reference and the full mesh stack: TLS (server
@@ -139,18 +166,6 @@ export const transport: Scenario & ScenarioGoals = {
     quick: { warmupMs: 300, durationMs: 500, reps: 1 },
   },
   configs(opts): BenchConfig[] {
-    const out: BenchConfig[] = [];
-    for (const payloadBytes of PAYLOADS) {
-      for (const row of ROWS) {
-        out.push({
-          label: row.label,
-          client: row.client,
-          servers: [row.server],
-          payloadBytes,
-          inFlight: IN_FLIGHT,
-        });
-      }
-    }
     // Quick (CI smoke) runs measure only the two rows the goal compares.
     const secured = tlsRows().filter(
       (r) =>
@@ -159,15 +174,6 @@ export const transport: Scenario & ScenarioGoals = {
         r.label === MESH_MTLS ||
         r.label === MESH_MTLS_NO_SIDE_EFFECTS,
     );
-    for (const row of secured) {
-      out.push({
-        label: row.label,
-        client: row.client,
-        servers: [row.server],
-        payloadBytes: TLS_PAYLOAD,
-        inFlight: IN_FLIGHT,
-      });
-    }
-    return out;
+    return [...unaryConfigs(ROWS, PAYLOADS), ...unaryConfigs(secured, [TLS_PAYLOAD])];
   },
 };
