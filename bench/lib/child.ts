@@ -15,6 +15,9 @@ if (process.env.BENCH_SOURCE_MAPS !== "1") {
   process.setSourceMapsEnabled(false);
 }
 
+/** CHILD names this child in debug output: its entry file (server.mjs, client.mjs...). */
+const CHILD = process.argv[1]?.split("/").pop() ?? "child";
+
 // BENCH_V8_FLAGS passes V8 flags to every child (e.g. `--trace-gc-nvp`),
 // which NODE_OPTIONS does not allow.
 if (process.env.BENCH_V8_FLAGS) setFlagsFromString(process.env.BENCH_V8_FLAGS);
@@ -93,9 +96,7 @@ export class WindowMeter {
     stopHeapSampling();
     const snapshotDir = process.env.BENCH_HEAP_SNAPSHOT_DIR;
     if (snapshotDir !== undefined && snapshotDir !== "") {
-      writeHeapSnapshot(
-        `${snapshotDir}/${process.argv[1]?.split("/").pop()}-${process.pid}.heapsnapshot`,
-      );
+      writeHeapSnapshot(`${snapshotDir}/${CHILD}-${process.pid}.heapsnapshot`);
     }
     return {
       elapsedMs,
@@ -130,9 +131,8 @@ function stopHeapSampling(): void {
   heapSession = undefined;
   session.post("HeapProfiler.stopSampling", (err, result) => {
     if (err === null && result !== undefined) {
-      const name = process.argv[1]?.split("/").pop();
       writeFileSync(
-        `${process.env.BENCH_HEAP_SAMPLING_DIR}/${name}-${process.pid}-${Date.now()}.heapprofile`,
+        `${process.env.BENCH_HEAP_SAMPLING_DIR}/${CHILD}-${process.pid}-${Date.now()}.heapprofile`,
         JSON.stringify(result.profile),
       );
     }
@@ -153,8 +153,7 @@ function writeMemoryBreakdown(maxRssBytes: number): void {
   const spaces = getHeapSpaceStatistics()
     .filter((s) => s.space_size > 0)
     .map((s) => `${s.space_name}=${mb(s.space_size)}/${mb(s.space_used_size)}`);
-  const who = process.argv[1]?.split("/").pop() ?? "child";
   process.stderr.write(
-    `MEM ${who} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(maxRssBytes)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
+    `MEM ${CHILD} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(maxRssBytes)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
   );
 }

@@ -6,7 +6,7 @@
 // src/ (ensureMeshBuild), so a benchmark never measures stale code.
 
 import { execFileSync } from "node:child_process";
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -39,8 +39,7 @@ function newestMtimeMs(dir: string): number {
 }
 
 /**
- * ensureMeshBuild builds dist/ as `npm run build` does (tsc, then
- * .ci/bundle-dist.mjs) when
+ * ensureMeshBuild runs `npm run build` (tsc, then one bundled module) when
  * dist/ is missing or older than any file in src/ or gen/. Call it in the
  * runner before forking children.
  */
@@ -49,17 +48,6 @@ export function ensureMeshBuild(log: (line: string) => void = console.error): vo
   const built = existsSync(DIST_ENTRY) ? statSync(DIST_ENTRY).mtimeMs : 0;
   const sources = Math.max(newestMtimeMs(join(ROOT, "src")), newestMtimeMs(join(ROOT, "gen")));
   if (built >= sources) return;
-  log(
-    "building dist/ (npm run build: tsc, then one bundled module): the benchmark runs the packaged library",
-  );
-  rmSync(join(ROOT, "dist"), { recursive: true, force: true });
-  execFileSync(
-    process.execPath,
-    [join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json"],
-    { cwd: ROOT, stdio: "inherit" },
-  );
-  execFileSync(process.execPath, [join(ROOT, ".ci", "bundle-dist.mjs")], {
-    cwd: ROOT,
-    stdio: "inherit",
-  });
+  log("building dist/ (npm run build): the benchmark runs the packaged library");
+  execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });
 }

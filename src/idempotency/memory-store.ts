@@ -35,9 +35,9 @@ export interface MemoryIdempotencyStoreOptions {
 
 /** MEMORY_STORE_DEFAULTS are the defaults documented on MemoryIdempotencyStoreOptions. */
 export const MEMORY_STORE_DEFAULTS = Object.freeze({
-  // 10k records of ~1 KiB answer a busy replica's retries for minutes; 16 MiB
-  // keeps a keyed server's memory near a plain gRPC server's (within ~20% at
-  // 4 KiB outcomes, bench/results/transport.json) where 64 MiB added ~50 MB.
+  // 10k records of ~1 KiB answer a busy replica's retries for minutes. 16 MiB
+  // of outcomes bounds what a keyed server holds beyond a plain gRPC server
+  // (64 MiB held ~50 MB more at 4 KiB outcomes; bench/results/paced.md).
   maxEntries: 10_000,
   maxBytes: 16 * 1024 * 1024,
 });
