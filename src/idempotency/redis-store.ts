@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import type { Redis } from "ioredis";
-import { lazyModule } from "../lazy-module.js";
 import type { RedisClientLike, RedisConnectionOptions } from "../redis-client.js";
+import { openRedisConnection } from "../redis-connection.js";
 import { newClaimToken, tokenFingerprint } from "./claim-token.js";
 import { decodeOutcome, encodeOutcome, OutcomeDecodeError } from "./outcome.js";
 import {
@@ -136,7 +136,10 @@ export function createRedisIdempotencyStore<C extends RedisClientLike = RedisCli
   // Only a connection the store opened is closed by it: that one is ioredis.
   const opened =
     options.redis === undefined
-      ? openRedis(options.connection as string | RedisConnectionOptions)
+      ? openRedisConnection(
+          options.connection as string | RedisConnectionOptions,
+          REDIS_STORE_CONNECTION_DEFAULTS,
+        )
       : undefined;
   const redis: RedisClientLike = options.redis ?? (opened as Redis);
   redis.defineCommand("meshIdempotencyClaim", { numberOfKeys: 1, lua: CLAIM });
@@ -228,20 +231,6 @@ export function createRedisIdempotencyStore<C extends RedisClientLike = RedisCli
       await ended;
     },
   };
-}
-
-const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
-
-function openRedis(connection: string | RedisConnectionOptions): Redis {
-  const { Redis } = loadIoredis();
-  const redis =
-    typeof connection === "string"
-      ? new Redis(connection, { ...REDIS_STORE_CONNECTION_DEFAULTS })
-      : new Redis({ ...REDIS_STORE_CONNECTION_DEFAULTS, ...connection });
-  // Connection errors surface as failed commands; without a listener ioredis
-  // would print every reconnect failure as an unhandled 'error' event.
-  redis.on("error", () => {});
-  return redis;
 }
 
 function parseValue(value: unknown, pttl: unknown): StoredState | undefined {

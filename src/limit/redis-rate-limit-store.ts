@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
-import type { Redis, RedisOptions } from "ioredis";
+import type { Redis } from "ioredis";
 import { type Clock, systemClock } from "../clock.js";
-import { lazyModule } from "../lazy-module.js";
 import type { RedisClientLike, RedisConnectionOptions } from "../redis-client.js";
+import { openRedisConnection } from "../redis-connection.js";
 import {
   type RateLimitStore,
   RateLimitStoreError,
@@ -137,7 +137,10 @@ export function createRedisRateLimitStore<C extends RedisClientLike = RedisClien
   // Only a connection the store opened is closed by it: that one is ioredis.
   const opened =
     options.redis === undefined
-      ? openRedis(options.connection as string | RedisConnectionOptions)
+      ? openRedisConnection(
+          options.connection as string | RedisConnectionOptions,
+          CONNECTION_DEFAULTS,
+        )
       : undefined;
   const redis: RedisClientLike = options.redis ?? (opened as Redis);
   redis.defineCommand("meshRateLimitTake", { numberOfKeys: 1, lua: TAKE });
@@ -198,20 +201,8 @@ export function createRedisRateLimitStore<C extends RedisClientLike = RedisClien
   };
 }
 
-const loadIoredis = lazyModule<typeof import("ioredis")>("ioredis");
-
-function openRedis(connection: string | RedisConnectionOptions): Redis {
-  const { Redis } = loadIoredis();
-  const defaults: RedisOptions = {
-    maxRetriesPerRequest: REDIS_RATE_LIMIT_STORE_DEFAULTS.maxRetriesPerRequest,
-    connectTimeout: REDIS_RATE_LIMIT_STORE_DEFAULTS.connectTimeout,
-  };
-  const redis =
-    typeof connection === "string"
-      ? new Redis(connection, defaults)
-      : new Redis({ ...defaults, ...connection });
-  // Connection errors surface as failed decisions; without a listener ioredis
-  // would print every reconnect failure as an unhandled 'error' event.
-  redis.on("error", () => {});
-  return redis;
-}
+// Connections the store opens fail fast: its decisions have a short deadline.
+const CONNECTION_DEFAULTS = {
+  maxRetriesPerRequest: REDIS_RATE_LIMIT_STORE_DEFAULTS.maxRetriesPerRequest,
+  connectTimeout: REDIS_RATE_LIMIT_STORE_DEFAULTS.connectTimeout,
+};
