@@ -1,7 +1,7 @@
 // Child-process side of the IPC protocol: answer the parent's commands, and
 // exit when the parent goes away or a command asks to.
 
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector";
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from "node:v8";
 import type { ProcessWindow, Reply, Request } from "./protocol.js";
@@ -154,6 +154,31 @@ function writeMemoryBreakdown(maxRssBytes: number): void {
     .filter((s) => s.space_size > 0)
     .map((s) => `${s.space_name}=${mb(s.space_size)}/${mb(s.space_used_size)}`);
   process.stderr.write(
-    `MEM ${CHILD} pid=${process.pid} rss=${mb(m.rss)} maxRss=${mb(maxRssBytes)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
+    `MEM ${CHILD} pid=${process.pid} ${smapsSummary()} rss=${mb(m.rss)} maxRss=${mb(maxRssBytes)} heap=${mb(m.heapTotal)}/${mb(m.heapUsed)} external=${mb(m.external)} arrayBuffers=${mb(m.arrayBuffers)} ${spaces.join(" ")}\n`,
   );
+}
+
+// smapsSummary splits this process's resident memory by mapping kind (MB):
+// the malloc heap ([heap], brk), anonymous mappings (V8's heap pages, glibc's
+// thread arenas and large mmap'd allocations) and file-backed mappings (code).
+function smapsSummary(): string {
+  let text: string;
+  try {
+    text = readFileSync("/proc/self/smaps", "utf8");
+  } catch {
+    return "";
+  }
+  const kb = { brk: 0, anon: 0, file: 0 };
+  let kind: keyof typeof kb = "anon";
+  for (const line of text.split("\n")) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (header !== null) {
+      const name = header[1] ?? "";
+      kind = name === "[heap]" ? "brk" : name === "" || name.startsWith("[") ? "anon" : "file";
+      continue;
+    }
+    if (line.startsWith("Rss:")) kb[kind] += Number.parseInt(line.slice(4), 10);
+  }
+  const mb = (n: number) => Math.round(n / 1024);
+  return `brk=${mb(kb.brk)} anon=${mb(kb.anon)} file=${mb(kb.file)}`;
 }

@@ -64,7 +64,7 @@ function el(tag, attrs, kids) {
   return n;
 }
 function svg(tag, attrs) { var n = document.createElementNS(SVGNS, tag); for (var k in attrs) n.setAttribute(k, attrs[k]); return n; }
-function fmt(x, digits) { return x == null ? "–" : Number(x).toFixed(digits == null ? 1 : digits); }
+function fmt(x, digits) { return x == null ? "\u2013" : Number(x).toFixed(digits == null ? 1 : digits); }
 // By hand: toLocaleTimeString builds a formatter per call, far too slow for the tap.
 function pad(n, w) { return String(n).padStart(w, "0"); }
 function time(ms) { var d = new Date(ms); return pad(d.getHours(), 2) + ":" + pad(d.getMinutes(), 2) + ":" + pad(d.getSeconds(), 2) + "." + pad(d.getMilliseconds(), 3); }
@@ -141,7 +141,7 @@ function timelineChart(id, st) {
   var lanes = {};
   st.timeline.forEach(function (e) {
     var key, state;
-    if (e.kind === "breaker") { key = "breaker " + e.subject; var m = /→ (\S+)/.exec(e.detail); state = m ? m[1] : "open"; }
+    if (e.kind === "breaker") { key = "breaker " + e.subject; var m = /\u2192 (\S+)/.exec(e.detail); state = m ? m[1] : "open"; }
     else if (e.kind === "ejected") { key = "endpoint " + e.subject; state = "ejected"; }
     else if (e.kind === "restored") { key = "endpoint " + e.subject; state = "healthy"; }
     else return;
@@ -204,7 +204,7 @@ function draw(st) {
   last.forEach(function (p) { n += p.calls; ok += p.ok; retries += p.retries; });
   var secs = Math.max(1, last.length);
   $("k-rps").textContent = fmt(n / secs, 0);
-  $("k-ok").textContent = n === 0 ? "–" : fmt((ok / n) * 100, 2) + "%";
+  $("k-ok").textContent = n === 0 ? "\u2013" : fmt((ok / n) * 100, 2) + "%";
   $("k-retries").textContent = fmt(retries / secs, 1);
   var open = st.stats.breakers.filter(function (b) { return b.state !== "closed"; }).length;
   $("k-breakers").textContent = String(open);
@@ -228,13 +228,13 @@ function draw(st) {
 
   rows("methods-body", st.stats.methods, function (m) {
     return el("tr", {}, [td(m.side), td(m.method), td(fmt(m.callsPerSec, 1), "num"),
-      td(m.successPercent == null ? "–" : fmt(m.successPercent, 2) + "%", "num"), td(fmt(m.p50Ms, 1), "num"), td(fmt(m.p99Ms, 1), "num"),
+      td(m.successPercent == null ? "\u2013" : fmt(m.successPercent, 2) + "%", "num"), td(fmt(m.p50Ms, 1), "num"), td(fmt(m.p99Ms, 1), "num"),
       td(String(m.calls), "num"), td(String(m.failures), "num")]);
   }, "no calls yet");
   rows("endpoints-body", endpointRows(st), function (e) {
     return el("tr", { "data-address": e.address, "data-state": e.state }, [td(e.target), td(e.address), el("td", {}, [badge(e.state)]), td(e.conn),
-      td(fmt(e.rtt, 1), "num"), td(e.pending == null ? "–" : String(e.pending), "num"), td(e.share == null ? "–" : fmt(e.share, 1) + "%", "num"),
-      td(e.ejections == null ? "–" : String(e.ejections), "num")]);
+      td(fmt(e.rtt, 1), "num"), td(e.pending == null ? "\u2013" : String(e.pending), "num"), td(e.share == null ? "\u2013" : fmt(e.share, 1) + "%", "num"),
+      td(e.ejections == null ? "\u2013" : String(e.ejections), "num")]);
   }, "no endpoints");
   rows("breakers-body", st.stats.breakers, function (b) {
     return el("tr", { "data-key": b.key, "data-state": b.state }, [td(b.key), el("td", {}, [badge(b.state)]), td(b.reason), td(time(b.since))]);
@@ -247,15 +247,15 @@ function draw(st) {
   st.transports.forEach(function (t) { if (t.retry && t.retry.budget) budgets.push({ target: t.target, b: t.retry.budget }); });
   $("budget").textContent = budgets.map(function (x) {
     return "retry budget " + x.target + ": " + fmt(x.b.available, 1) + " available (" + fmt(x.b.ratio * 100, 0) + "% + " + fmt(x.b.minRetriesPerSecond, 0) + "/s), " + x.b.withdrawn + " used, " + x.b.exhausted + " refused";
-  }).join("  ·  ");
+  }).join("  \u00b7  ");
   var r = st.stats.retries;
-  $("retry-totals").textContent = "retries " + r.retries + " · hedges " + r.hedges + " · gave up " + r.giveUps + " · budget exhausted " + r.budgetExhausted;
+  $("retry-totals").textContent = "retries " + r.retries + " \u00b7 hedges " + r.hedges + " \u00b7 gave up " + r.giveUps + " \u00b7 budget exhausted " + r.budgetExhausted;
   rows("servers-body", st.servers, function (s) {
     var c = s.calls || {};
-    var reg = s.registration ? s.registration.state + " in " + s.registration.registry : "–";
-    return el("tr", {}, [td(String(s.address || "–")), el("td", {}, [badge(String(s.health || "–"))]), td(String(s.inFlight != null ? s.inFlight : "–"), "num"),
-      td(c.succeeded != null ? String(c.succeeded) : "–", "num"), td(c.failed != null ? String(c.failed) : "–", "num"),
-      td(s.concurrencyLimit ? JSON.stringify(s.concurrencyLimit.maxInFlight) : "–"), td(reg),
+    var reg = s.registration ? s.registration.state + " in " + s.registration.registry : "\u2013";
+    return el("tr", {}, [td(String(s.address || "\u2013")), el("td", {}, [badge(String(s.health || "\u2013"))]), td(String(s.inFlight != null ? s.inFlight : "\u2013"), "num"),
+      td(c.succeeded != null ? String(c.succeeded) : "\u2013", "num"), td(c.failed != null ? String(c.failed) : "\u2013", "num"),
+      td(s.concurrencyLimit ? JSON.stringify(s.concurrencyLimit.maxInFlight) : "\u2013"), td(reg),
       td(Array.isArray(s.services) ? s.services.map(function (x) { return typeof x === "string" ? x : x.name; }).join(", ") : "")]);
   }, "no servers");
 }
@@ -265,7 +265,7 @@ function drawTap() {
   var list = calls.filter(function (c) { return filter === "" || JSON.stringify(c).toLowerCase().indexOf(filter) >= 0; }).slice(-60).reverse();
   rows("tap-body", list, function (c) {
     var tr = el("tr", { "data-code": c.code }, [td(time(c.startedAt)), td(c.side), td(c.method), td(c.code, c.code === "OK" ? "code-ok" : "code-bad"),
-      td(fmt(c.durationMs, 1), "num"), td(c.endpoint || c.peer || "–"), td(c.attempts ? String(c.attempts) : "", "num"), td(c.traceId)]);
+      td(fmt(c.durationMs, 1), "num"), td(c.endpoint || c.peer || "\u2013"), td(c.attempts ? String(c.attempts) : "", "num"), td(c.traceId)]);
     tr.tapped = c;
     return tr;
   }, "no calls yet");
@@ -274,7 +274,7 @@ function drawTap() {
 function connect() {
   var es = new EventSource("api/events");
   es.addEventListener("open", function () { $("conn").className = "live"; $("conn").textContent = "live"; });
-  es.addEventListener("error", function () { $("conn").className = ""; $("conn").textContent = "reconnecting…"; });
+  es.addEventListener("error", function () { $("conn").className = ""; $("conn").textContent = "reconnecting\u2026"; });
   es.addEventListener("state", function (m) { draw(JSON.parse(m.data)); });
   es.addEventListener("calls", function (m) {
     if (paused) return;
