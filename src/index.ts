@@ -315,6 +315,12 @@ export {
 export { loggerKey, traceContextKey } from "./observability/context-keys.js";
 export { currentLogger, currentTraceContext, setRootLogger } from "./observability/current-call.js";
 export { createEventLogger, type EventLogger } from "./observability/event-logger.js";
+export {
+  createLogDestination,
+  LOG_DESTINATION_DEFAULTS,
+  type LogDestination,
+  type LogDestinationOptions,
+} from "./observability/log-destination.js";
 export type { MeshEvent } from "./observability/mesh-event.js";
 export {
   createMetrics,

@@ -111,7 +111,8 @@ export class WindowMeter {
 
 // BENCH_HEAP_SAMPLING_DIR=DIR samples allocations over each window and keeps
 // those that outlived a scavenge (collected later by a full GC, or still live):
-// where promoted, old-generation bytes come from. One .heapprofile per child
+// where promoted, old-generation bytes come from; with BENCH_HEAP_SAMPLING_ALL=1,
+// every allocation. One .heapprofile per child
 // and window, for Chrome DevTools or bench/lib/profile tooling.
 let heapSession: Session | undefined;
 function startHeapSampling(): void {
@@ -122,7 +123,8 @@ function startHeapSampling(): void {
   heapSession.post("HeapProfiler.startSampling", {
     samplingInterval: 1024,
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: false,
+    // BENCH_HEAP_SAMPLING_ALL=1 keeps every sampled allocation (bytes allocated per call).
+    includeObjectsCollectedByMinorGC: process.env.BENCH_HEAP_SAMPLING_ALL === "1",
   });
 }
 function stopHeapSampling(): void {

@@ -1,8 +1,9 @@
 // Suite "logging": CPU per call of connect-mesh's call logging at info (one
 // JSON line per finished call on the server and one on the client, through
-// pino to a file with `pino.destination({ dest, sync: false })`, or to
-// /dev/null) as a ratio to `logger: false` on both sides, measured in one run
-// with interleaved repetitions; plus the log bytes and lines per call.
+// pino to a file with connect-mesh's createLogDestination or with
+// `pino.destination({ dest, sync: false })`, or to /dev/null) as a ratio to
+// `logger: false` on both sides, measured in one run with interleaved
+// repetitions; plus the log bytes and lines per call.
 
 import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -43,6 +44,19 @@ function configs(dir: string, run: string): PairedConfig[] {
       { kind: "file", path: join(dir, `connect-mesh-bench-logging-${run}-client.log`) },
     ),
     variant(
+      "info → file (pino.destination, async)",
+      {
+        kind: "file",
+        path: join(dir, `connect-mesh-bench-logging-${run}-sb-server.log`),
+        writer: "sonic-boom",
+      },
+      {
+        kind: "file",
+        path: join(dir, `connect-mesh-bench-logging-${run}-sb-client.log`),
+        writer: "sonic-boom",
+      },
+    ),
+    variant(
       "info → /dev/null",
       { kind: "file", path: "/dev/null" },
       { kind: "file", path: "/dev/null" },
@@ -78,7 +92,7 @@ export const logging: LabSuite = {
   title: "Call logging at info: CPU cost per call and log volume",
   notes: [
     `- Unary \`test.v1.EchoService/Echo\`, ${PAYLOAD_BYTES} B payload, trivial handler, ${IN_FLIGHT} calls in flight (closed loop), one mesh transport → one mesh server, client and server in separate processes, compression off; otherwise the mesh defaults (idempotency keys + memory store, retries, breakers), as in the transport suite.`,
-    "- Baseline `logger: false` on both sides. Logging: both sides get `pino({ level: \"info\" }, pino.destination({ dest, sync: false }))`, i.e. the server's one line per finished call and the client's one line per finished call, written asynchronously (SonicBoom) to a file in the temp directory, or to /dev/null (formatting and write(2) without the disk). Files are deleted after the run.",
+    "- Baseline `logger: false` on both sides. Logging: both sides get `pino({ level: \"info\" }, createLogDestination({ dest }))`, i.e. the server's one line per finished call and the client's one line per finished call, written once per event-loop turn to a file in the temp directory, or to /dev/null (formatting and write(2) without the disk); `(pino.destination, async)` uses `pino.destination({ dest, sync: false })` (SonicBoom) instead, which copies its whole pending string on every line. Files are deleted after the run.",
     "- Each configuration has its own server and client process (quick runs: all configurations share one server and one client process); the processes stay up and configurations are loaded one at a time, rotating the order every repetition. A configuration's first window follows a warm-up (2000 calls, at most 5 s; quick: 300 calls, at most 0.6 s), later ones a 0.3 s pre-roll (quick: 0.1 s).",
     "- CPU µs/call is process CPU (user + system) over the window divided by successful calls; the ratio is computed per repetition against the baseline window of the same repetition, and the median (min–max) is shown, with the ratio of the medians next to it. On a machine whose other load (last column) is well above 0, CPU per call swings with contention: trust the ratios more than the absolute figures, and neither much when the two ratio figures disagree. Log bytes/call: bytes the loggers wrote over the window (counted in pino's `streamWrite` hook, so the asynchronous write backlog does not skew it) per call; the log volume table reads the whole files after a flush.",
   ],

@@ -1,10 +1,14 @@
-// Log files of the paired children: a pino logger at info over
-// `pino.destination({ dest, sync: false })` (SonicBoom, asynchronous writes),
-// and the size / line count of such a file.
+// Log files of the paired children: a pino logger at info over connect-mesh's
+// createLogDestination (one write per event-loop turn) or, with writer
+// "sonic-boom", `pino.destination({ dest, sync: false })` (asynchronous
+// writes), and the size / line count of such a file.
 
 import { createReadStream } from "node:fs";
 import { type Logger, pino } from "pino";
+import { loadMeshLibrary } from "../mesh-library.js";
 import type { LogSink, LogSummary } from "./protocol.js";
+
+const { createLogDestination } = await loadMeshLibrary();
 
 /** FileLog is a pino logger at info writing asynchronously to a file. */
 export interface FileLog {
@@ -15,12 +19,15 @@ export interface FileLog {
   flush(): Promise<void>;
 }
 
-/** openFileLog makes a pino logger at info over `pino.destination({ dest, sync: false })`. */
+/** openFileLog makes a pino logger at info over the sink's writer (see LogSink). */
 export function openFileLog(sink: LogSink): FileLog | undefined {
   if (sink.kind === "off") {
     return undefined;
   }
-  const dest = pino.destination({ dest: sink.path, sync: false, mkdir: true });
+  const dest =
+    (sink.writer ?? "mesh") === "mesh"
+      ? createLogDestination({ dest: sink.path })
+      : pino.destination({ dest: sink.path, sync: false, mkdir: true });
   let written = 0;
   const logger = pino(
     {

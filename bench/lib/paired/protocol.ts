@@ -13,8 +13,17 @@ export type PairedService = "orders" | "echo";
 /** IdempotencyMode is the server's idempotency layer: off, the memory store, or the Redis store. */
 export type IdempotencyMode = "off" | "memory" | "redis";
 
-/** LogSink is where a process's mesh logger writes: nowhere (`logger: false`) or a file at info. */
-export type LogSink = { readonly kind: "off" } | { readonly kind: "file"; readonly path: string };
+/**
+ * LogSink is where a process's mesh logger writes: nowhere (`logger: false`)
+ * or a file at info, through connect-mesh's `createLogDestination` (writer
+ * "mesh", the default) or `pino.destination({ sync: false })` ("sonic-boom").
+ */
+export type LogSink =
+  | { readonly kind: "off" }
+  | { readonly kind: "file"; readonly path: string; readonly writer?: LogWriter };
+
+/** LogWriter is the pino destination a file LogSink uses. */
+export type LogWriter = "mesh" | "sonic-boom";
 
 export interface RedisSpec {
   readonly host: string;
