@@ -12,6 +12,7 @@ import {
   createEtcdRegistry,
   createFaultInjector,
   createIdentitySource,
+  createLogDestination,
   createMeshRegistry,
   createMeshServer,
   type FaultConfig,
@@ -36,7 +37,7 @@ const send = (m: ReplicaMessage): Promise<void> =>
     process.send(m, undefined, {}, () => resolve());
   });
 
-const destination = pino.destination({ dest: config.logFile, append: true, sync: false });
+const destination = createLogDestination({ dest: config.logFile });
 const logger = pino({ level: "info", base: { proc: config.name, pid: process.pid } }, destination);
 
 const ORDERS = OrderService.typeName;

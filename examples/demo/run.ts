@@ -6,6 +6,7 @@ import { pino } from "pino";
 import {
   createEtcdRegistry,
   createIdentitySource,
+  createLogDestination,
   createMeshRegistry,
   createMeshTransport,
   createMetrics,
@@ -115,7 +116,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  const destination = pino.destination({ dest: logFile, append: true, sync: false });
+  const destination = createLogDestination({ dest: logFile });
   // debug: one line per attempt as well as per call, and the retry events.
   const logger = pino({ level: "debug", base: { proc: "client", pid: process.pid } }, destination);
 

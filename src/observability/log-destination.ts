@@ -130,6 +130,19 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
     return undefined;
   };
   // drain writes the leftover bytes, then the queued lines as one batch.
+  // writeBatch writes a string straight from V8's memory (Node encodes it
+  // into a transient buffer); only what a full pipe leaves becomes a Buffer.
+  const writeBatch = (batch: string): Buffer | undefined => {
+    let n: number;
+    try {
+      n = writeSync(fd, batch, null, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EAGAIN") return Buffer.from(batch, "utf8");
+      throw e;
+    }
+    if (n === Buffer.byteLength(batch, "utf8")) return undefined;
+    return writeAll(Buffer.from(batch, "utf8").subarray(n));
+  };
   // restLines is how many lines `rest` finishes (what a failure there loses).
   let restLines = 0;
   const drain = (): void => {
@@ -142,7 +155,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
         batchLines = lines.length;
         lines = [];
         queued = 0;
-        rest = writeAll(Buffer.from(batch, "utf8"));
+        rest = writeBatch(batch);
       }
       restLines = rest === undefined ? 0 : batchLines;
     } catch (e) {
