@@ -129,7 +129,6 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
     }
     return undefined;
   };
-  // drain writes the leftover bytes, then the queued lines as one batch.
   // writeBatch writes a string straight from V8's memory (Node encodes it
   // into a transient buffer); only what a full pipe leaves becomes a Buffer.
   const writeBatch = (batch: string): Buffer | undefined => {
@@ -145,6 +144,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
   };
   // restLines is how many lines `rest` finishes (what a failure there loses).
   let restLines = 0;
+  // drain writes the leftover bytes, then the queued lines as one batch.
   const drain = (): void => {
     scheduled = undefined;
     let batchLines = restLines;
@@ -179,7 +179,8 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
 
   const destination: LogDestination = {
     write(line: string): boolean {
-      if (ended || queued + line.length > maxBufferedBytes) {
+      // What a full pipe left counts too: the bound covers everything held.
+      if (ended || queued + (rest?.length ?? 0) + line.length > maxBufferedBytes) {
         dropped++;
         return false;
       }

@@ -108,6 +108,12 @@ describe("createLogDestination", () => {
       expect(accepted).toBe(128);
       expect(dest.dropped).toBe(400 - 128);
       dest.flushSync(); // 64 KiB fit in the pipe, the rest waits
+      // The 64 KiB left over count against the bound too: 64 more lines fit.
+      let late = 0;
+      for (let i = 400; i < 470; i++) {
+        if (dest.write(line(i))) late++;
+      }
+      expect(late).toBe(64);
       let got = "";
       const buf = Buffer.alloc(64 * 1024);
       await expect
@@ -123,12 +129,13 @@ describe("createLogDestination", () => {
           },
           { timeout: 10_000, interval: 20 },
         )
-        .toBe(128 * 1024);
-      const got128 = got.split("\n").filter((l) => l !== "");
-      expect(got128.map((l) => Number(l.slice(0, 8)))).toEqual(
-        Array.from({ length: 128 }, (_, i) => i),
-      );
-      expect(dest.dropped).toBe(400 - 128);
+        .toBe(192 * 1024);
+      const gotLines = got.split("\n").filter((l) => l !== "");
+      expect(gotLines.map((l) => Number(l.slice(0, 8)))).toEqual([
+        ...Array.from({ length: 128 }, (_, i) => i),
+        ...Array.from({ length: 64 }, (_, i) => 400 + i),
+      ]);
+      expect(dest.dropped).toBe(400 - 128 + 6);
     } finally {
       closeSync(reader);
     }
