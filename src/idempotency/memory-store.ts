@@ -293,7 +293,9 @@ export function createMemoryIdempotencyStore(
         (bytes + size > maxBytes || pending.size + done.size >= maxEntries) &&
         evictOldest()
       ) {}
-      done.set(recordKey, newDone(fingerprint, outcome, sinceBase() + ttlMs, size));
+      // Rounded up to a whole ms: a fractional clock (performance.now) would
+      // make every record's expiry a boxed double, one more object per record.
+      done.set(recordKey, newDone(fingerprint, outcome, Math.ceil(sinceBase() + ttlMs), size));
       bytes += size;
       return true;
     },
