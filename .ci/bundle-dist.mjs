@@ -68,9 +68,10 @@ if (renamed.length > 0) {
 // only if every character is Latin-1: one "→" left in a String.raw template
 // (esbuild escapes other strings) made the whole ~650 KB source two bytes a
 // character, 0.6 MB more live heap in every process.
-const nonAscii = /[^\x00-\x7f]/.exec(readFileSync(entry, "utf8"));
+const bundleText = readFileSync(entry, "utf8");
+const nonAscii = /[^\x00-\x7f]/.exec(bundleText);
 if (nonAscii !== null) {
-  const line = readFileSync(entry, "utf8").slice(0, nonAscii.index).split("\n").length;
+  const line = bundleText.slice(0, nonAscii.index).split("\n").length;
   throw new Error(
     `bundle-dist: ${entry}:${line} has the non-ASCII character ${JSON.stringify(nonAscii[0])}; escape it in the source (\\u${nonAscii[0].charCodeAt(0).toString(16).padStart(4, "0")})`,
   );

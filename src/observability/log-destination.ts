@@ -32,7 +32,7 @@ export interface LogDestination {
   flush(cb?: (err?: Error) => void): void;
   /** reopen closes and reopens a path destination (after log rotation moved the file). */
   reopen(): void;
-  /** end writes what is queued and closes a path destination; later writes are dropped. */
+  /** end writes what is queued and closes a path destination (until then it is kept, for the exit flush); later writes are dropped. */
   end(): void;
   /** dropped counts lines lost to a full `maxBufferedBytes`, a write error or `end`. */
   readonly dropped: number;
@@ -44,13 +44,12 @@ export const LOG_DESTINATION_DEFAULTS = Object.freeze({
   maxBufferedBytes: 16 * 1024 * 1024,
 });
 
-// Queued lines of every open destination are written when the process exits.
-// Weakly held: a destination nothing refers to has nothing queued (a queued
-// line keeps its destination's drain scheduled, and so reachable).
-const open = new Set<WeakRef<LogDestination>>();
+// Queued lines of every destination not yet ended are written when the
+// process exits (an open one holds its file descriptor until `end` anyway).
+const open = new Set<LogDestination>();
 let exitHooked = false;
 function onExit(): void {
-  for (const ref of open) ref.deref()?.flushSync();
+  for (const d of open) d.flushSync();
 }
 
 /**
@@ -177,6 +176,14 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
     for (const cb of waiting.splice(0)) cb();
   };
 
+  // schedule drains after this turn, unless a drain or a retry is pending.
+  const schedule = (): void => {
+    if (scheduled === undefined && retry === undefined) {
+      scheduled = setImmediate(drain);
+      scheduled.unref();
+    }
+  };
+
   const destination: LogDestination = {
     write(line: string): boolean {
       // What a full pipe left counts too: the bound covers everything held.
@@ -186,10 +193,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
       }
       lines.push(line);
       queued += line.length;
-      if (scheduled === undefined && retry === undefined) {
-        scheduled = setImmediate(drain);
-        scheduled.unref();
-      }
+      schedule();
       return true;
     },
     flushSync(): void {
@@ -202,10 +206,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
         return;
       }
       if (cb !== undefined) waiting.push(cb);
-      if (scheduled === undefined && retry === undefined) {
-        scheduled = setImmediate(drain);
-        scheduled.unref();
-      }
+      schedule();
     },
     reopen(): void {
       if (typeof dest === "number" || ended) return;
@@ -219,7 +220,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
       if (ended) return;
       destination.flushSync();
       ended = true;
-      open.delete(self);
+      open.delete(destination);
       if (rest !== undefined) {
         dropped += restLines;
         rest = undefined;
@@ -232,9 +233,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
       return dropped;
     },
   };
-  for (const ref of open) if (ref.deref() === undefined) open.delete(ref);
-  const self = new WeakRef(destination);
-  open.add(self);
+  open.add(destination);
   if (!exitHooked) {
     exitHooked = true;
     process.on("exit", onExit);
