@@ -10,7 +10,7 @@ import type { LogSink, LogSummary } from "./protocol.js";
 
 const { createLogDestination } = await loadMeshLibrary();
 
-/** FileLog is a pino logger at info writing asynchronously to a file. */
+/** FileLog is a pino logger at info writing to a file (see LogSink for the writer). */
 export interface FileLog {
   readonly logger: Logger;
   readonly path: string;
