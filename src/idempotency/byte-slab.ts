@@ -45,6 +45,11 @@ export interface ByteSlab {
    * "" for none), and records where in `into` (a new SlabRef by default).
    */
   put<R extends SlabRef>(bytes: Uint8Array, into?: R, hex?: string): R;
+  /**
+   * reserve sets aside `length` bytes (as put does, without copying) for the
+   * owner to write at `into.chunk.buf[into.offset ...]`.
+   */
+  reserve<R extends SlabRef>(length: number, into: R): R;
   /** read returns a copy of the bytes (chunks are reused once their entries are freed). */
   read(ref: SlabRef): Uint8Array;
   free(ref: SlabRef): void;
@@ -84,33 +89,37 @@ export function createByteSlab(chunkBytes: number): ByteSlab {
   };
   let live = 0;
   const maxEntry = Math.max(1, Math.floor(chunkBytes / 4));
+  const reserve = <R extends SlabRef>(length: number, ref: R): R => {
+    if (length > maxEntry) throw new RangeError(`${length} bytes do not fit a slab chunk`);
+    if (current === undefined || current.used + length > chunkBytes) {
+      // The old current chunk is retired when it holds nothing live.
+      if (current !== undefined && current.live === 0) retire(current);
+      current = spares.pop() ?? newChunk();
+      current.retired = false;
+      chunks++;
+    }
+    const chunk = current;
+    const offset = chunk.used;
+    chunk.used += length;
+    chunk.live += length;
+    live += length;
+    ref.chunk = chunk;
+    ref.offset = offset;
+    ref.length = length;
+    return ref;
+  };
   return {
     chunkBytes,
     fits: (length) => length <= maxEntry,
     put<R extends SlabRef>(bytes: Uint8Array, into?: R, hex = ""): R {
       const prefix = hex.length >>> 1;
-      const length = prefix + bytes.byteLength;
-      if (length > maxEntry) throw new RangeError(`${length} bytes do not fit a slab chunk`);
-      if (current === undefined || current.used + length > chunkBytes) {
-        // The old current chunk is retired when it holds nothing live.
-        if (current !== undefined && current.live === 0) retire(current);
-        current = spares.pop() ?? newChunk();
-        current.retired = false;
-        chunks++;
-      }
-      const chunk = current;
-      const offset = chunk.used;
-      if (prefix > 0) chunk.node.write(hex, offset, prefix, "hex");
-      chunk.buf.set(bytes, offset + prefix);
-      chunk.used += length;
-      chunk.live += length;
-      live += length;
-      const ref = into ?? ({} as R);
-      ref.chunk = chunk;
-      ref.offset = offset;
-      ref.length = length;
+      const ref = reserve(prefix + bytes.byteLength, into ?? ({} as R));
+      const chunk = ref.chunk as SlabChunk;
+      if (prefix > 0) chunk.node.write(hex, ref.offset, prefix, "hex");
+      chunk.buf.set(bytes, ref.offset + prefix);
       return ref;
     },
+    reserve,
     read: (ref) => chunkOf(ref).buf.slice(ref.offset, ref.offset + ref.length),
     free(ref) {
       const chunk = chunkOf(ref);

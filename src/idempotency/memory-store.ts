@@ -1,11 +1,10 @@
 import { type Clock, systemClock } from "../clock.js";
 import { stripUndefined } from "../strip-undefined.js";
-import { createByteSlab, type SlabChunk, type SlabRef } from "./byte-slab.js";
 import { tokenFingerprint } from "./claim-token.js";
-import { type HeaderList, type IdempotencyOutcome, outcomeSize } from "./outcome.js";
+import { type IdempotencyOutcome, outcomeSize } from "./outcome.js";
+import { createRecordTable } from "./record-table.js";
 import {
   type ClaimResult,
-  type IdempotencyRecord,
   type IdempotencyStore,
   IdempotencyStoreError,
   type StoredState,
@@ -69,57 +68,22 @@ interface Pending {
   readonly expiresAt: number;
 }
 
-// A completed record is one object (the record itself is built on a hit): at
-// 10k records each living a second or more, what a record holds is promoted
-// to the old generation and dies there, so its size is GC work and peak RSS
-// (~45 MB at 10k records of ~450 B, before). An ok outcome's message lives in
-// a ByteSlab (a few large chunks) rather than in an ArrayBuffer of its own,
-// after the request fingerprint's 32 bytes (when it is SHA-256 hex, as the
-// interceptor's are), and the record is its own slab reference; expiry is in
-// ms since the store was made, a small integer rather than a boxed double.
-// Other outcomes, and messages too large for a chunk, are kept as they are.
-// (Keeping an ok outcome's message as a latin1 string instead was tried:
-// 0.5 µs per call less at 128 B, but nearly twice the cost at 4 KiB.)
-class Done implements SlabRef {
-  /** chunk, offset and length locate a slabbed outcome (moved by compaction). */
-  chunk: SlabChunk | undefined = undefined;
-  offset = 0;
-  length = 0;
-  constructor(
-    readonly expiresAt: number,
-    readonly bytes: number,
-    /** fingerprint unless it is in the slab. */
-    readonly fingerprint: string | undefined,
-    /** outcome unless it is in the slab. */
-    readonly outcome: IdempotencyOutcome | undefined,
-    /** header and trailer of a slabbed outcome, when not both empty. */
-    readonly lists: readonly [HeaderList, HeaderList] | undefined,
-  ) {}
-}
-
-const FINGERPRINT_BYTES = 32;
-const SHA256_HEX = /^[0-9a-f]{64}$/;
+// Completed records live in a RecordTable: typed arrays and a byte slab, off
+// the V8 heap (see record-table.ts for what that saved). Their expiry is in
+// ms since the store was made.
 
 // Chunks of 1/16 of maxBytes, 4-256 KiB: a small store does not hold a large
-// chunk, and a message of up to a quarter chunk (64 KiB by default) is slabbed.
+// chunk, and a record of up to a quarter chunk (64 KiB by default) is slabbed.
 const slabChunkBytes = (maxBytes: number) =>
   Math.min(256 * 1024, Math.max(4 * 1024, Math.floor(maxBytes / 16)));
-
-const NO_HEADERS: HeaderList = Object.freeze([]);
-const EMPTY_OK: IdempotencyOutcome = Object.freeze({
-  kind: "ok",
-  message: new Uint8Array(0),
-  header: NO_HEADERS,
-  trailer: NO_HEADERS,
-});
 
 /**
  * createMemoryIdempotencyStore keeps records in this process: right for one
  * replica, or for tests. Replicas do not see each other's records; use the
  * Redis store (or your own) when a retry may reach another replica.
  *
- * Completed records live in an LRU (a Map in recency order: a hit moves the
- * record to the end, eviction takes from the front) bounded by `maxEntries`
+ * Completed records live in an LRU (a hit makes a record the most recent,
+ * eviction takes the least recent), off the V8 heap, bounded by `maxEntries`
  * and `maxBytes`, and expire after their TTL. In-progress records are never
  * evicted, since that would let a duplicate run; they expire with their lease.
  * When in-progress records alone fill `maxEntries`, claims fail with
@@ -140,81 +104,28 @@ export function createMemoryIdempotencyStore(
     throw new RangeError(`maxBytes ${maxBytes} must be >= 1`);
   }
   const pending = new Map<string, Pending>();
-  const done = new Map<string, Done>();
+  const done = createRecordTable(maxEntries, slabChunkBytes(maxBytes));
   let bytes = 0;
   let evicted = 0;
-  let slab = createByteSlab(slabChunkBytes(maxBytes));
 
   // Completed records expire on this timeline: ms since the store was made.
   const base = clock.now();
   const sinceBase = () => clock.now() - base;
 
-  const dropDone = (key: string, d: Done) => {
-    done.delete(key);
-    bytes -= d.bytes;
-    if (d.chunk !== undefined) slab.free(d);
-  };
-  const recordOf = (d: Done): IdempotencyRecord => {
-    if (d.chunk === undefined) {
-      return { fingerprint: d.fingerprint ?? "", outcome: d.outcome ?? EMPTY_OK };
-    }
-    // A copy of the slab's bytes (a replay): the slab reuses emptied chunks.
-    const all = slab.read(d);
-    const inSlab = d.fingerprint === undefined;
-    const lists = d.lists;
-    return {
-      fingerprint: inSlab
-        ? d.chunk.node.toString("hex", d.offset, d.offset + FINGERPRINT_BYTES)
-        : (d.fingerprint ?? ""),
-      outcome: {
-        kind: "ok",
-        message: inSlab ? all.subarray(FINGERPRINT_BYTES) : all,
-        header: lists?.[0] ?? NO_HEADERS,
-        trailer: lists?.[1] ?? NO_HEADERS,
-      },
-    };
-  };
-  // compact moves every slabbed record to a fresh slab, when records that
-  // outlived their neighbours (replays keep them) pin mostly empty chunks.
-  const compact = () => {
-    const fresh = createByteSlab(slab.chunkBytes);
-    for (const d of done.values()) {
-      if (d.chunk === undefined) continue;
-      fresh.put(d.chunk.buf.subarray(d.offset, d.offset + d.length), d);
-    }
-    slab = fresh;
-  };
-  const newDone = (
-    fingerprint: string,
-    outcome: IdempotencyOutcome,
-    expiresAt: number,
-    size: number,
-  ): Done => {
-    if (outcome.kind !== "ok") return new Done(expiresAt, size, fingerprint, outcome, undefined);
-    const fpInSlab = SHA256_HEX.test(fingerprint);
-    const length = outcome.message.byteLength + (fpInSlab ? FINGERPRINT_BYTES : 0);
-    if (!slab.fits(length)) return new Done(expiresAt, size, fingerprint, outcome, undefined);
-    const { header, trailer } = outcome;
-    const lists =
-      header.length === 0 && trailer.length === 0 ? undefined : ([header, trailer] as const);
-    const d = new Done(expiresAt, size, fpInSlab ? undefined : fingerprint, undefined, lists);
-    if (slab.wasteful()) compact();
-    slab.put(outcome.message, d, fpInSlab ? fingerprint : "");
-    return d;
+  const dropDone = (slot: number) => {
+    bytes -= done.bytes(slot);
+    done.remove(slot);
   };
   // lookup returns the live state of a key, dropping expired records on the way.
   const lookup = (key: string, touch: boolean): StoredState | undefined => {
     const now = clock.now();
-    const d = done.get(key);
-    if (d !== undefined) {
-      if (d.expiresAt <= now - base) {
-        dropDone(key, d);
+    const slot = done.find(key);
+    if (slot >= 0) {
+      if (done.expiresAt(slot) <= now - base) {
+        dropDone(slot);
       } else {
-        if (touch) {
-          done.delete(key);
-          done.set(key, d);
-        }
-        return { state: "completed", record: recordOf(d) };
+        if (touch) done.touch(slot);
+        return { state: "completed", record: done.record(slot) };
       }
     }
     const p = pending.get(key);
@@ -231,23 +142,11 @@ export function createMemoryIdempotencyStore(
     }
     return undefined;
   };
-  // The eviction cursor is one long-lived iterator: every entry it passed was
-  // evicted, and entries are only ever appended, so its next entry is the
-  // oldest. A fresh `done.entries()` per eviction would walk over the holes
-  // the evictions left at the front of the Map (thousands, until V8 rehashes
-  // it): that was ~4% of a keyed call's CPU.
-  let cursor: MapIterator<[string, Done]> | undefined;
   const evictOldest = (): boolean => {
-    cursor ??= done.entries();
-    const first = cursor.next();
-    if (first.done === true) {
-      // Exhausted for good (a Map iterator never resumes): the Map is empty.
-      cursor = undefined;
-      return false;
-    }
-    const d = first.value[1];
-    if (d.expiresAt > sinceBase()) evicted++;
-    dropDone(first.value[0], d);
+    const slot = done.oldest();
+    if (slot < 0) return false;
+    if (done.expiresAt(slot) > sinceBase()) evicted++;
+    dropDone(slot);
     return true;
   };
   const sweepPending = () => {
@@ -279,10 +178,10 @@ export function createMemoryIdempotencyStore(
       const fingerprint = p?.token === token ? p.fingerprint : tokenFingerprint(token);
       if (fingerprint === undefined) return false;
       if (p !== undefined && p.token !== token && p.expiresAt > clock.now()) return false;
-      const d = done.get(recordKey);
-      if (d !== undefined && d.expiresAt > sinceBase()) return false;
+      const d = done.find(recordKey);
+      if (d >= 0 && done.expiresAt(d) > sinceBase()) return false;
       pending.delete(recordKey);
-      if (d !== undefined) dropDone(recordKey, d);
+      if (d >= 0) dropDone(d);
       const size = outcomeSize(outcome) + recordKey.length;
       if (size > maxBytes) {
         throw new IdempotencyStoreError(
@@ -295,7 +194,7 @@ export function createMemoryIdempotencyStore(
       ) {}
       // Rounded up to a whole ms: a fractional clock (performance.now) would
       // make every record's expiry a boxed double, one more object per record.
-      done.set(recordKey, newDone(fingerprint, outcome, Math.ceil(sinceBase() + ttlMs), size));
+      done.insert(recordKey, fingerprint, outcome, Math.ceil(sinceBase() + ttlMs), size);
       bytes += size;
       return true;
     },
