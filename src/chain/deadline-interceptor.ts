@@ -39,14 +39,18 @@ export function createServerDeadlineInterceptor(): Interceptor {
       const handled = settle(scope, () => next(req));
       return abort === undefined ? raceAbort(handled, scope.signal) : raceCallAbort(handled, abort);
     }
+    // The request stream is read by the handler, inside the scope already:
+    // only the response stream, pulled by the server from outside it, is bound.
     const race = racer(abort, scope);
-    return race(
-      settle(scope, () => next({ ...req, message: bindIterableToScope(scope, req.message) })),
-    ).then((res) => {
+    return race(settle(scope, () => next(req))).then((res) => {
       const stream = res as StreamResponse;
+      const message = bindIterableToScope(scope, stream.message);
+      // The lean handler answers its CallAbort itself (the status goes out at
+      // once) and stops at the handler's next message: racing every message
+      // against the abort would only cost a promise and a listener each.
       return {
         ...stream,
-        message: abortableIterable(bindIterableToScope(scope, stream.message), race),
+        message: abort === undefined ? abortableIterable(message, race) : message,
       };
     });
   };
