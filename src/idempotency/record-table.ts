@@ -70,6 +70,7 @@ const NONE = -1;
 const FINGERPRINT_BYTES = 32;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const INITIAL_SLOTS = 64;
+const MAX_SCRATCH_BYTES = 64 * 1024;
 
 /** Extra is what a record keeps outside the slab, when it has to. */
 interface Extra {
@@ -116,13 +117,16 @@ export function createRecordTable(maxSlots: number, chunkBytes: number): RecordT
   let keyHash = 0;
   const encode = (key: string) => {
     if (key === encodedKey) return;
-    if (key.length * 3 > scratch.length) scratch = Buffer.allocUnsafe(key.length * 3);
-    keyBuf = scratch;
-    keyLength = scratch.write(key, 0, "utf8");
+    // UTF-8 takes up to 3 bytes per UTF-16 unit, UTF-16 2. The scratch
+    // grows to 64 KiB at most: a longer key gets a buffer of its own.
+    const need = key.length * 3;
+    if (need > scratch.length && need <= MAX_SCRATCH_BYTES) scratch = Buffer.allocUnsafe(need);
+    keyBuf = need <= scratch.length ? scratch : Buffer.allocUnsafe(need);
+    keyLength = keyBuf.write(key, 0, "utf8");
     keyWide = keyLength !== key.length;
     // Not ASCII: UTF-8 would turn lone surrogates into U+FFFD, so that two
     // keys could compare equal. UTF-16 keeps every string apart.
-    if (keyWide) keyLength = scratch.write(key, 0, "utf16le");
+    if (keyWide) keyLength = keyBuf.write(key, 0, "utf16le");
     keyHash = halfSipHash(keyBuf, keyLength, k0, k1) ^ (keyWide ? 1 : 0);
     encodedKey = key;
   };

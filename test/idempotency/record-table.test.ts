@@ -56,7 +56,7 @@ function recordFor(key: string, n: number): IdempotencyRecord {
 }
 
 // Keys that must all stay apart: ASCII, non-ASCII, lone surrogates (which
-// UTF-8 would turn into the same U+FFFD), empty, and longer than a slab chunk.
+// UTF-8 would turn into the same U+FFFD), empty, longer than a slab chunk.
 const specialKeys = [
   "",
   "a",
@@ -71,6 +71,9 @@ const specialKeys = [
   "k".repeat(1_500),
   "k".repeat(1_501),
   `${"é".repeat(800)}x`,
+  // Beyond the 64 KiB encoding scratch: encoded in a buffer of its own.
+  "long".repeat(6_000),
+  `${"long".repeat(6_000)}!`,
 ];
 
 describe("record table", () => {
